@@ -1,0 +1,185 @@
+"""Chunk transitions: what every chunked agent trains on.
+
+A chunk starts at step ``t`` with horizon ``h`` and discount ``γ`` (see ARCHITECTURE.md, section 3):
+
+- ``actions``: ``a_t .. a_{t+h-1}`` from the same trajectory; ``valid[i] = 1`` when step ``t+i``
+  exists there, otherwise the position is zero-padded and excluded from every loss.
+- ``tau``: ``h``, or fewer when a terminal or the trajectory's end comes first (counting that step).
+- ``reward_h``: ``Σ_{i<τ} γ^i r_{t+i}``; ``partial_returns[i]`` is the same sum up to ``min(i, τ-1)``.
+- ``next_observations``: ``s_{t+τ}``, bootstrapped with ``bootstrap_discount = γ^τ`` (0 on a terminal).
+- ``td_weight``: 1 for a TD sample. In ``mask`` mode a chunk that the trajectory's end cuts short
+  is left out of the TD loss (weight 0); in ``truncate`` mode every chunk is a TD sample.
+
+``enumerate_chunks`` is the slow, obviously-correct reference; ``ChunkSampler`` is the vectorized
+sampler used in training. Tests check that they agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import numpy as np
+import torch
+
+from chunkrl.data.trajectories import Trajectories
+
+BoundaryMode = Literal["mask", "truncate"]
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """How chunks are cut from trajectories."""
+
+    horizon: int = 5
+    """Chunk length h (number of actions per chunk)."""
+    discount: float = 0.99
+    """Per-step discount γ."""
+    boundary: BoundaryMode = "mask"
+    """``mask``: chunks cut by a trajectory's end are excluded from TD; ``truncate``: they bootstrap early."""
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"discount must be in [0, 1], got {self.discount}")
+        if self.boundary not in ("mask", "truncate"):
+            raise ValueError(f"boundary must be 'mask' or 'truncate', got {self.boundary!r}")
+
+
+@dataclass
+class ChunkBatch:
+    """A batch of chunk transitions with named fields (numpy arrays or torch tensors)."""
+
+    observations: np.ndarray | torch.Tensor  # [B, obs_dim], s_t
+    actions: np.ndarray | torch.Tensor  # [B, h, action_dim], zero-padded where invalid
+    valid: np.ndarray | torch.Tensor  # [B, h], 1 where step t+i exists in the trajectory
+    reward_h: np.ndarray | torch.Tensor  # [B], Σ_{i<τ} γ^i r_{t+i}
+    partial_returns: np.ndarray | torch.Tensor  # [B, h], running discounted sums, held at reward_h after τ
+    tau: np.ndarray | torch.Tensor  # [B], number of steps summed into reward_h
+    bootstrap_discount: np.ndarray | torch.Tensor  # [B], γ^τ, or 0 when the chunk stopped on a terminal
+    next_observations: np.ndarray | torch.Tensor  # [B, obs_dim], s_{t+τ}
+    td_weight: np.ndarray | torch.Tensor  # [B], 1 for a TD sample, 0 to leave it out of the TD loss
+
+    def to_torch(self, device: torch.device | str = "cpu") -> ChunkBatch:
+        """Tensors on ``device`` (floats as float32, ``tau`` as int64)."""
+        converted = {}
+        for f in fields(self):
+            value = torch.as_tensor(getattr(self, f.name))
+            value = value.long() if f.name == "tau" else value.float()
+            converted[f.name] = value.to(device, non_blocking=True)
+        return ChunkBatch(**converted)
+
+    def __len__(self) -> int:
+        return len(self.reward_h)
+
+
+def enumerate_chunks(trajectories: Trajectories, spec: ChunkSpec) -> ChunkBatch:
+    """Every chunk transition of the store, one per step, computed step by step (reference code).
+
+    Deterministic and loop-based on purpose: it states the semantics plainly, for tests and for
+    anyone checking the math. Use ``ChunkSampler`` for training.
+    """
+    n, h, gamma = trajectories.size, spec.horizon, spec.discount
+    steps = trajectories.step_arrays()
+    if n and not steps.ends[-1]:
+        raise ValueError("enumerate_chunks needs complete trajectories; the newest one is still open")
+    out = _empty_batch(n, h, trajectories.observation_dim, trajectories.action_dim)
+    for t in range(n):
+        ended = False  # passed the trajectory's end
+        stopped = False  # return summation has stopped (terminal or end reached)
+        ret, tau, stop_index = 0.0, 0, t
+        for i in range(h):
+            if not ended:
+                out.valid[t, i] = 1.0
+                out.actions[t, i] = steps.actions[t + i]
+            if not stopped:
+                ret += gamma**i * float(steps.rewards[t + i])
+                tau, stop_index = i + 1, t + i
+                if steps.terminals[t + i] or steps.ends[t + i]:
+                    stopped = True
+            if not ended and steps.ends[t + i]:
+                ended = True
+            out.partial_returns[t, i] = ret
+        terminal_stop = bool(steps.terminals[stop_index])
+        out.observations[t] = steps.observations[t]
+        out.reward_h[t] = ret
+        out.tau[t] = tau
+        out.next_observations[t] = steps.next_observations[stop_index]
+        out.bootstrap_discount[t] = 0.0 if terminal_stop else gamma**tau
+        cut_by_end = out.valid[t].sum() < h
+        out.td_weight[t] = 0.0 if (spec.boundary == "mask" and cut_by_end and not terminal_stop) else 1.0
+    return out
+
+
+class ChunkSampler:
+    """Vectorized random batches of chunk transitions from a (possibly growing) ``Trajectories``.
+
+    Args:
+        trajectories: the store to read; its current ``size`` is read at every call.
+        spec: horizon, discount and boundary mode.
+        seed: seed of the sampler's own random generator.
+    """
+
+    def __init__(self, trajectories: Trajectories, spec: ChunkSpec, seed: int = 0):
+        self.trajectories = trajectories
+        self.spec = spec
+        self.rng = np.random.default_rng(seed)
+        self._offsets = np.arange(spec.horizon, dtype=np.int64)
+        self._powers = (spec.discount**self._offsets).astype(np.float64)
+
+    def sample_indices(self, batch_size: int) -> np.ndarray:
+        """Uniform random start steps."""
+        if self.trajectories.size == 0:
+            raise ValueError("cannot sample chunks from an empty store")
+        return self.rng.integers(0, self.trajectories.size, size=batch_size)
+
+    def sample(self, batch_size: int) -> ChunkBatch:
+        """A random batch (numpy); call ``.to_torch(device)`` to train on it."""
+        return self.gather(self.sample_indices(batch_size))
+
+    def gather(self, starts: np.ndarray) -> ChunkBatch:
+        """The chunk transitions starting at ``starts`` (int array), without Python loops."""
+        store, h = self.trajectories, self.spec.horizon
+        starts = np.asarray(starts, dtype=np.int64)
+        last = store.last_step_of(starts)  # [B]
+        positions = starts[:, None] + self._offsets  # [B, h]
+        valid = positions <= last[:, None]
+        stop = np.minimum(np.minimum(last, store.next_terminal[starts]), starts + h - 1)  # [B]
+        tau = stop - starts + 1
+        summed = self._offsets[None, :] < tau[:, None]
+        safe_positions = np.minimum(positions, last[:, None])
+        step_rewards = np.where(summed, store.rewards[safe_positions] * self._powers, 0.0)
+        partial_returns = np.cumsum(step_rewards, axis=1)
+        terminal_stop = store.terminals[stop]
+        actions = store.actions[safe_positions] * valid[..., None]
+        bootstrap = np.where(terminal_stop, 0.0, self.spec.discount**tau)
+        if self.spec.boundary == "mask":
+            td_weight = (valid.all(axis=1) | terminal_stop).astype(np.float32)
+        else:
+            td_weight = np.ones(len(starts), np.float32)
+        return ChunkBatch(
+            observations=store.observations[starts],
+            actions=actions.astype(np.float32),
+            valid=valid.astype(np.float32),
+            reward_h=partial_returns[:, -1].astype(np.float32),
+            partial_returns=partial_returns.astype(np.float32),
+            tau=tau,
+            bootstrap_discount=bootstrap.astype(np.float32),
+            next_observations=store.next_observations[stop],
+            td_weight=td_weight,
+        )
+
+
+def _empty_batch(n: int, h: int, obs_dim: int, action_dim: int) -> ChunkBatch:
+    return ChunkBatch(
+        observations=np.zeros((n, obs_dim), np.float32),
+        actions=np.zeros((n, h, action_dim), np.float32),
+        valid=np.zeros((n, h), np.float32),
+        reward_h=np.zeros(n, np.float32),
+        partial_returns=np.zeros((n, h), np.float32),
+        tau=np.zeros(n, np.int64),
+        bootstrap_discount=np.zeros(n, np.float32),
+        next_observations=np.zeros((n, obs_dim), np.float32),
+        td_weight=np.zeros(n, np.float32),
+    )

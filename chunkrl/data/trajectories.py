@@ -1,0 +1,191 @@
+"""Step-level trajectory store: the one place where environment steps live.
+
+Every step ``t`` holds ``s_t, a_t, r_t, s_{t+1}`` and two flags:
+
+- ``terminals[t]``: the task ended at this step; nothing is bootstrapped past it.
+- ``ends[t]``: the stored trajectory stops at this step (a time limit, the end of a recorded
+  episode, or a terminal that reset the environment).
+
+Steps of one trajectory are contiguous. Two index arrays are kept up to date so that chunk samplers
+never loop in Python: ``episode_last[t]`` (index of the last step of ``t``'s trajectory) and
+``next_terminal[t]`` (index of the first terminal at or after ``t`` in the same trajectory).
+The store grows by appending steps (online replay) and is built in one go from arrays (datasets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NO_INDEX = np.iinfo(np.int64).max // 4
+"""Marker for "no such step" in ``next_terminal`` (and for open trajectories in ``episode_last``)."""
+
+
+class DatasetError(ValueError):
+    """Raised when step data is malformed; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StepArrays:
+    """Plain per-step arrays, the exchange format between sources and the store."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    ends: np.ndarray
+    next_observations: np.ndarray
+
+
+class Trajectories:
+    """Preallocated, appendable store of environment steps with trajectory boundaries.
+
+    Args:
+        observation_dim: size of a flat observation vector.
+        action_dim: size of one action.
+        capacity: maximum number of steps the store can hold.
+    """
+
+    def __init__(self, observation_dim: int, action_dim: int, capacity: int):
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.observation_dim = observation_dim
+        self.action_dim = action_dim
+        self.capacity = capacity
+        self.size = 0
+        self.observations = np.zeros((capacity, observation_dim), np.float32)
+        self.next_observations = np.zeros((capacity, observation_dim), np.float32)
+        self.actions = np.zeros((capacity, action_dim), np.float32)
+        self.rewards = np.zeros(capacity, np.float32)
+        self.terminals = np.zeros(capacity, bool)
+        self.ends = np.zeros(capacity, bool)
+        self.episode_last = np.full(capacity, NO_INDEX, np.int64)
+        self.next_terminal = np.full(capacity, NO_INDEX, np.int64)
+        self._open_start = 0  # first step of the trajectory being appended to
+        self._open_after_terminal = 0  # first step after the latest terminal of that trajectory
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_arrays(cls, steps: StepArrays, capacity: int | None = None) -> Trajectories:
+        """Build a store from per-step arrays, checking shapes, values and boundaries."""
+        n = _validate(steps)
+        store = cls(steps.observations.shape[1], steps.actions.shape[1], max(capacity or n, n))
+        store._write_block(steps)
+        return store
+
+    def _write_block(self, steps: StepArrays) -> None:
+        n = len(steps.rewards)
+        lo, hi = self.size, self.size + n
+        if self.size and not self.ends[self.size - 1]:
+            raise DatasetError("cannot add a block of trajectories while a trajectory is still open")
+        if hi > self.capacity:
+            raise DatasetError(f"store capacity {self.capacity} exceeded (have {self.size}, adding {n})")
+        self.observations[lo:hi] = steps.observations
+        self.next_observations[lo:hi] = steps.next_observations
+        self.actions[lo:hi] = steps.actions
+        self.rewards[lo:hi] = steps.rewards
+        self.terminals[lo:hi] = steps.terminals
+        self.ends[lo:hi] = steps.ends
+        positions = np.arange(lo, hi, dtype=np.int64)
+        self.episode_last[lo:hi] = _next_flagged(positions, steps.ends)
+        next_terminal = _next_flagged(positions, steps.terminals)
+        self.next_terminal[lo:hi] = np.where(
+            next_terminal <= self.episode_last[lo:hi], next_terminal, NO_INDEX
+        )
+        self.size = hi
+        self._open_start = self._open_after_terminal = hi
+
+    def extend(self, other: Trajectories) -> None:
+        """Append every step of ``other`` (which must hold only complete trajectories)."""
+        self._write_block(other.step_arrays())
+
+    def add(
+        self,
+        observation: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        terminal: bool,
+        end: bool,
+        next_observation: np.ndarray,
+    ) -> None:
+        """Append one environment step to the open trajectory (``end`` closes it)."""
+        t = self.size
+        if t >= self.capacity:
+            raise DatasetError(f"store capacity {self.capacity} exceeded; create it with a larger capacity")
+        self.observations[t] = observation
+        self.next_observations[t] = next_observation
+        self.actions[t] = action
+        self.rewards[t] = reward
+        self.terminals[t] = terminal
+        self.ends[t] = end
+        if terminal:
+            self.next_terminal[self._open_after_terminal : t + 1] = t
+            self._open_after_terminal = t + 1
+        self.size = t + 1
+        if end:
+            self.episode_last[self._open_start : t + 1] = t
+            self._open_start = self._open_after_terminal = t + 1
+
+    # ------------------------------------------------------------------ reading
+    def last_step_of(self, index: np.ndarray) -> np.ndarray:
+        """Index of the last stored step of each step's trajectory (open ones: the newest step)."""
+        last = self.episode_last[index]
+        return np.where(last == NO_INDEX, self.size - 1, last)
+
+    def step_arrays(self) -> StepArrays:
+        """Views of the filled part of the store."""
+        n = self.size
+        return StepArrays(
+            self.observations[:n],
+            self.actions[:n],
+            self.rewards[:n],
+            self.terminals[:n],
+            self.ends[:n],
+            self.next_observations[:n],
+        )
+
+    @property
+    def num_trajectories(self) -> int:
+        """Number of complete trajectories (plus one if a trajectory is open)."""
+        closed = int(self.ends[: self.size].sum())
+        return closed + int(self.size > 0 and not self.ends[self.size - 1])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _next_flagged(positions: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """For each position, the first flagged position at or after it (``NO_INDEX`` if none)."""
+    candidates = np.where(flags, positions, NO_INDEX)
+    return np.minimum.accumulate(candidates[::-1])[::-1]
+
+
+def _validate(steps: StepArrays) -> int:
+    n = len(steps.rewards)
+    if n == 0:
+        raise DatasetError("the dataset holds no steps")
+    named = {
+        "observations": steps.observations,
+        "next_observations": steps.next_observations,
+        "actions": steps.actions,
+        "rewards": steps.rewards,
+        "terminals": steps.terminals,
+        "ends": steps.ends,
+    }
+    for name, array in named.items():
+        if len(array) != n:
+            raise DatasetError(
+                f"'{name}' has {len(array)} steps but 'rewards' has {n}; the arrays must align"
+            )
+    for name in ("observations", "next_observations", "actions"):
+        if named[name].ndim != 2:
+            raise DatasetError(f"'{name}' must be 2-D [steps, dim], got shape {named[name].shape}")
+    if steps.observations.shape != steps.next_observations.shape:
+        raise DatasetError("observations and next_observations have different shapes")
+    for name in ("observations", "next_observations", "actions", "rewards"):
+        if not np.isfinite(named[name]).all():
+            raise DatasetError(f"'{name}' contains NaN or inf values; the dataset file is corrupt")
+    if not steps.ends[-1]:
+        raise DatasetError("the last step does not end a trajectory; the dataset looks truncated")
+    return n

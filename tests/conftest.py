@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny hand-made trajectory stores."""
+
+import numpy as np
+import pytest
+
+from chunkrl.data.trajectories import StepArrays, Trajectories
+
+
+def make_store(rewards, terminals, ends, obs_dim=2, action_dim=1):
+    """A store whose observation at step t is [t, t] and whose action is [t + 0.5]."""
+    n = len(rewards)
+    t = np.arange(n, dtype=np.float32)
+    steps = StepArrays(
+        observations=np.repeat(t[:, None], obs_dim, axis=1),
+        actions=np.repeat(t[:, None] + 0.5, action_dim, axis=1),
+        rewards=np.asarray(rewards, np.float32),
+        terminals=np.asarray(terminals, bool),
+        ends=np.asarray(ends, bool),
+        next_observations=np.repeat(t[:, None] + 100.0, obs_dim, axis=1),  # "s_{t+1}" marked +100
+    )
+    return Trajectories.from_arrays(steps)
+
+
+@pytest.fixture
+def two_trajectories():
+    """Trajectory A: steps 0-4 with a terminal at step 2 (play data continues after it).
+    Trajectory B: steps 5-7, ended by a time limit."""
+    rewards = [1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0]
+    terminals = [0, 0, 1, 0, 0, 0, 0, 0]
+    ends = [0, 0, 0, 0, 1, 0, 0, 1]
+    return make_store(rewards, terminals, ends)

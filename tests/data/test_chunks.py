@@ -1,0 +1,113 @@
+"""Chunk transition semantics, with expectations computed by hand (ARCHITECTURE.md section 3)."""
+
+import numpy as np
+import pytest
+
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec, enumerate_chunks
+from chunkrl.data.trajectories import Trajectories
+from tests.conftest import make_store
+
+G = 0.9
+
+
+def spec(h=3, boundary="mask"):
+    return ChunkSpec(horizon=h, discount=G, boundary=boundary)
+
+
+def test_full_chunk_inside_a_trajectory_sums_h_discounted_rewards(two_trajectories):
+    c = enumerate_chunks(two_trajectories, spec(h=2))
+    # start 0: rewards 1, 2 -> 1 + 0.9 * 2
+    assert c.reward_h[0] == pytest.approx(1 + G * 2)
+    assert c.tau[0] == 2
+    assert c.bootstrap_discount[0] == pytest.approx(G**2)
+    assert c.next_observations[0][0] == 101.0  # s_2 is the next observation of step 1
+    np.testing.assert_array_equal(c.valid[0], [1, 1])
+    np.testing.assert_array_equal(c.actions[0, :, 0], [0.5, 1.5])
+    assert c.td_weight[0] == 1.0
+
+
+def test_terminal_inside_chunk_stops_the_return_and_the_bootstrap(two_trajectories):
+    c = enumerate_chunks(two_trajectories, spec(h=3))
+    # start 1: steps 1, 2(terminal), 3 -> return stops after step 2
+    assert c.reward_h[1] == pytest.approx(2 + G * 3)
+    assert c.tau[1] == 2
+    assert c.bootstrap_discount[1] == 0.0
+    np.testing.assert_allclose(c.partial_returns[1], [2, 2 + G * 3, 2 + G * 3], rtol=1e-6)
+    # actions after the terminal were really taken: still valid
+    np.testing.assert_array_equal(c.valid[1], [1, 1, 1])
+    np.testing.assert_array_equal(c.actions[1, :, 0], [1.5, 2.5, 3.5])
+    assert c.td_weight[1] == 1.0
+
+
+def test_chunk_starting_on_a_terminal_has_one_step_return(two_trajectories):
+    c = enumerate_chunks(two_trajectories, spec(h=3))
+    assert c.reward_h[2] == pytest.approx(3.0)
+    assert c.tau[2] == 1
+    assert c.bootstrap_discount[2] == 0.0
+    assert c.next_observations[2][0] == 102.0
+
+
+def test_trajectory_end_pads_actions_and_masks_td_in_mask_mode(two_trajectories):
+    c = enumerate_chunks(two_trajectories, spec(h=3, boundary="mask"))
+    # start 4: last step of trajectory A, next steps belong to B and must never be read
+    np.testing.assert_array_equal(c.valid[4], [1, 0, 0])
+    np.testing.assert_array_equal(c.actions[4, :, 0], [4.5, 0, 0])
+    assert c.reward_h[4] == pytest.approx(5.0)
+    assert c.tau[4] == 1
+    assert c.td_weight[4] == 0.0
+    # start 3: steps 3, 4 then the end
+    assert c.reward_h[3] == pytest.approx(4 + G * 5)
+    assert c.td_weight[3] == 0.0
+
+
+def test_truncate_mode_bootstraps_a_cut_chunk_with_gamma_tau(two_trajectories):
+    c = enumerate_chunks(two_trajectories, spec(h=3, boundary="truncate"))
+    # start 6: steps 6, 7 then the time-limit end -> bootstrap from s_8 with γ^2
+    assert c.reward_h[6] == pytest.approx(20 + G * 30)
+    assert c.tau[6] == 2
+    assert c.bootstrap_discount[6] == pytest.approx(G**2)
+    assert c.next_observations[6][0] == 107.0
+    assert c.td_weight[6] == 1.0
+    np.testing.assert_array_equal(c.valid[6], [1, 1, 0])
+
+
+def test_horizon_one_is_the_ordinary_one_step_transition(two_trajectories):
+    c = enumerate_chunks(two_trajectories, spec(h=1))
+    np.testing.assert_allclose(c.reward_h, [1, 2, 3, 4, 5, 10, 20, 30])
+    np.testing.assert_allclose(c.bootstrap_discount, [G, G, 0, G, G, G, G, G], rtol=1e-6)
+    np.testing.assert_array_equal(c.td_weight, np.ones(8))
+    np.testing.assert_array_equal(c.next_observations[:, 0], np.arange(8) + 100)
+
+
+@pytest.mark.parametrize("boundary", ["mask", "truncate"])
+@pytest.mark.parametrize("h", [1, 2, 3, 5])
+def test_vectorized_sampler_matches_reference_enumeration(boundary, h):
+    rng = np.random.default_rng(h)
+    n = 60
+    ends = rng.random(n) < 0.15
+    ends[-1] = True
+    store = make_store(rng.normal(size=n), rng.random(n) < 0.1, ends, obs_dim=3, action_dim=2)
+    s = ChunkSpec(horizon=h, discount=G, boundary=boundary)
+    reference = enumerate_chunks(store, s)
+    fast = ChunkSampler(store, s).gather(np.arange(n))
+    for name in reference.__dataclass_fields__:
+        np.testing.assert_allclose(getattr(fast, name), getattr(reference, name), rtol=1e-5, err_msg=name)
+
+
+def test_sampler_reads_an_open_trajectory_up_to_its_newest_step():
+    store = make_store([1.0, 1.0], [0, 0], [0, 1])
+    online = Trajectories(2, 1, capacity=10)
+    online.extend(store)
+    online.add(np.zeros(2), np.ones(1), 2.0, False, False, np.ones(2))
+    online.add(np.ones(2), np.ones(1), 3.0, False, False, np.ones(2) * 2)
+    batch = ChunkSampler(online, spec(h=3, boundary="truncate")).gather(np.array([2]))
+    assert batch.tau[0] == 2
+    assert batch.reward_h[0] == pytest.approx(2 + G * 3)
+    np.testing.assert_array_equal(batch.valid[0], [1, 1, 0])
+
+
+def test_to_torch_keeps_names_and_types(two_trajectories):
+    batch = ChunkSampler(two_trajectories, spec()).sample(4).to_torch()
+    assert batch.actions.shape == (4, 3, 1)
+    assert batch.tau.dtype.is_floating_point is False
+    assert batch.reward_h.dtype.is_floating_point

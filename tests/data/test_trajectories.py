@@ -1,0 +1,63 @@
+"""The step store: boundaries, terminals and appends."""
+
+import numpy as np
+import pytest
+
+from chunkrl.data.trajectories import NO_INDEX, DatasetError, StepArrays, Trajectories
+from tests.conftest import make_store
+
+
+def test_index_arrays_point_at_trajectory_last_step_and_next_terminal(two_trajectories):
+    np.testing.assert_array_equal(two_trajectories.episode_last[:8], [4, 4, 4, 4, 4, 7, 7, 7])
+    expected_terminal = [2, 2, 2, NO_INDEX, NO_INDEX, NO_INDEX, NO_INDEX, NO_INDEX]
+    np.testing.assert_array_equal(two_trajectories.next_terminal[:8], expected_terminal)
+    assert two_trajectories.num_trajectories == 2
+
+
+def test_appending_steps_matches_building_from_arrays(two_trajectories):
+    online = Trajectories(2, 1, capacity=8)
+    arrays = two_trajectories.step_arrays()
+    for t in range(8):
+        online.add(
+            arrays.observations[t],
+            arrays.actions[t],
+            arrays.rewards[t],
+            arrays.terminals[t],
+            arrays.ends[t],
+            arrays.next_observations[t],
+        )
+    np.testing.assert_array_equal(online.episode_last, two_trajectories.episode_last)
+    np.testing.assert_array_equal(online.next_terminal, two_trajectories.next_terminal)
+
+
+def test_open_trajectory_reports_its_newest_step_as_last():
+    store = Trajectories(1, 1, capacity=5)
+    store.add(np.zeros(1), np.zeros(1), 0.0, False, False, np.zeros(1))
+    store.add(np.zeros(1), np.zeros(1), 0.0, False, False, np.zeros(1))
+    np.testing.assert_array_equal(store.last_step_of(np.array([0, 1])), [1, 1])
+    assert store.num_trajectories == 1
+
+
+def test_nan_rewards_are_rejected_with_a_clear_message():
+    with pytest.raises(DatasetError, match="NaN"):
+        make_store([1.0, np.nan], [0, 0], [0, 1])
+
+
+def test_unterminated_last_trajectory_is_rejected():
+    with pytest.raises(DatasetError, match="truncated"):
+        make_store([1.0, 1.0], [0, 0], [0, 0])
+
+
+def test_misaligned_arrays_are_rejected():
+    steps = StepArrays(
+        np.zeros((3, 2)), np.zeros((2, 1)), np.zeros(3), np.zeros(3, bool), np.ones(3, bool), np.zeros((3, 2))
+    )
+    with pytest.raises(DatasetError, match="align"):
+        Trajectories.from_arrays(steps)
+
+
+def test_capacity_overflow_is_an_error():
+    store = Trajectories(1, 1, capacity=1)
+    store.add(np.zeros(1), np.zeros(1), 0.0, False, True, np.zeros(1))
+    with pytest.raises(DatasetError, match="capacity"):
+        store.add(np.zeros(1), np.zeros(1), 0.0, False, True, np.zeros(1))
