@@ -1,0 +1,32 @@
+"""Agents by method name.
+
+Each method name maps to an agent class and the settings that define the method, so that the CLI
+and presets select methods by the names used in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chunkrl.agents.base import Agent
+from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.agents.fql import FQLAgent
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named method: which agent, what it overrides, and a one-line description."""
+
+    agent: type[Agent]
+    description: str
+    overrides: dict = field(default_factory=dict)
+    horizon: int | None = None  # forced chunk length (FQL: 1); None keeps the configured one
+
+
+METHODS: dict[str, Method] = {
+    "qc-fql": Method(FQLAgent, "Q-chunking with FQL: chunked critic and one-step flow policy", {"action_chunking": True}),
+    "fql-n": Method(FQLAgent, "FQL with an h-step return and a single-action critic", {"action_chunking": False}),
+    "fql": Method(FQLAgent, "Flow Q-learning, one action per step (h = 1)", {"action_chunking": False}, horizon=1),
+}
+
+__all__ = ["METHODS", "Agent", "FQLAgent", "FlowAgentConfig", "Method"]

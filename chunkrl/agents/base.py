@@ -1,0 +1,51 @@
+"""What every agent offers the training loop, and small helpers the agents share."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from chunkrl.data.chunks import ChunkBatch
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of ``values``; zero when every weight is zero (nothing to learn from)."""
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+class Agent(nn.Module):
+    """Base class: networks as submodules, an ``update`` per batch and ``act`` for execution.
+
+    Subclasses implement ``update(batch) -> metrics`` (0-dim tensors, read by the loop only when it
+    logs), ``act_tensor(observations, deterministic)`` returning chunks [B, h, A], and
+    ``optimizers()`` for checkpointing.
+    """
+
+    def __init__(self, observation_dim: int, action_dim: int, horizon: int):
+        super().__init__()
+        self.observation_dim = observation_dim
+        self.action_dim = action_dim
+        self.horizon = horizon
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def act(self, observations: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Action chunks for numpy observations: [obs_dim] -> [h, A]; [B, obs_dim] -> [B, h, A]."""
+        single = observations.ndim == 1
+        tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
+        chunks = self.act_tensor(tensor[None] if single else tensor, deterministic)
+        chunks = chunks.cpu().numpy()
+        return chunks[0] if single else chunks

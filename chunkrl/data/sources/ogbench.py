@@ -1,0 +1,180 @@
+"""OGBench manipulation datasets: names, file locations, loading and single-task relabelling.
+
+Rewards and task-completion flags come from OGBench's own relabelling (``ogbench.relabel_utils``) for
+the chosen ``...-singletask-taskN-v0`` environment, exactly as OGBench and the paper's code use them.
+OGBench computes a step's reward and success on the state *before* its action (its single-task
+environments use ``success_timing='pre'``), so offline and online steps follow the same convention.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
+
+DOMAINS = (
+    "cube-single",
+    "cube-double",
+    "cube-triple",
+    "cube-quadruple",
+    "scene",
+    "puzzle-3x3",
+    "puzzle-4x4",
+    "puzzle-4x5",
+    "puzzle-4x6",
+)
+DATASET_TYPES = ("play", "noisy")
+DATASETS = tuple(f"{d}-{t}-v0" for d in DOMAINS for t in DATASET_TYPES)
+SINGLE_TASK_ENVS = tuple(
+    f"{d}-{t}-singletask{suffix}-v0"
+    for d in DOMAINS
+    for t in DATASET_TYPES
+    for suffix in ("", "-task1", "-task2", "-task3", "-task4", "-task5")
+)
+REQUIRED_KEYS = ("observations", "actions", "terminals", "qpos")
+
+_ENV_PATTERN = re.compile(r"^(?P<domain>.+)-(?P<type>play|noisy)-singletask(?P<task>-task[1-5])?-(?P<version>v\d+)$")
+
+
+@dataclass(frozen=True)
+class OGBenchTask:
+    """A single-task OGBench environment and the dataset it trains on."""
+
+    env_name: str  # e.g. puzzle-3x3-play-singletask-task1-v0 (the name users type)
+    dataset_name: str  # e.g. puzzle-3x3-play-v0 (the file name stem)
+    gym_id: str  # e.g. puzzle-3x3-singletask-task1-v0 (the gymnasium id, without the dataset type)
+    domain: str
+
+
+def close_matches_hint(name: str, known: tuple[str, ...]) -> str:
+    """' Did you mean: a, b?' for a mistyped name, or '' when nothing is close."""
+    matches = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f" Did you mean: {', '.join(matches)}?" if matches else ""
+
+
+def parse_task(env_name: str) -> OGBenchTask:
+    """Split a single-task environment name into its dataset and gymnasium id, or explain the mistake."""
+    match = _ENV_PATTERN.match(env_name)
+    if match is None or match["domain"] not in DOMAINS:
+        raise ValueError(
+            f"Unknown environment '{env_name}'.{close_matches_hint(env_name, SINGLE_TASK_ENVS)} "
+            "chunkrl trains on OGBench single-task manipulation environments named "
+            "'<domain>-<play|noisy>-singletask-task<1-5>-v0', e.g. 'puzzle-3x3-play-singletask-task1-v0'; "
+            f"domains: {', '.join(DOMAINS)}."
+        )
+    domain, version, task = match["domain"], match["version"], match["task"] or ""
+    return OGBenchTask(
+        env_name=env_name,
+        dataset_name=f"{domain}-{match['type']}-{version}",
+        gym_id=f"{domain}-singletask{task}-{version}",
+        domain=domain,
+    )
+
+
+def check_dataset_name(name: str) -> str:
+    """Return ``name`` if it is a known OGBench manipulation dataset, else raise with close matches."""
+    if name not in DATASETS:
+        raise ValueError(
+            f"Unknown dataset '{name}'.{close_matches_hint(name, DATASETS)} "
+            f"Known datasets: {', '.join(DATASETS)}."
+        )
+    return name
+
+
+def default_cache_dir() -> Path:
+    """``$CHUNKRL_CACHE``, else ``$XDG_CACHE_HOME/chunkrl``, else ``~/.cache/chunkrl``."""
+    if os.environ.get("CHUNKRL_CACHE"):
+        return Path(os.environ["CHUNKRL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "chunkrl"
+
+
+def generated_dataset_path(dataset_name: str, episodes: int, cache_dir: Path | None = None) -> Path:
+    """Where ``chunkrl data generate`` caches a dataset of ``episodes`` training episodes."""
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / "ogbench" / f"{episodes}ep" / f"{dataset_name}.npz"
+
+
+def validation_path(train_path: Path) -> Path:
+    """OGBench's naming: ``name.npz`` has its validation split in ``name-val.npz``."""
+    return train_path.with_name(train_path.name.replace(".npz", "-val.npz"))
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read an OGBench-layout npz file fully, turning low-level failures into a clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(
+            f"Dataset file {path} does not exist. Generate it with `chunkrl data generate <dataset> --out {path}` "
+            "or point --dataset-path at an existing OGBench file."
+        )
+    try:
+        with np.load(path) as file:
+            missing = [k for k in REQUIRED_KEYS if k not in file.files]
+            if missing:
+                raise DatasetError(
+                    f"Dataset file {path} lacks the arrays {missing}; it is not an OGBench dataset "
+                    "(expected observations, actions, terminals, qpos, qvel[, button_states])."
+                )
+            return {k: file[k] for k in file.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        raise DatasetError(
+            f"Dataset file {path} is corrupt or truncated ({type(error).__name__}: {error}). Delete it and "
+            "generate it again with `chunkrl data generate`, or download the official file again."
+        ) from error
+
+
+def load_single_task(
+    path: Path, task: OGBenchTask, env, sparse: bool, capacity: int | None = None
+) -> Trajectories:
+    """Load an OGBench npz file as single-task trajectories for ``task``.
+
+    Args:
+        path: the npz file (OGBench layout; official or generated).
+        task: the single-task environment whose reward the steps are relabelled with.
+        env: that environment (OGBench reads the task's goal from it).
+        sparse: the paper's sparse reward: -1 on every step that is not a full success, else 0.
+        capacity: room for more steps (an online replay buffer seeded with this data).
+    """
+    from ogbench.relabel_utils import relabel_dataset
+
+    raw = read_npz(path)
+    observation_dim = int(np.prod(env.observation_space.shape))
+    action_dim = int(np.prod(env.action_space.shape))
+    if raw["observations"].shape[-1] != observation_dim or raw["actions"].shape[-1] != action_dim:
+        raise DatasetError(
+            f"Dataset {path} has observations of size {raw['observations'].shape[-1]} and actions of size "
+            f"{raw['actions'].shape[-1]}, but {task.env_name} expects {observation_dim} and {action_dim}. "
+            f"Use the dataset of that environment ({task.dataset_name})."
+        )
+    ends_raw = raw["terminals"].astype(bool)
+    if len(ends_raw) == 0 or not ends_raw[-1]:
+        raise DatasetError(f"Dataset {path} does not end with a complete trajectory; it looks truncated.")
+    # OGBench stores the final observation of each trajectory as an extra row without an action.
+    keep = ~ends_raw
+    next_keep = np.concatenate([[False], keep[:-1]])
+    steps = {k: raw[k][keep] for k in ("observations", "actions", "qpos") if k in raw}
+    if "button_states" in raw:
+        steps["button_states"] = raw["button_states"][keep]
+    env.reset()
+    relabel_dataset(task.gym_id, env, steps)
+    rewards = steps["rewards"]
+    if sparse:
+        rewards = -(rewards != 0.0).astype(np.float32)
+    trajectory_ends = np.concatenate([ends_raw[1:], [True]])[keep]
+    arrays = StepArrays(
+        observations=steps["observations"].astype(np.float32),
+        actions=steps["actions"].astype(np.float32),
+        rewards=rewards.astype(np.float32),
+        terminals=steps["masks"] == 0.0,
+        ends=trajectory_ends,
+        next_observations=raw["observations"][next_keep].astype(np.float32),
+    )
+    return Trajectories.from_arrays(arrays, capacity=capacity)

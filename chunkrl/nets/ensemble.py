@@ -1,0 +1,101 @@
+"""A batched ensemble of MLPs: every member is evaluated in one batched matrix product per layer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied with one ``baddbmm``: [E, B, in] -> [E, B, out]."""
+
+    def __init__(self, ensemble_size: int, input_dim: int, output_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, input_dim, output_dim))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, output_dim))
+        bound = math.sqrt(6.0 / (input_dim + output_dim))  # Xavier-uniform per member
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # the same input for every member: one matmul against all weights
+            return torch.matmul(x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with a separate scale and shift for each ensemble member."""
+
+    def __init__(self, ensemble_size: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, dim))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
+
+
+class EnsembleMLP(nn.Module):
+    """``E`` MLPs with the same architecture, evaluated together.
+
+    ``forward(*inputs)`` takes inputs of shape [B, d] (shared by all members) and returns
+    [E, B, output_dim].
+    """
+
+    def __init__(
+        self,
+        ensemble_size: int,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        output_dim: int,
+        layer_norm: bool = True,
+    ):
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        layers: list[nn.Module] = []
+        width = input_dim
+        for hidden in hidden_dims:
+            layers.append(EnsembleLinear(ensemble_size, width, hidden))
+            layers.append(nn.GELU())
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(ensemble_size, hidden))
+            width = hidden
+        layers.append(EnsembleLinear(ensemble_size, width, output_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
+        return self.net(x)
+
+
+class Critic(nn.Module):
+    """An ensemble of Q-functions ``Q_e(s, a)`` returning [E, B]."""
+
+    def __init__(self, observation_dim: int, action_dim: int, hidden_dims: Sequence[int], ensemble_size: int,
+                 layer_norm: bool = True):
+        super().__init__()
+        self.members = EnsembleMLP(ensemble_size, observation_dim + action_dim, hidden_dims, 1, layer_norm)
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.members(observations, actions).squeeze(-1)
+
+
+def aggregate(q_values: torch.Tensor, how: str) -> torch.Tensor:
+    """Combine ensemble values [E, ...] into one estimate: ``mean`` or ``min`` over members."""
+    if how == "mean":
+        return q_values.mean(dim=0)
+    if how == "min":
+        return q_values.min(dim=0).values
+    raise ValueError(f"unknown aggregation {how!r}; use 'mean' or 'min'")
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``target <- tau * source + (1 - tau) * target``, parameter by parameter, in place."""
+    target_params = list(target.parameters())
+    source_params = list(source.parameters())
+    torch._foreach_lerp_(target_params, source_params, tau)
