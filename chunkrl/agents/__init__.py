@@ -24,7 +24,9 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "qc-fql": Method(FQLAgent, "Q-chunking with FQL: chunked critic and one-step flow policy", {"action_chunking": True}),
+    "qc-fql": Method(
+        FQLAgent, "Q-chunking with FQL: chunked critic and one-step flow policy", {"action_chunking": True}
+    ),
     "fql-n": Method(FQLAgent, "FQL with an h-step return and a single-action critic", {"action_chunking": False}),
     "fql": Method(FQLAgent, "Flow Q-learning, one action per step (h = 1)", {"action_chunking": False}, horizon=1),
 }

@@ -121,7 +121,8 @@ class FQLAgent(Agent):
         total.backward()
         self.optimizer.step()
         polyak_update(self.target_critic, self.critic, self.config.target_tau)
-        return {**critic_metrics, **actor_metrics, "loss/total": total.detach()}
+        metrics = {**critic_metrics, **actor_metrics, "loss/total": total}
+        return {k: v.detach() for k, v in metrics.items()}
 
     @torch.no_grad()
     def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

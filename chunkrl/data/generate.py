@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,8 @@ def _make_oracles(env, settings: GenerationSettings) -> dict:
 
 
 def _init_worker(settings: GenerationSettings) -> None:
+    warnings.filterwarnings("ignore", message=".*precision lowered.*")  # gymnasium notices about OGBench's spaces
     import gymnasium
-
     import ogbench.manipspace  # noqa: F401  (registers the environments)
 
     env = gymnasium.make(

@@ -90,9 +90,7 @@ class Trajectories:
         positions = np.arange(lo, hi, dtype=np.int64)
         self.episode_last[lo:hi] = _next_flagged(positions, steps.ends)
         next_terminal = _next_flagged(positions, steps.terminals)
-        self.next_terminal[lo:hi] = np.where(
-            next_terminal <= self.episode_last[lo:hi], next_terminal, NO_INDEX
-        )
+        self.next_terminal[lo:hi] = np.where(next_terminal <= self.episode_last[lo:hi], next_terminal, NO_INDEX)
         self.size = hi
         self._open_start = self._open_after_terminal = hi
 
@@ -175,9 +173,7 @@ def _validate(steps: StepArrays) -> int:
     }
     for name, array in named.items():
         if len(array) != n:
-            raise DatasetError(
-                f"'{name}' has {len(array)} steps but 'rewards' has {n}; the arrays must align"
-            )
+            raise DatasetError(f"'{name}' has {len(array)} steps but 'rewards' has {n}; the arrays must align")
     for name in ("observations", "next_observations", "actions"):
         if named[name].ndim != 2:
             raise DatasetError(f"'{name}' must be 2-D [steps, dim], got shape {named[name].shape}")

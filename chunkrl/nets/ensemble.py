@@ -75,8 +75,14 @@ class EnsembleMLP(nn.Module):
 class Critic(nn.Module):
     """An ensemble of Q-functions ``Q_e(s, a)`` returning [E, B]."""
 
-    def __init__(self, observation_dim: int, action_dim: int, hidden_dims: Sequence[int], ensemble_size: int,
-                 layer_norm: bool = True):
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int],
+        ensemble_size: int,
+        layer_norm: bool = True,
+    ):
         super().__init__()
         self.members = EnsembleMLP(ensemble_size, observation_dim + action_dim, hidden_dims, 1, layer_norm)
 

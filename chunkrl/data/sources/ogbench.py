@@ -82,8 +82,7 @@ def check_dataset_name(name: str) -> str:
     """Return ``name`` if it is a known OGBench manipulation dataset, else raise with close matches."""
     if name not in DATASETS:
         raise ValueError(
-            f"Unknown dataset '{name}'.{close_matches_hint(name, DATASETS)} "
-            f"Known datasets: {', '.join(DATASETS)}."
+            f"Unknown dataset '{name}'.{close_matches_hint(name, DATASETS)} Known datasets: {', '.join(DATASETS)}."
         )
     return name
 
@@ -131,9 +130,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         ) from error
 
 
-def load_single_task(
-    path: Path, task: OGBenchTask, env, sparse: bool, capacity: int | None = None
-) -> Trajectories:
+def load_single_task(path: Path, task: OGBenchTask, env, sparse: bool, extra_capacity: int = 0) -> Trajectories:
     """Load an OGBench npz file as single-task trajectories for ``task``.
 
     Args:
@@ -141,7 +138,7 @@ def load_single_task(
         task: the single-task environment whose reward the steps are relabelled with.
         env: that environment (OGBench reads the task's goal from it).
         sparse: the paper's sparse reward: -1 on every step that is not a full success, else 0.
-        capacity: room for more steps (an online replay buffer seeded with this data).
+        extra_capacity: room for more steps (an online replay buffer seeded with this data).
     """
     from ogbench.relabel_utils import relabel_dataset
 
@@ -177,4 +174,4 @@ def load_single_task(
         ends=trajectory_ends,
         next_observations=raw["observations"][next_keep].astype(np.float32),
     )
-    return Trajectories.from_arrays(arrays, capacity=capacity)
+    return Trajectories.from_arrays(arrays, capacity=len(arrays.rewards) + extra_capacity)

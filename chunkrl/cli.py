@@ -1,0 +1,165 @@
+"""``chunkrl`` command line: thin wrappers that parse arguments and call library code.
+
+chunkrl train [--config FILE] [--run-dir DIR] [options]   train (offline, then online)
+chunkrl train --resume RUN_DIR                             continue an interrupted run
+chunkrl eval CHECKPOINT_OR_RUN [--episodes N]              evaluate a checkpoint
+chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench dataset locally
+chunkrl data list                                          known datasets and where they are cached
+chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE]            success curves (with the paper's, if known)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+
+from chunkrl.data.trajectories import DatasetError
+
+console = Console(stderr=True)
+EXIT_ERROR = 2
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def _train(argv: list[str]) -> int:
+    import tyro
+
+    from chunkrl.config import TrainConfig, load_config
+    from chunkrl.train.loop import train
+
+    parser = argparse.ArgumentParser(prog="chunkrl train", add_help=False)
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--run-dir", type=Path, default=None)
+    known, rest = parser.parse_known_args(argv)
+    if known.resume is not None:
+        if rest or known.config or known.run_dir:
+            raise ValueError(
+                "--resume continues a run with its saved config; do not combine it with other options. "
+                f"To change settings, edit {known.resume / 'config.yaml'} before resuming, or start a new run."
+            )
+        summary = train(TrainConfig(), resume=known.resume)
+    else:
+        base = load_config(known.config) if known.config else TrainConfig()
+        description = (
+            "Train an action-chunking agent: offline on an OGBench dataset, then online. "
+            "Extra options: --config FILE (YAML/JSON defaults), --run-dir DIR, --resume RUN_DIR."
+        )
+        config = tyro.cli(TrainConfig, args=rest, default=base, prog="chunkrl train", description=description)
+        summary = train(config, run_dir=known.run_dir)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    finals = {k: v for k, v in summary["evaluations"].items() if k != "latest"}
+    console.print(f"[bold green]{summary['status']}[/] {summary['agent']} on {summary['env']}")
+    for name, result in finals.items():
+        console.print(
+            f"  {name}: success {result['success']:.2f}, return {result['return']:.1f} at step {result['step']}"
+        )
+
+
+def _eval(argv: list[str]) -> int:
+    from chunkrl.train.loop import evaluate_checkpoint
+
+    parser = argparse.ArgumentParser(prog="chunkrl eval", description="Evaluate a checkpoint or a run's latest one.")
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint directory or a run directory")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval_episodes)")
+    parser.add_argument("--execute-horizon", type=int, default=None, help="actions per chunk before re-planning")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    results = evaluate_checkpoint(args.checkpoint, args.episodes, args.execute_horizon, args.device)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _data(argv: list[str]) -> int:
+    from chunkrl.data.sources.ogbench import DATASETS, default_cache_dir, generated_dataset_path
+
+    parser = argparse.ArgumentParser(prog="chunkrl data", description="OGBench datasets.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
+    gen.add_argument("dataset", help="e.g. scene-play-v0, puzzle-3x3-play-v0, cube-double-noisy-v0")
+    gen.add_argument("--episodes", type=int, default=None, help="training episodes (default: OGBench's count)")
+    gen.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", type=Path, default=None, help="output .npz (default: the cache, where training looks)")
+    gen.add_argument("--cache-dir", type=Path, default=None)
+    gen.add_argument("--overwrite", action="store_true", help="replace existing files")
+    commands.add_parser("list", help="known datasets and the generated ones in the cache")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        root = default_cache_dir() / "ogbench"
+        cached = sorted(str(p) for p in root.glob("*/*.npz") if not p.name.endswith("-val.npz"))
+        print("known datasets:\n  " + "\n  ".join(DATASETS))
+        print(f"generated in {root}:\n  " + ("\n  ".join(cached) if cached else "(none)"))
+        return 0
+    from chunkrl.data.generate import generate_dataset, official_settings
+    from chunkrl.train.setup import generation_progress
+
+    settings = official_settings(args.dataset, args.episodes, args.seed)
+    out = args.out or generated_dataset_path(args.dataset, settings.episodes, args.cache_dir)
+    console.print(
+        f"Generating {args.dataset}: {settings.episodes} + {settings.validation_episodes} validation episodes of "
+        f"{settings.max_episode_steps} steps, {args.workers} workers -> {out}"
+    )
+    with generation_progress(console) as report:
+        train_path, val_path = generate_dataset(settings, out, args.workers, args.overwrite, report)
+    console.print(f"[green]wrote[/] {train_path} and {val_path}")
+    return 0
+
+
+def _plot(argv: list[str]) -> int:
+    from chunkrl.train.plot import plot_runs
+
+    parser = argparse.ArgumentParser(prog="chunkrl plot", description="Plot evaluation success over training.")
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories")
+    parser.add_argument("--out", type=Path, default=None, help="image file (default: <first run>/success.png)")
+    parser.add_argument("--reference", type=Path, default=None, help="the paper's curves CSV to overlay")
+    args = parser.parse_args(argv)
+    out = plot_runs(args.runs, args.out, args.reference)
+    console.print(f"[green]wrote[/] {out}")
+    return 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "data": _data, "plot": _plot}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``chunkrl`` console script."""
+    from chunkrl.train.checkpoint import CheckpointError
+    from chunkrl.train.loop import NonFiniteLoss, TrainingInterrupted
+
+    warnings.filterwarnings("ignore", message=".*precision lowered.*")  # gymnasium notices about OGBench's spaces
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__)
+        return 0 if not argv or argv[0] in ("-h", "--help") else EXIT_ERROR
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except TrainingInterrupted as stop:
+        console.print(
+            f"[yellow]{stop.signal_name}: stopped at step {stop.step}; a resumable checkpoint was written.[/] "
+            f"Continue with: chunkrl train --resume {stop.run_dir}"
+        )
+        return EXIT_CODES.get(stop.signal_name, 1)
+    except (
+        ValueError,
+        DatasetError,
+        FileExistsError,
+        FileNotFoundError,
+        CheckpointError,
+        NonFiniteLoss,
+        RuntimeError,
+    ) as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Open-loop chunk execution: one object serves online collection and evaluation.
+
+The agent is queried when the action queue is empty; ``execute_horizon`` (k <= h) actions of each
+chunk are run open loop before the next query; the end of an episode clears the queue.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+
+Policy = Callable[[np.ndarray], np.ndarray]  # observation [obs_dim] -> chunk [h, A]
+
+
+@dataclass
+class Step:
+    """One executed environment step."""
+
+    observation: np.ndarray
+    action: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    next_observation: np.ndarray
+    info: dict
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+class ChunkExecutor:
+    """Runs action chunks in an environment, ``execute_horizon`` actions per query.
+
+    Args:
+        env: a gymnasium environment with flat Box observations and actions.
+        execute_horizon: actions of each chunk executed before re-planning (None: the whole chunk).
+        seed: seed of the first reset (later resets continue the environment's generator).
+    """
+
+    def __init__(self, env: gymnasium.Env, execute_horizon: int | None = None, seed: int | None = None):
+        if execute_horizon is not None and execute_horizon < 1:
+            raise ValueError(f"execute_horizon must be >= 1, got {execute_horizon}")
+        self.env = env
+        self.execute_horizon = execute_horizon
+        self.queue: deque[np.ndarray] = deque()
+        self.queries = 0
+        self.observation, _ = env.reset(seed=seed)
+        self.at_episode_start = True
+
+    def reset(self) -> np.ndarray:
+        """Start a new episode and clear the queue."""
+        self.queue.clear()
+        self.observation, _ = self.env.reset()
+        self.at_episode_start = True
+        return self.observation
+
+    def step(self, policy: Policy) -> Step:
+        """Execute one action (querying ``policy`` first if the queue is empty)."""
+        if not self.queue:
+            chunk = np.asarray(policy(self.observation)).reshape(-1, self.env.action_space.shape[-1])
+            self.queue.extend(chunk[: self.execute_horizon or len(chunk)])
+            self.queries += 1
+        action = self.queue.popleft()
+        next_observation, reward, terminated, truncated, info = self.env.step(action)
+        step = Step(self.observation, action, float(reward), bool(terminated), bool(truncated), next_observation, info)
+        self.at_episode_start = False
+        if step.done:
+            self.reset()
+        else:
+            self.observation = next_observation
+        return step
+
+    def run_episode(self, policy: Policy) -> tuple[float, int, bool]:
+        """Run one whole episode from a fresh start: (return, length, success)."""
+        if not self.at_episode_start:
+            self.reset()
+        total, length = 0.0, 0
+        while True:
+            step = self.step(policy)
+            total += step.reward
+            length += 1
+            if step.done:
+                return total, length, bool(step.info.get("success", False))
+
+
+def evaluate(executor: ChunkExecutor, policy: Policy, episodes: int) -> dict[str, float]:
+    """Success rate, mean return and mean length over ``episodes`` episodes."""
+    results = [executor.run_episode(policy) for _ in range(episodes)]
+    returns, lengths, successes = (np.array(x, dtype=np.float64) for x in zip(*results, strict=True))
+    return {
+        "success": float(successes.mean()),
+        "return": float(returns.mean()),
+        "length": float(lengths.mean()),
+        "episodes": float(episodes),
+    }

@@ -1,0 +1,187 @@
+"""Checkpoints: weights (safetensors), optimizer state, RNG states, counters and the resolved config.
+
+Layout of one checkpoint directory::
+
+    model.safetensors   agent weights (networks and target networks)
+    optimizer.pt        optimizer state dicts
+    rng.pt              torch / numpy random states
+    state.json          step counters and the method name
+    config.yaml         the run's resolved config
+    replay_online.npz   online steps collected so far (online phase only)
+
+Directories are written under a temporary name and renamed into place, so a crash never leaves a
+half-written checkpoint under a real name. ``<run>/checkpoints/latest`` names the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from chunkrl.config import TrainConfig, load_config, save_config
+from chunkrl.data.trajectories import StepArrays, Trajectories
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not fit the agent it is loaded into."""
+
+
+@dataclass
+class Counters:
+    """Where a run is: gradient steps and environment steps of each phase."""
+
+    offline_step: int = 0
+    online_step: int = 0
+    online_updates: int = 0
+    episodes: int = 0
+
+    @property
+    def global_step(self) -> int:
+        """x-axis of every curve: offline steps, then online environment steps."""
+        return self.offline_step + self.online_step
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint directory from a checkpoint or run directory (the run's latest checkpoint)."""
+    path = Path(path)
+    if (path / "model.safetensors").exists():
+        return path
+    latest = path / "checkpoints" / "latest"
+    if latest.exists():
+        candidate = path / "checkpoints" / latest.read_text().strip()
+        if (candidate / "model.safetensors").exists():
+            return candidate
+    raise CheckpointError(
+        f"{path} is neither a checkpoint directory (with model.safetensors) nor a run directory with "
+        "checkpoints/latest. Pass a run directory written by `chunkrl train` or one of its checkpoints."
+    )
+
+
+def save_checkpoint(
+    run_dir: Path,
+    agent: torch.nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    counters: Counters,
+    config: TrainConfig,
+    rng_states: dict,
+    online_steps: StepArrays | None,
+    keep: int = 2,
+) -> Path:
+    """Write a checkpoint atomically and point ``latest`` at it; keep the ``keep`` newest."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{counters.global_step:09d}"
+    partial = root / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
+    save_file(tensors, partial / "model.safetensors")
+    torch.save({k: opt.state_dict() for k, opt in optimizers.items()}, partial / "optimizer.pt")
+    torch.save(rng_states, partial / "rng.pt")
+    (partial / "state.json").write_text(json.dumps({"counters": asdict(counters), "agent": config.agent}, indent=2))
+    save_config(config, partial / "config.yaml")
+    if online_steps is not None and len(online_steps.rewards):
+        _save_online_steps(partial / "replay_online.npz", online_steps)
+    final = root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    _write_atomically(root / "latest", name)
+    _prune(root, keep)
+    return final
+
+
+def _save_online_steps(path: Path, steps: StepArrays) -> None:
+    ends = steps.ends.copy()
+    ends[-1] = True  # a resumed run starts a new episode: the open one is cut like a time limit
+    np.savez(
+        path,
+        observations=steps.observations,
+        actions=steps.actions,
+        rewards=steps.rewards,
+        terminals=steps.terminals,
+        ends=ends,
+        next_observations=steps.next_observations,
+    )
+
+
+def load_online_steps(checkpoint: Path) -> Trajectories | None:
+    """The online steps stored with a checkpoint, or None."""
+    path = Path(checkpoint) / "replay_online.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return Trajectories.from_arrays(StepArrays(**{k: data[k] for k in data.files}))
+
+
+def load_weights(agent: torch.nn.Module, checkpoint: Path) -> None:
+    """Load agent weights, explaining any mismatch with the agent's configuration."""
+    checkpoint = Path(checkpoint)
+    tensors = load_file(checkpoint / "model.safetensors", device=str(agent.device))
+    expected = agent.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        details = []
+        if mismatched:
+            k = mismatched[0]
+            details.append(
+                f"{len(mismatched)} tensors differ in shape (e.g. {k}: checkpoint "
+                f"{tuple(tensors[k].shape)} vs agent {tuple(expected[k].shape)})"
+            )
+        if missing:
+            details.append(f"{len(missing)} tensors are missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} tensors are unexpected (e.g. {unexpected[0]})")
+        saved = _saved_config_summary(checkpoint)
+        raise CheckpointError(
+            f"The checkpoint {checkpoint} was written by another configuration{saved}: "
+            + "; ".join(details)
+            + ". Use the same agent, horizon and network sizes as the run that wrote it (see its config.yaml)."
+        )
+    agent.load_state_dict(tensors)
+
+
+def _saved_config_summary(checkpoint: Path) -> str:
+    try:
+        saved = load_config(checkpoint / "config.yaml")
+    except (OSError, ValueError):
+        return ""
+    return (
+        f" (agent {saved.agent}, horizon {saved.horizon}, env {saved.env}, "
+        f"actor {list(saved.flow.actor_hidden_dims)}, critic {list(saved.flow.critic_hidden_dims)})"
+    )
+
+
+def load_training_state(checkpoint: Path, optimizers: dict[str, torch.optim.Optimizer]) -> tuple[Counters, dict]:
+    """Restore optimizer states; return the counters and the RNG states."""
+    checkpoint = Path(checkpoint)
+    try:
+        states = torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True)
+        rng = torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=True)
+        state = json.loads((checkpoint / "state.json").read_text())
+    except FileNotFoundError as error:
+        raise CheckpointError(f"checkpoint {checkpoint} is incomplete: {error.filename} is missing") from error
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(states[name])
+    return Counters(**state["counters"]), rng
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _prune(root: Path, keep: int) -> None:
+    checkpoints = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for old in checkpoints[: max(0, len(checkpoints) - keep)]:
+        shutil.rmtree(old)

@@ -1,0 +1,88 @@
+"""Run outputs for people and tools: CSV files, TensorBoard events, optional wandb, console lines."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from rich.console import Console
+
+
+class CsvStream:
+    """Append-only CSV with a header fixed by the first row (later unknown keys are ignored)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.columns: list[str] | None = None
+        if self.path.exists():
+            with self.path.open() as f:
+                header = f.readline().strip()
+            self.columns = header.split(",") if header else None
+
+    def write(self, row: dict) -> None:
+        new_file = self.columns is None
+        if new_file:
+            self.columns = list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def drop_after(self, step: int) -> None:
+        """Remove rows logged after ``step`` (a resumed run logs them again)."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(float(r["step"])) <= step]
+        if len(kept) == len(rows) or self.columns is None:
+            return
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(kept)
+
+
+class RunLogger:
+    """Writes metrics to ``<run>/train.csv``, ``<run>/eval.csv``, ``<run>/episodes.csv``, TensorBoard
+    (``<run>/tensorboard``) and, when asked, wandb."""
+
+    STREAMS = ("train", "eval", "episodes")
+
+    def __init__(self, run_dir: Path, tensorboard: bool, wandb: bool, resume_step: int | None, config: dict):
+        self.run_dir = Path(run_dir)
+        self.console = Console(stderr=True)
+        self.streams = {name: CsvStream(self.run_dir / f"{name}.csv") for name in self.STREAMS}
+        if resume_step is not None:
+            for stream in self.streams.values():
+                stream.drop_after(resume_step)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+        self.wandb = None
+        if wandb:
+            try:
+                import wandb as wandb_module
+            except ImportError as error:
+                raise RuntimeError("--wandb needs the wandb package: pip install 'chunkrl[wandb]'") from error
+            self.wandb = wandb_module.init(project="chunkrl", config=config, dir=str(self.run_dir), resume="allow")
+
+    def log(self, stream: str, step: int, metrics: dict[str, float], phase: str) -> None:
+        """Record ``metrics`` at ``step`` in ``stream`` (train, eval or episodes)."""
+        self.streams[stream].write({"step": step, "phase": phase, **metrics})
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self.writer.add_scalar(f"{stream}/{key}", value, step)
+        if self.wandb is not None:
+            self.wandb.log({f"{stream}/{k}": v for k, v in metrics.items()}, step=step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()

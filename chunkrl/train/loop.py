@@ -1,0 +1,338 @@
+"""The training loop shared by every agent: offline phase, then online phase.
+
+offline: gradient steps on chunk batches from the dataset, periodic evaluation.
+online:  the replay buffer starts as the dataset; the agent's chunks run open loop in the
+         environment, every step is stored, and after ``start_training`` steps the agent is updated
+         ``utd_ratio`` times per environment step.
+
+Ctrl-C / SIGTERM write a resumable checkpoint and stop cleanly; a non-finite loss stops the run
+without overwriting the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from chunkrl.agents import Agent
+from chunkrl.config import TrainConfig, load_config, save_config, to_dict
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.data.sources.ogbench import parse_task
+from chunkrl.data.trajectories import StepArrays, Trajectories
+from chunkrl.envs.executor import ChunkExecutor, evaluate
+from chunkrl.envs.registry import make_task_env, space_dims
+from chunkrl.train import checkpoint as ckpt
+from chunkrl.train.logging import RunLogger
+from chunkrl.train.setup import build_agent, load_dataset, new_run_dir, resolve_device, resolve_method, seed_everything
+
+
+class TrainingInterrupted(Exception):
+    """The run was stopped by Ctrl-C or SIGTERM after writing a resumable checkpoint."""
+
+    def __init__(self, run_dir: Path, step: int, signal_name: str):
+        super().__init__(f"{signal_name} at step {step}")
+        self.run_dir, self.step, self.signal_name = run_dir, step, signal_name
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+class StopSignals:
+    """Turns the first SIGINT/SIGTERM into a flag the loop checks; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {}
+
+    def __enter__(self) -> StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class Trainer:
+    """A run in progress: its config, data, agent, environments and outputs."""
+
+    config: TrainConfig
+    run_dir: Path
+    agent: Agent
+    store: Trajectories
+    dataset_size: int
+    sampler: ChunkSampler
+    env: object
+    eval_executor: ChunkExecutor
+    logger: RunLogger
+    device: torch.device
+    counters: ckpt.Counters = field(default_factory=ckpt.Counters)
+    evaluations: dict = field(default_factory=dict)
+    signals: StopSignals | None = None
+    _last_log: tuple[float, int] = (0.0, 0)
+
+    # ------------------------------------------------------------------ pieces
+    def gradient_step(self) -> dict[str, torch.Tensor]:
+        batch = self.sampler.sample(self.config.batch_size).to_torch(self.device)
+        metrics = self.agent.update(batch)
+        total = metrics["loss/total"]
+        if not torch.isfinite(total):
+            raise NonFiniteLoss(
+                f"The loss became {float(total)} at step {self.counters.global_step} "
+                f"({'online' if self.counters.online_step else 'offline'} phase). The run stopped; its last good "
+                f"checkpoint is kept in {self.run_dir / 'checkpoints'}. Try a lower learning rate or a smaller alpha."
+            )
+        return metrics
+
+    def maybe_log(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:
+        step = self.counters.global_step
+        progress.update(task, advance=1)
+        if step % self.config.log_interval != 0:
+            return
+        now = time.perf_counter()
+        rate = (step - self._last_log[1]) / max(now - self._last_log[0], 1e-9)
+        self._last_log = (now, step)
+        values = {k: float(v) for k, v in (metrics or {}).items()}
+        self.logger.log("train", step, {**values, "steps_per_second": rate}, phase)
+        shown = " ".join(
+            f"{k.replace('/loss', '')}={values[k]:.3g}" for k in ("critic/loss", "actor/loss") if k in values
+        )
+        last_success = self.evaluations.get("latest", {}).get("success")
+        success = f", success={last_success:.2f}" if last_success is not None else ""
+        progress.update(task, status=f"{rate:.1f} steps/s {shown}{success}")
+
+    def maybe_evaluate(self, phase: str, force: bool = False) -> None:
+        interval = self.config.eval_interval
+        step = self.counters.global_step
+        if not force and not (interval > 0 and step % interval == 0):
+            return
+        results = evaluate(self.eval_executor, self.agent.act, self.config.eval_episodes)
+        self.evaluations["latest"] = {**results, "step": step, "phase": phase}
+        self.logger.log("eval", step, results, phase)
+        self.logger.console.print(
+            f"[bold]eval[/] {phase} step {step}: success {results['success']:.2f}, return {results['return']:.1f}, "
+            f"length {results['length']:.0f} ({self.config.eval_episodes} episodes)"
+        )
+
+    def maybe_checkpoint(self, force: bool = False) -> None:
+        interval = self.config.checkpoint_interval
+        if force or (interval > 0 and self.counters.global_step % interval == 0):
+            self.save()
+
+    def save(self) -> Path:
+        online = None
+        if self.store.size > self.dataset_size:
+            steps = self.store.step_arrays()
+            online = StepArrays(*(getattr(steps, f.name)[self.dataset_size :] for f in fields(steps)))
+        rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng.bit_generator.state}
+        if torch.cuda.is_available():
+            rng_states["cuda"] = torch.cuda.get_rng_state_all()
+        return ckpt.save_checkpoint(
+            self.run_dir,
+            self.agent,
+            self.agent.optimizers(),
+            self.counters,
+            self.config,
+            rng_states,
+            online,
+            keep=self.config.keep_checkpoints,
+        )
+
+    def check_signals(self) -> None:
+        if self.signals is not None and self.signals.received:
+            self.save()
+            raise TrainingInterrupted(self.run_dir, self.counters.global_step, self.signals.received)
+
+    # ------------------------------------------------------------------ phases
+    def offline_phase(self, progress: Progress) -> None:
+        if self.counters.offline_step >= self.config.offline_steps:
+            return
+        task = progress.add_task(
+            "offline", total=self.config.offline_steps, completed=self.counters.offline_step, status=""
+        )
+        self._last_log = (time.perf_counter(), self.counters.global_step)
+        while self.counters.offline_step < self.config.offline_steps:
+            metrics = self.gradient_step()
+            self.counters.offline_step += 1
+            self.maybe_log(metrics, "offline", progress, task)
+            self.maybe_evaluate("offline")
+            self.maybe_checkpoint()
+            self.check_signals()
+        if "offline_final" not in self.evaluations:
+            if self.evaluations.get("latest", {}).get("step") != self.counters.global_step:
+                self.maybe_evaluate("offline", force=True)
+            self.evaluations["offline_final"] = self.evaluations["latest"]
+        self.save()
+
+    def online_phase(self, progress: Progress) -> None:
+        c = self.config
+        if self.counters.online_step >= c.online_steps:
+            return
+        task = progress.add_task("online", total=c.online_steps, completed=self.counters.online_step, status="")
+        executor = ChunkExecutor(self.env, c.execute_horizon, seed=c.seed + 1 + self.counters.episodes)
+        episode_return, episode_length = 0.0, 0
+        metrics = None
+        self._last_log = (time.perf_counter(), self.counters.global_step)
+        while self.counters.online_step < c.online_steps:
+            step = executor.step(self.agent.act)
+            self.store.add(
+                step.observation, step.action, step.reward, step.terminated, step.done, step.next_observation
+            )
+            self.counters.online_step += 1
+            episode_return += step.reward
+            episode_length += 1
+            if step.done:
+                self.counters.episodes += 1
+                episode = {
+                    "return": episode_return,
+                    "length": episode_length,
+                    "success": float(step.info.get("success", False)),
+                }
+                self.logger.log("episodes", self.counters.global_step, episode, "online")
+                episode_return, episode_length = 0.0, 0
+            if self.counters.online_step >= c.start_training:
+                for _ in range(c.utd_ratio):
+                    metrics = self.gradient_step()
+                    self.counters.online_updates += 1
+            self.maybe_log(metrics, "online", progress, task)
+            self.maybe_evaluate("online")
+            self.maybe_checkpoint()
+            self.check_signals()
+        if self.evaluations.get("latest", {}).get("step") != self.counters.global_step:
+            self.maybe_evaluate("online", force=True)
+        self.evaluations["online_final"] = self.evaluations["latest"]
+        self.save()
+
+    def summary(self, status: str, started: float) -> dict:
+        return {
+            "status": status,
+            "agent": self.config.agent,
+            "env": self.config.env,
+            "sparse": self.config.sparse,
+            "seed": self.config.seed,
+            "counters": asdict(self.counters),
+            "evaluations": self.evaluations,
+            "wall_seconds": time.time() - started,
+            "device": str(self.device),
+        }
+
+
+def _progress(console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> Trainer:
+    """Everything a run needs; restores the state of ``checkpoint`` when resuming."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    task = parse_task(config.env)
+    env = make_task_env(task, config.sparse)
+    eval_env = make_task_env(task, config.sparse)
+    observation_dim, action_dim = space_dims(env)
+    resume_step = None
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        resume_step = ckpt.Counters(**state["counters"]).global_step
+    logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
+    store = load_dataset(config, task, env, config.online_steps, logger.console)
+    dataset_size = store.size
+    agent = build_agent(config, observation_dim, action_dim, device)
+    sampler = ChunkSampler(store, ChunkSpec(config.horizon, config.discount, config.boundary), seed=config.seed)
+    trainer = Trainer(
+        config=config,
+        run_dir=run_dir,
+        agent=agent,
+        store=store,
+        dataset_size=dataset_size,
+        sampler=sampler,
+        env=env,
+        eval_executor=ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000),
+        logger=logger,
+        device=device,
+    )
+    if checkpoint is not None:
+        ckpt.load_weights(agent, checkpoint)
+        trainer.counters, rng = ckpt.load_training_state(checkpoint, agent.optimizers())
+        torch.set_rng_state(rng["torch"])
+        sampler.rng.bit_generator.state = rng["sampler"]
+        online = ckpt.load_online_steps(checkpoint)
+        if online is not None:
+            store.extend(online)
+        previous = run_dir / "summary.json"
+        if previous.exists():
+            trainer.evaluations = json.loads(previous.read_text()).get("evaluations", {})
+    elif config.init_from is not None:
+        ckpt.load_weights(agent, ckpt.resolve_checkpoint(config.init_from))
+    return trainer
+
+
+def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None = None) -> dict:
+    """Run (or resume) training; returns the summary also written to ``<run>/summary.json``."""
+    started = time.time()
+    checkpoint = None
+    if resume is not None:
+        run_dir = Path(resume)
+        checkpoint = ckpt.resolve_checkpoint(run_dir)
+        config = load_config(run_dir / "config.yaml")
+    else:
+        config = resolve_method(config)
+        run_dir = new_run_dir(config, run_dir)
+        save_config(config, run_dir / "config.yaml")
+    trainer = build_trainer(config, run_dir, checkpoint)
+    status = "failed"
+    try:
+        with StopSignals() as signals, _progress(trainer.logger.console) as progress:
+            trainer.signals = signals
+            trainer.offline_phase(progress)
+            trainer.online_phase(progress)
+        status = "finished"
+    except TrainingInterrupted:
+        status = "interrupted"
+        raise
+    except NonFiniteLoss:
+        status = "non-finite loss"
+        raise
+    finally:
+        summary = trainer.summary(status, started)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        trainer.logger.close()
+    return summary
+
+
+def evaluate_checkpoint(
+    path: Path, episodes: int | None = None, execute_horizon: int | None = None, device: str = "auto"
+) -> dict:
+    """Evaluate a checkpoint (or a run's latest one) in fresh environments."""
+    checkpoint = ckpt.resolve_checkpoint(path)
+    config = load_config(checkpoint / "config.yaml")
+    task = parse_task(config.env)
+    env = make_task_env(task, config.sparse)
+    observation_dim, action_dim = space_dims(env)
+    agent = build_agent(config, observation_dim, action_dim, resolve_device(device))
+    ckpt.load_weights(agent, checkpoint)
+    seed_everything(config.seed + 20_000)
+    executor = ChunkExecutor(env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000)
+    results = evaluate(executor, agent.act, episodes or config.eval_episodes)
+    return {"checkpoint": str(checkpoint), "env": config.env, "agent": config.agent, **results}

@@ -1,0 +1,124 @@
+"""Building the pieces of a run from its config: device, run directory, dataset, agent."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from chunkrl.agents import METHODS, Agent
+from chunkrl.config import TrainConfig
+from chunkrl.data.generate import generate_dataset, official_settings
+from chunkrl.data.sources.ogbench import (
+    OGBenchTask,
+    close_matches_hint,
+    generated_dataset_path,
+    load_single_task,
+)
+from chunkrl.data.trajectories import DatasetError, Trajectories
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but PyTorch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_method(config: TrainConfig) -> TrainConfig:
+    """Apply the method's defining settings (e.g. FQL is h = 1 without chunking) to the config."""
+    if config.agent not in METHODS:
+        raise ValueError(
+            f"Unknown agent '{config.agent}'.{close_matches_hint(config.agent, tuple(METHODS))} "
+            f"Available: {', '.join(METHODS)}."
+        )
+    method = METHODS[config.agent]
+    flow = dataclasses.replace(config.flow, **method.overrides)
+    horizon = method.horizon if method.horizon is not None else config.horizon
+    return dataclasses.replace(config, flow=flow, horizon=horizon)
+
+
+def new_run_dir(config: TrainConfig, run_dir: Path | None, runs_root: Path = Path("runs")) -> Path:
+    """Create a fresh run directory; never reuse one that already holds something."""
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = runs_root / config.env / f"{config.agent}-seed{config.seed}-{stamp}"
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(
+            f"The run directory {run_dir} already exists and is not empty; chunkrl never overwrites a run. "
+            f"Continue it with `chunkrl train --resume {run_dir}`, or pass another --run-dir."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Path:
+    """The npz file to train on: explicit path, official directory, or the generated cache."""
+    if config.dataset_path is not None:
+        return Path(config.dataset_path).expanduser()
+    if config.dataset_dir is not None:
+        path = Path(config.dataset_dir).expanduser() / f"{task.dataset_name}.npz"
+        if not path.exists():
+            raise DatasetError(
+                f"{path} does not exist: --dataset-dir must hold the official file {task.dataset_name}.npz. "
+                f"Generate it with `chunkrl data generate {task.dataset_name} --out {path}`."
+            )
+        return path
+    path = generated_dataset_path(task.dataset_name, config.dataset_episodes, config.cache_dir)
+    if path.exists():
+        return path
+    if not config.generate_missing:
+        raise DatasetError(
+            f"The dataset {task.dataset_name} ({config.dataset_episodes} episodes) is not in the cache ({path}). "
+            f"Generate it with `chunkrl data generate {task.dataset_name} --episodes {config.dataset_episodes}`, "
+            "or pass --dataset-path / --dataset-dir to use existing files."
+        )
+    console.print(
+        f"[bold]Generating {task.dataset_name}[/] ({config.dataset_episodes} episodes, OGBench oracles) "
+        f"into {path}; this happens once."
+    )
+    settings = official_settings(task.dataset_name, episodes=config.dataset_episodes)
+    with generation_progress(console) as report:
+        generate_dataset(settings, path, workers=config.generate_workers, progress=report)
+    return path
+
+
+@contextlib.contextmanager
+def generation_progress(console: Console):
+    """A rich progress bar that ``generate_dataset`` reports finished episodes to."""
+    columns = (TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("generate", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield report
+
+
+def load_dataset(config: TrainConfig, task: OGBenchTask, env, extra_capacity: int, console: Console) -> Trajectories:
+    """The training dataset as single-task trajectories, with room for ``extra_capacity`` online steps."""
+    path = dataset_file(config, task, console)
+    return load_single_task(path, task, env, config.sparse, extra_capacity=extra_capacity)
+
+
+def build_agent(config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device) -> Agent:
+    """The agent of ``config.agent`` (after ``resolve_method``) on ``device``."""
+    method = METHODS[config.agent]
+    return method.agent(observation_dim, action_dim, config.horizon, config.flow).to(device)
