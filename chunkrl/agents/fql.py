@@ -19,7 +19,7 @@ import copy
 import torch
 from torch.nn import functional as F
 
-from chunkrl.agents.base import Agent, masked_mean
+from chunkrl.agents.base import Agent, call_frozen, make_adam, masked_mean
 from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import Critic, aggregate, polyak_update
@@ -40,7 +40,7 @@ class FQLAgent(Agent):
         self.critic = Critic(observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         trainable = [*self.flow.parameters(), *self.actor.parameters(), *self.critic.parameters()]
-        self.optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
+        self.optimizer = make_adam(trainable, c.learning_rate)
 
     # ------------------------------------------------------------------ policies
     def policy_actions(self, batch: ChunkBatch) -> torch.Tensor:
@@ -88,12 +88,8 @@ class FQLAgent(Agent):
         student = self.actor(observations, distill_noise)
         distill_loss = F.mse_loss(student, teacher)
 
-        # The Q term trains the actor only: the critic's weights are frozen for this forward pass.
-        self.critic.requires_grad_(False)
-        try:
-            q = aggregate(self.critic(observations, student.clamp(-1.0, 1.0)), "mean")
-        finally:
-            self.critic.requires_grad_(True)
+        # The Q term trains the actor only: the critic runs on detached copies of its weights.
+        q = aggregate(call_frozen(self.critic, observations, student.clamp(-1.0, 1.0)), "mean")
         q_loss = -q.mean()
         if self.config.normalize_q_loss:
             q_loss = q_loss / q.abs().mean().detach().clamp_min(1e-6)

@@ -1,0 +1,154 @@
+"""QC-FQL / FQL-n / FQL: shapes, gradient paths, the TD target, learning on a fixed batch, save/load."""
+
+import numpy as np
+import pytest
+import torch
+
+from chunkrl.agents import FQLAgent, FlowAgentConfig
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.nets.ensemble import aggregate
+from tests.conftest import make_store
+
+OBS, ACT, H = 6, 2, 3
+
+
+def small_config(**overrides):
+    base = dict(actor_hidden_dims=(32, 32), critic_hidden_dims=(32, 32), flow_steps=4)
+    return FlowAgentConfig(**{**base, **overrides})
+
+
+def batch(size=16, seed=0, boundary="mask"):
+    rng = np.random.default_rng(seed)
+    n = 80
+    ends = rng.random(n) < 0.1
+    ends[-1] = True
+    store = make_store(rng.normal(size=n), rng.random(n) < 0.1, ends, obs_dim=OBS, action_dim=ACT)
+    store.actions[: store.size] = np.tanh(rng.normal(size=(n, ACT)))
+    return ChunkSampler(store, ChunkSpec(H, 0.9, boundary), seed=seed).sample(size).to_torch()
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+def test_act_returns_a_chunk_or_a_single_action_within_bounds(chunking):
+    agent = FQLAgent(OBS, ACT, H, small_config(action_chunking=chunking))
+    chunk = agent.act(np.zeros(OBS, np.float32))
+    assert chunk.shape == ((H, ACT) if chunking else (1, ACT))
+    many = agent.act(np.zeros((4, OBS), np.float32))
+    assert many.shape[0] == 4
+    assert np.abs(many).max() <= 1.0
+
+
+def test_flow_sampler_integrates_a_constant_field_exactly():
+    agent = FQLAgent(OBS, ACT, H, small_config())
+    # make the velocity field output the constant 0.5 regardless of input
+    last = agent.flow.net.net[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, 0.5)
+    noise = torch.full((3, H * ACT), -0.2)
+    out = agent.flow_actions(torch.zeros(3, OBS), noise)
+    torch.testing.assert_close(out, torch.full_like(noise, 0.3))
+
+
+def test_critic_target_uses_bootstrap_discount_and_target_critic():
+    agent = FQLAgent(OBS, ACT, H, small_config())
+    b = batch()
+    torch.manual_seed(1)
+    loss, _ = agent.critic_loss(b)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        next_actions = agent.one_step_actions(b.next_observations)
+        next_q = aggregate(agent.target_critic(b.next_observations, next_actions), "mean")
+        target = b.reward_h + b.bootstrap_discount * next_q
+        q = agent.critic(b.observations, b.actions.flatten(1))
+        expected = (((q - target) ** 2) * b.td_weight).sum() / (b.td_weight.sum() * 2)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_chunks_cut_by_trajectory_end_do_not_change_the_critic_loss():
+    agent = FQLAgent(OBS, ACT, H, small_config())
+    b = batch(size=64)
+    assert (b.td_weight == 0).any(), "the fixture should contain masked chunks"
+    masked = b.td_weight == 0
+    b2 = type(b)(**{k: v.clone() for k, v in vars(b).items()})
+    b2.reward_h[masked] += 1000.0  # garbage on masked samples must not matter
+    torch.manual_seed(0)
+    first, _ = agent.critic_loss(b)
+    torch.manual_seed(0)
+    second, _ = agent.critic_loss(b2)
+    torch.testing.assert_close(first, second)
+
+
+def test_gradient_paths_target_and_teacher_get_nothing_and_q_term_spares_the_critic():
+    agent = FQLAgent(OBS, ACT, H, small_config())
+    b = batch()
+    actor_loss, _ = agent.actor_loss(b)
+    agent.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    # the actor loss trains the flow (BC) and the one-step actor, never the critic
+    assert all(p.grad is None for p in agent.critic.parameters())
+    assert all(p.grad is None for p in agent.target_critic.parameters())
+    assert all(p.grad is not None for p in agent.actor.parameters())
+
+    # without the BC term (no valid actions) the flow is only the distillation teacher: no gradient
+    b_no_bc = type(b)(**{k: v for k, v in vars(b).items()})
+    b_no_bc.valid = torch.zeros_like(b.valid)  # removes the BC term
+    agent.zero_grad(set_to_none=True)
+    loss_without_bc, _ = agent.actor_loss(b_no_bc)
+    loss_without_bc.backward()
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in agent.flow.parameters())
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in agent.actor.parameters())
+
+    agent.zero_grad(set_to_none=True)
+    critic_loss, _ = agent.critic_loss(b)
+    critic_loss.backward()
+    assert all(p.grad is None for p in agent.target_critic.parameters())
+    assert all(p.grad is None for p in agent.actor.parameters())
+
+
+def test_target_critic_tracks_the_critic_by_polyak_averaging():
+    agent = FQLAgent(OBS, ACT, H, small_config(target_tau=0.25))
+    before = [p.clone() for p in agent.target_critic.parameters()]
+    agent.update(batch())
+    for old, target, online in zip(before, agent.target_critic.parameters(), agent.critic.parameters(), strict=True):
+        torch.testing.assert_close(target, 0.75 * old + 0.25 * online)
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+def test_losses_decrease_on_a_fixed_batch(chunking):
+    torch.manual_seed(0)
+    agent = FQLAgent(OBS, ACT, H, small_config(action_chunking=chunking, alpha=10.0))
+    b = batch(size=64)
+    first = agent.update(b)
+    for _ in range(150):
+        last = agent.update(b)
+    assert last["critic/loss"] < first["critic/loss"]
+    assert last["actor/bc_flow_loss"] < first["actor/bc_flow_loss"]
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    from chunkrl.train.checkpoint import load_weights
+
+    agent = FQLAgent(OBS, ACT, H, small_config())
+    agent.update(batch())
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, tmp_path / "model.safetensors")
+    clone = FQLAgent(OBS, ACT, H, small_config())
+    load_weights(clone, tmp_path)
+    obs = np.random.default_rng(0).normal(size=(5, OBS)).astype(np.float32)
+    torch.manual_seed(3)
+    a = agent.act(obs)
+    torch.manual_seed(3)
+    b = clone.act(obs)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_loading_weights_of_another_configuration_explains_the_mismatch(tmp_path):
+    from safetensors.torch import save_file
+
+    from chunkrl.train.checkpoint import CheckpointError, load_weights
+
+    small = FQLAgent(OBS, ACT, H, small_config())
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, tmp_path / "model.safetensors")
+    wider = FQLAgent(OBS, ACT, H, small_config(actor_hidden_dims=(64, 64)))
+    with pytest.raises(CheckpointError, match="another configuration"):
+        load_weights(wider, tmp_path)
