@@ -1,3 +1,9 @@
 """chunkrl: reinforcement learning with action chunking."""
 
+import os
+
+if "DISPLAY" not in os.environ:
+    # Headless machines: let MuJoCo pick EGL instead of failing over to GLFW with an X11 warning.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
 __version__ = "0.1.0"

@@ -29,3 +29,15 @@ def two_trajectories():
     terminals = [0, 0, 1, 0, 0, 0, 0, 0]
     ends = [0, 0, 0, 0, 1, 0, 0, 1]
     return make_store(rewards, terminals, ends)
+
+
+@pytest.fixture(scope="session")
+def tiny_puzzle_dataset(tmp_path_factory):
+    """A real OGBench puzzle-3x3 play dataset: 2 training + 1 validation episodes of 201 stored steps,
+    generated with OGBench's oracles (fast enough for tests)."""
+    from chunkrl.data.generate import GenerationSettings, generate_dataset
+
+    out = tmp_path_factory.mktemp("data") / "puzzle-3x3-play-v0.npz"
+    settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=2, max_episode_steps=201)
+    generate_dataset(settings, out, workers=1)
+    return out

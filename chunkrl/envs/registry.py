@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import gymnasium
@@ -29,7 +28,6 @@ def make_env(env_name: str, sparse: bool = False) -> gymnasium.Env:
 
 def make_task_env(task: OGBenchTask, sparse: bool = False) -> gymnasium.Env:
     """The environment of an already parsed task."""
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless; only rendering would use it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gymnasium's float32 precision notices for OGBench's spaces
         import ogbench.manipspace  # noqa: F401  (registers the environments)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from chunkrl.agents import FQLAgent, FlowAgentConfig
+from chunkrl.agents import FlowAgentConfig, FQLAgent
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.nets.ensemble import aggregate
 from tests.conftest import make_store

@@ -62,7 +62,7 @@ def close_matches_hint(name: str, known: tuple[str, ...]) -> str:
 def parse_task(env_name: str) -> OGBenchTask:
     """Split a single-task environment name into its dataset and gymnasium id, or explain the mistake."""
     match = _ENV_PATTERN.match(env_name)
-    if match is None or match["domain"] not in DOMAINS:
+    if match is None or env_name not in SINGLE_TASK_ENVS:
         raise ValueError(
             f"Unknown environment '{env_name}'.{close_matches_hint(env_name, SINGLE_TASK_ENVS)} "
             "chunkrl trains on OGBench single-task manipulation environments named "

@@ -1,0 +1,58 @@
+"""Dataset generation with OGBench's oracles: layout, determinism, validation split, safe writes."""
+
+import numpy as np
+import pytest
+
+from chunkrl.data.generate import GenerationSettings, generate_dataset, official_settings
+from chunkrl.data.sources.ogbench import validation_path
+
+
+def test_generated_file_has_ogbench_layout_and_a_validation_split(tiny_puzzle_dataset):
+    with np.load(tiny_puzzle_dataset) as data:
+        assert set(data.files) == {"observations", "actions", "terminals", "qpos", "qvel", "button_states"}
+        assert data["observations"].shape == (402, 55)
+        assert data["actions"].shape == (402, 5)
+        assert data["terminals"].dtype == bool
+        # each stored episode ends with one terminal flag (OGBench marks the last stored row)
+        np.testing.assert_array_equal(np.flatnonzero(data["terminals"]), [200, 401])
+        assert np.abs(data["actions"]).max() <= 1.0
+    with np.load(validation_path(tiny_puzzle_dataset)) as val:
+        assert val["observations"].shape == (201, 55)
+
+
+def test_official_settings_follow_ogbench():
+    assert official_settings("scene-play-v0").episodes == 1000
+    assert official_settings("cube-triple-play-v0").episodes == 3000
+    assert official_settings("puzzle-3x3-noisy-v0").p_random_action == 0.2
+    assert official_settings("cube-double-noisy-v0").p_random_action == 0.1
+    s = official_settings("scene-play-v0")
+    assert (s.noise, s.noise_smoothing, s.max_episode_steps) == (0.1, 0.5, 1001)
+    assert s.env_id == "scene-v0"
+
+
+def test_unknown_dataset_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="Did you mean: scene-play-v0"):
+        official_settings("scene-plai-v0")
+
+
+def test_generation_is_identical_with_one_or_two_workers(tmp_path):
+    settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=2, max_episode_steps=31, seed=7)
+    one, _ = generate_dataset(settings, tmp_path / "a" / "d.npz", workers=1)
+    two, _ = generate_dataset(settings, tmp_path / "b" / "d.npz", workers=2)
+    with np.load(one) as a, np.load(two) as b:
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_existing_files_are_never_overwritten_without_asking(tiny_puzzle_dataset):
+    before = tiny_puzzle_dataset.read_bytes()
+    settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=1, max_episode_steps=11)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        generate_dataset(settings, tiny_puzzle_dataset)
+    assert tiny_puzzle_dataset.read_bytes() == before
+
+
+def test_no_partial_file_is_left_behind(tmp_path):
+    settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=1, max_episode_steps=11)
+    generate_dataset(settings, tmp_path / "d.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d-val.npz", "d.npz"]

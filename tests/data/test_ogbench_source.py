@@ -1,0 +1,74 @@
+"""Loading OGBench files for single-task training: relabelling, sparse rewards, and bad input."""
+
+import numpy as np
+import pytest
+
+from chunkrl.data.sources.ogbench import load_single_task, parse_task, read_npz
+from chunkrl.data.trajectories import DatasetError
+from chunkrl.envs.registry import make_task_env
+
+TASK = parse_task("puzzle-3x3-play-singletask-task1-v0")
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = make_task_env(TASK)
+    yield e
+    e.close()
+
+
+def test_task_names_split_into_dataset_and_gym_id():
+    assert TASK.dataset_name == "puzzle-3x3-play-v0"
+    assert TASK.gym_id == "puzzle-3x3-singletask-task1-v0"
+    assert parse_task("scene-play-singletask-v0").gym_id == "scene-singletask-v0"
+
+
+def test_unknown_environment_lists_close_matches():
+    with pytest.raises(ValueError, match="Did you mean: scene-play-singletask-task2-v0"):
+        parse_task("scene-play-singletask-task2-v1")
+
+
+def test_loading_drops_ogbench_final_rows_and_links_next_observations(tiny_puzzle_dataset, env):
+    store = load_single_task(tiny_puzzle_dataset, TASK, env, sparse=False)
+    raw = read_npz(tiny_puzzle_dataset)
+    assert store.size == 400  # 2 episodes x (201 stored rows - 1 final observation)
+    assert store.num_trajectories == 2
+    np.testing.assert_array_equal(np.flatnonzero(store.ends[:400]), [199, 399])
+    np.testing.assert_array_equal(store.next_observations[0], raw["observations"][1])
+    np.testing.assert_array_equal(store.next_observations[199], raw["observations"][200])
+    np.testing.assert_array_equal(store.observations[200], raw["observations"][201])
+
+
+def test_rewards_follow_ogbench_relabelling_and_sparse_option(tiny_puzzle_dataset, env):
+    dense = load_single_task(tiny_puzzle_dataset, TASK, env, sparse=False)
+    sparse = load_single_task(tiny_puzzle_dataset, TASK, env, sparse=True)
+    n = dense.size
+    # puzzle-3x3 task 1: dense reward = -(number of wrong buttons), in [-9, 0]
+    assert dense.rewards[:n].min() >= -9 and dense.rewards[:n].max() <= 0
+    np.testing.assert_array_equal(sparse.rewards[:n], np.where(dense.rewards[:n] == 0, 0.0, -1.0))
+    # the task is complete exactly where the reward is 0
+    np.testing.assert_array_equal(dense.terminals[:n], dense.rewards[:n] == 0)
+
+
+def test_extra_capacity_leaves_room_for_online_steps(tiny_puzzle_dataset, env):
+    store = load_single_task(tiny_puzzle_dataset, TASK, env, sparse=True, extra_capacity=50)
+    assert store.capacity == 450
+
+
+def test_missing_file_says_how_to_generate_it(tmp_path):
+    with pytest.raises(DatasetError, match="chunkrl data generate"):
+        read_npz(tmp_path / "nothing.npz")
+
+
+def test_truncated_file_is_reported_as_corrupt(tiny_puzzle_dataset, tmp_path):
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(tiny_puzzle_dataset.read_bytes()[:5000])
+    with pytest.raises(DatasetError, match="corrupt or truncated"):
+        read_npz(broken)
+
+
+def test_dataset_of_another_environment_is_rejected(tiny_puzzle_dataset):
+    scene = parse_task("scene-play-singletask-task2-v0")
+    env = make_task_env(scene)
+    with pytest.raises(DatasetError, match="expects 40 and 5"):
+        load_single_task(tiny_puzzle_dataset, scene, env, sparse=False)

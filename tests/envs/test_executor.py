@@ -1,0 +1,80 @@
+"""Open-loop chunk execution: query cadence, execution horizon, queue reset at episode ends."""
+
+import gymnasium
+import numpy as np
+
+from chunkrl.envs.executor import ChunkExecutor, evaluate
+from chunkrl.envs.registry import SparseReward, make_env
+
+
+class CountingEnv(gymnasium.Env):
+    """Observation = step counter; the episode ends after ``length`` steps; records actions."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gymnasium.spaces.Box(-1, 1, (1,), np.float32)
+
+    def __init__(self, length=7):
+        self.length, self.t, self.actions = length, 0, []
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.actions.append(float(action[0]))
+        self.t += 1
+        done = self.t >= self.length
+        return np.array([self.t], np.float32), 1.0, done, False, {"success": done}
+
+
+def chunk_policy(observation):
+    """A chunk of 3 actions that encode the observation they were planned from."""
+    return np.array([[observation[0] / 100 + i / 1000] for i in range(3)], np.float32)
+
+
+def test_chunks_run_open_loop_and_the_agent_is_queried_every_h_steps():
+    env = CountingEnv(length=7)
+    executor = ChunkExecutor(env)
+    for _ in range(6):
+        executor.step(chunk_policy)
+    assert executor.queries == 2
+    np.testing.assert_allclose(env.actions, [0.0, 0.001, 0.002, 0.03, 0.031, 0.032])
+
+
+def test_execution_horizon_replans_after_k_actions():
+    env = CountingEnv(length=10)
+    executor = ChunkExecutor(env, execute_horizon=2)
+    for _ in range(4):
+        executor.step(chunk_policy)
+    assert executor.queries == 2
+    np.testing.assert_allclose(env.actions, [0.0, 0.001, 0.02, 0.021])
+
+
+def test_episode_end_clears_the_queue():
+    env = CountingEnv(length=4)
+    executor = ChunkExecutor(env)
+    steps = [executor.step(chunk_policy) for _ in range(5)]
+    assert steps[3].done and not steps[4].done
+    # step 4 ends the episode mid-chunk; the next step starts a fresh chunk from the reset observation
+    np.testing.assert_allclose(env.actions, [0.0, 0.001, 0.002, 0.03, 0.0])
+    assert executor.queries == 3
+
+
+def test_evaluate_reports_success_return_and_length():
+    executor = ChunkExecutor(CountingEnv(length=5))
+    results = evaluate(executor, chunk_policy, episodes=3)
+    assert results == {"success": 1.0, "return": 5.0, "length": 5.0, "episodes": 3.0}
+
+
+def test_sparse_reward_is_minus_one_until_full_success():
+    env = SparseReward(CountingEnv())
+    assert env.reward(-3.0) == -1.0 and env.reward(0.0) == 0.0
+
+
+def test_real_ogbench_environment_runs_chunks():
+    env = make_env("puzzle-3x3-play-singletask-task1-v0", sparse=True)
+    executor = ChunkExecutor(env, seed=0)
+    zero_chunk = lambda observation: np.zeros((5, 5), np.float32)  # noqa: E731
+    rewards = [executor.step(zero_chunk).reward for _ in range(10)]
+    assert executor.queries == 2
+    assert set(rewards) <= {-1.0, 0.0}
