@@ -20,7 +20,7 @@ from rich.console import Console
 
 from chunkrl.data.trajectories import DatasetError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 EXIT_ERROR = 2
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 

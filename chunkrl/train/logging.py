@@ -53,7 +53,7 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, tensorboard: bool, wandb: bool, resume_step: int | None, config: dict):
         self.run_dir = Path(run_dir)
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, soft_wrap=True)
         self.streams = {name: CsvStream(self.run_dir / f"{name}.csv") for name in self.STREAMS}
         if resume_step is not None:
             for stream in self.streams.values():

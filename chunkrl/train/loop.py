@@ -12,6 +12,7 @@ without overwriting the last good checkpoint.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -166,8 +167,8 @@ class Trainer:
         )
         self._last_log = (time.perf_counter(), self.counters.global_step)
         while self.counters.offline_step < self.config.offline_steps:
-            metrics = self.gradient_step()
             self.counters.offline_step += 1
+            metrics = self.gradient_step()
             self.maybe_log(metrics, "offline", progress, task)
             self.maybe_evaluate("offline")
             self.maybe_checkpoint()
@@ -298,9 +299,15 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
         config = load_config(run_dir / "config.yaml")
     else:
         config = resolve_method(config)
+        parse_task(config.env)  # reject a bad name before creating anything
         run_dir = new_run_dir(config, run_dir)
         save_config(config, run_dir / "config.yaml")
-    trainer = build_trainer(config, run_dir, checkpoint)
+    try:
+        trainer = build_trainer(config, run_dir, checkpoint)
+    except BaseException:
+        if checkpoint is None:  # nothing was trained: leave no half-made run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     status = "failed"
     try:
         with StopSignals() as signals, _progress(trainer.logger.console) as progress:

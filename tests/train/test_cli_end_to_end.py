@@ -1,0 +1,242 @@
+"""The real console script on a real OGBench environment: train offline -> online, evaluate, plot,
+interrupt with SIGTERM, resume; and the errors a user can run into."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ENV = "puzzle-3x3-play-singletask-task1-v0"
+TINY = [
+    "--flow.actor-hidden-dims",
+    "32",
+    "32",
+    "--flow.critic-hidden-dims",
+    "32",
+    "32",
+    "--flow.flow-steps",
+    "3",
+    "--batch-size",
+    "32",
+    "--eval-episodes",
+    "1",
+    "--no-tensorboard",
+]
+
+
+def chunkrl(*args, check=True, **kwargs):
+    command = [sys.executable, "-m", "chunkrl.cli", *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    chunkrl(
+        "train",
+        "--env",
+        ENV,
+        "--sparse",
+        "--dataset-path",
+        tiny_puzzle_dataset,
+        "--run-dir",
+        run,
+        "--offline-steps",
+        40,
+        "--online-steps",
+        60,
+        "--start-training",
+        20,
+        "--eval-interval",
+        0,
+        "--log-interval",
+        20,
+        "--checkpoint-interval",
+        0,
+        "--tensorboard",
+        *TINY[:-1],
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["counters"] == {"offline_step": 40, "online_step": 60, "online_updates": 41, "episodes": 0}
+    assert {"offline_final", "online_final"} <= set(summary["evaluations"])
+    assert 0.0 <= summary["evaluations"]["online_final"]["success"] <= 1.0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["agent"] == "qc-fql" and config["sparse"] is True and config["flow"]["action_chunking"] is True
+    train_rows = (run / "train.csv").read_text().splitlines()
+    assert train_rows[0].startswith("step,phase,critic/loss")
+    assert [r.split(",")[0] for r in train_rows[1:]] == ["20", "40", "60", "80", "100"]
+    assert any(p.name.startswith("events") for p in (run / "tensorboard").iterdir())
+    latest = (run / "checkpoints" / "latest").read_text()
+    assert latest == "step_000000100"
+    assert (run / "checkpoints" / latest / "model.safetensors").exists()
+    assert (run / "checkpoints" / latest / "replay_online.npz").exists()
+
+    evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
+    assert evaluated["episodes"] == 1.0 and evaluated["agent"] == "qc-fql"
+
+    chunkrl("plot", run)
+    assert (run / "success.png").stat().st_size > 0
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues_the_same_run(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "chunkrl.cli",
+        "train",
+        "--env",
+        ENV,
+        "--dataset-path",
+        str(tiny_puzzle_dataset),
+        "--run-dir",
+        str(run),
+        "--offline-steps",
+        "1000000",
+        "--online-steps",
+        "0",
+        "--log-interval",
+        "5",
+        "--eval-interval",
+        "0",
+        "--checkpoint-interval",
+        "0",
+        *TINY,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "train.csv").exists() or len((run / "train.csv").read_text().splitlines()) < 3:
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "chunkrl train --resume" in stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    stopped_at = summary["counters"]["offline_step"]
+    assert (run / "checkpoints" / "latest").read_text() == f"step_{stopped_at:09d}"
+
+    # shorten the run (the documented way to change a run's settings) and resume it
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["offline_steps"] = stopped_at + 10
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    chunkrl("train", "--resume", run)
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["status"] == "finished"
+    assert resumed["counters"]["offline_step"] == stopped_at + 10
+    steps = [int(r.split(",")[0]) for r in (run / "train.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)), "the resumed curve continues without duplicated steps"
+    assert steps[-1] == stopped_at + 10 - (stopped_at + 10) % 5
+
+
+def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    result = chunkrl(
+        "train",
+        "--env",
+        ENV,
+        "--dataset-path",
+        tiny_puzzle_dataset,
+        "--run-dir",
+        run,
+        "--offline-steps",
+        1,
+        "--online-steps",
+        0,
+        *TINY,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and "--resume" in result.stderr
+    assert (run / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "puzzle-3x3-play-singletask-task1-v9"], "Did you mean"),
+        (["--agent", "qc-fq"], "Did you mean: qc-fql"),
+        (["--dataset-path", "/nonexistent/puzzle.npz"], "chunkrl data generate"),
+        (["--dataset-dir", "/nonexistent"], "chunkrl data generate"),
+    ],
+)
+def test_bad_names_and_missing_files_give_one_clear_error(tmp_path, args, message):
+    result = chunkrl(
+        "train", "--run-dir", tmp_path / "run", "--offline-steps", 1, "--online-steps", 0, *args, *TINY, check=False
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_cached_dataset_without_generation_says_how_to_generate(tmp_path):
+    result = chunkrl(
+        "train",
+        "--run-dir",
+        tmp_path / "run",
+        "--no-generate-missing",
+        "--dataset-episodes",
+        3,
+        "--cache-dir",
+        tmp_path / "cache",
+        *TINY,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "chunkrl data generate puzzle-3x3-play-v0 --episodes 3" in result.stderr
+
+
+def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    chunkrl(
+        "train",
+        "--env",
+        ENV,
+        "--dataset-path",
+        tiny_puzzle_dataset,
+        "--run-dir",
+        run,
+        "--offline-steps",
+        2,
+        "--online-steps",
+        0,
+        "--eval-episodes",
+        1,
+        *TINY,
+    )
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["offline_steps"] = 4
+    config["flow"]["critic_hidden_dims"] = [16, 16]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    result = chunkrl("train", "--resume", run, check=False)
+    assert result.returncode == 2
+    assert "another configuration" in result.stderr
+
+
+def test_data_generate_command_writes_cached_files(tmp_path):
+    env = {**os.environ, "CHUNKRL_CACHE": str(tmp_path)}
+    out = tmp_path / "scene.npz"
+    chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--workers", 1, "--out", out, env=env)
+    assert out.exists() and Path(str(out).replace(".npz", "-val.npz")).exists()
+    again = chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--out", out, check=False, env=env)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path):
+    run = tmp_path / "run"
+    result = chunkrl("train", "--run-dir", run, "--dataset-path", tmp_path / "missing.npz", *TINY, check=False)
+    assert result.returncode == 2
+    assert not run.exists()
