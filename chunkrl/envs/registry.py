@@ -28,11 +28,11 @@ def make_env(env_name: str, sparse: bool = False) -> gymnasium.Env:
 
 def make_task_env(task: OGBenchTask, sparse: bool = False) -> gymnasium.Env:
     """The environment of an already parsed task."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # gymnasium's float32 precision notices for OGBench's spaces
-        import ogbench.manipspace  # noqa: F401  (registers the environments)
+    # gymnasium warns (on every reset) that OGBench's float64 bounds are cast to float32: harmless.
+    warnings.filterwarnings("ignore", message=".*precision lowered.*")
+    import ogbench.manipspace  # noqa: F401  (registers the environments)
 
-        env = gymnasium.make(task.gym_id)
+    env = gymnasium.make(task.gym_id)
     if sparse:
         env = SparseReward(env)
     return env

@@ -1,0 +1,37 @@
+"""Configs: presets load, files round-trip, unknown keys are rejected, methods resolve."""
+
+from pathlib import Path
+
+import pytest
+
+from chunkrl.config import TrainConfig, load_config, save_config
+from chunkrl.train.setup import resolve_method
+
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_every_preset_loads(path):
+    config = load_config(path)
+    assert isinstance(config, TrainConfig)
+
+
+def test_save_then_load_gives_the_same_config(tmp_path):
+    config = load_config(PRESETS[0])
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+
+
+def test_unknown_keys_are_rejected_with_the_valid_ones_listed(tmp_path):
+    (tmp_path / "bad.yaml").write_text("offline_step: 3\n")
+    with pytest.raises(ValueError, match="unknown option.*offline_step"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_fql_is_one_step_without_chunking_and_fql_n_keeps_the_horizon():
+    fql = resolve_method(TrainConfig(agent="fql", horizon=5))
+    assert fql.horizon == 1 and fql.flow.action_chunking is False
+    fql_n = resolve_method(TrainConfig(agent="fql-n", horizon=5))
+    assert fql_n.horizon == 5 and fql_n.flow.action_chunking is False
+    qc = resolve_method(TrainConfig(agent="qc-fql"))
+    assert qc.horizon == 5 and qc.flow.action_chunking is True
