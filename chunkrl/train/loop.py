@@ -85,6 +85,7 @@ class Trainer:
     evaluations: dict = field(default_factory=dict)
     signals: StopSignals | None = None
     _last_log: tuple[float, int] = (0.0, 0)
+    _saved_step: int | None = None
 
     # ------------------------------------------------------------------ pieces
     def gradient_step(self) -> dict[str, torch.Tensor]:
@@ -100,21 +101,25 @@ class Trainer:
         return metrics
 
     def maybe_log(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:
+        """Advance the progress bar; every ``log_interval`` steps write the latest update's metrics."""
         step = self.counters.global_step
         progress.update(task, advance=1)
-        if step % self.config.log_interval != 0:
-            return
+        if metrics is None or step % self.config.log_interval != 0:
+            return  # nothing to log before the first update (online warm-up)
         now = time.perf_counter()
         rate = (step - self._last_log[1]) / max(now - self._last_log[0], 1e-9)
         self._last_log = (now, step)
-        values = {k: float(v) for k, v in (metrics or {}).items()}
+        values = {k: float(v) for k, v in metrics.items()}
         self.logger.log("train", step, {**values, "steps_per_second": rate}, phase)
         shown = " ".join(
             f"{k.replace('/loss', '')}={values[k]:.3g}" for k in ("critic/loss", "actor/loss") if k in values
         )
         last_success = self.evaluations.get("latest", {}).get("success")
         success = f", success={last_success:.2f}" if last_success is not None else ""
-        progress.update(task, status=f"{rate:.1f} steps/s {shown}{success}")
+        status = f"{rate:.1f} steps/s {shown}{success}"
+        progress.update(task, status=status)
+        if not self.logger.console.is_terminal:  # logs and CI: no live bar, so print a line instead
+            self.logger.console.print(f"{phase} step {step}: {status}")
 
     def maybe_evaluate(self, phase: str, force: bool = False) -> None:
         interval = self.config.eval_interval
@@ -134,7 +139,11 @@ class Trainer:
         if force or (interval > 0 and self.counters.global_step % interval == 0):
             self.save()
 
-    def save(self) -> Path:
+    def save(self) -> None:
+        """Write a checkpoint of the current state (once per step)."""
+        if self._saved_step == self.counters.global_step:
+            return
+        self._saved_step = self.counters.global_step
         online = None
         if self.store.size > self.dataset_size:
             steps = self.store.step_arrays()
@@ -142,7 +151,7 @@ class Trainer:
         rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng.bit_generator.state}
         if torch.cuda.is_available():
             rng_states["cuda"] = torch.cuda.get_rng_state_all()
-        return ckpt.save_checkpoint(
+        ckpt.save_checkpoint(
             self.run_dir,
             self.agent,
             self.agent.optimizers(),

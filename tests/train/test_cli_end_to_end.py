@@ -86,6 +86,34 @@ def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tm
     chunkrl("plot", run)
     assert (run / "success.png").stat().st_size > 0
 
+    # an online-only run that starts from this run's weights
+    online = tmp_path / "online"
+    chunkrl(
+        "train",
+        "--env",
+        ENV,
+        "--sparse",
+        "--dataset-path",
+        tiny_puzzle_dataset,
+        "--run-dir",
+        online,
+        "--init-from",
+        run,
+        "--offline-steps",
+        0,
+        "--online-steps",
+        30,
+        "--start-training",
+        10,
+        "--log-interval",
+        10,
+        "--eval-interval",
+        0,
+        *TINY,
+    )
+    rows = (online / "train.csv").read_text().splitlines()
+    assert rows[0].startswith("step,phase,critic/loss") and len(rows) == 3  # steps 10 (first update), 20, 30
+
 
 def test_sigterm_writes_a_checkpoint_and_resume_continues_the_same_run(tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
