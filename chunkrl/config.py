@@ -30,8 +30,9 @@ class TrainConfig:
     """An OGBench npz file (official or generated). Default: the generated dataset in the cache."""
     dataset_dir: Path | None = None
     """A directory of official OGBench files (<dataset>.npz), e.g. ~/.ogbench/data."""
-    dataset_episodes: int = 1000
-    """Training episodes of the generated dataset used when no path or directory is given."""
+    dataset_episodes: int | None = None
+    """Size (training episodes) of the generated dataset used when no path or directory is given.
+    None: the largest copy already generated in the cache, else OGBench's official size (generated)."""
     generate_missing: bool = True
     """Generate the cached dataset with OGBench's oracles on first use if it is missing."""
     generate_workers: int = 2

@@ -18,6 +18,7 @@ from chunkrl.config import TrainConfig
 from chunkrl.data.generate import generate_dataset, official_settings
 from chunkrl.data.sources.ogbench import (
     OGBenchTask,
+    cached_episode_counts,
     close_matches_hint,
     generated_dataset_path,
     load_single_task,
@@ -80,20 +81,25 @@ def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Pa
                 f"Generate it with `chunkrl data generate {task.dataset_name} --out {path}`."
             )
         return path
-    path = generated_dataset_path(task.dataset_name, config.dataset_episodes, config.cache_dir)
+    episodes = config.dataset_episodes
+    cached = cached_episode_counts(task.dataset_name, config.cache_dir)
+    if episodes is None:
+        episodes = cached[-1] if cached else official_settings(task.dataset_name).episodes
+    path = generated_dataset_path(task.dataset_name, episodes, config.cache_dir)
     if path.exists():
         return path
     if not config.generate_missing:
         raise DatasetError(
-            f"The dataset {task.dataset_name} ({config.dataset_episodes} episodes) is not in the cache ({path}). "
-            f"Generate it with `chunkrl data generate {task.dataset_name} --episodes {config.dataset_episodes}`, "
+            f"The dataset {task.dataset_name} ({episodes} episodes) is not in the cache ({path}). "
+            f"Generate it with `chunkrl data generate {task.dataset_name} --episodes {episodes}`, "
             "or pass --dataset-path / --dataset-dir to use existing files."
         )
+    other_sizes = f" (cached sizes: {cached}; select one with --dataset-episodes)" if cached else ""
     console.print(
-        f"[bold]Generating {task.dataset_name}[/] ({config.dataset_episodes} episodes, OGBench oracles) "
-        f"into {path}; this happens once."
+        f"[bold]Generating {task.dataset_name}[/] ({episodes} episodes, OGBench oracles) "
+        f"into {path}; this happens once{other_sizes}."
     )
-    settings = official_settings(task.dataset_name, episodes=config.dataset_episodes)
+    settings = official_settings(task.dataset_name, episodes=episodes)
     with generation_progress(console) as report:
         generate_dataset(settings, path, workers=config.generate_workers, progress=report)
     return path
@@ -115,7 +121,9 @@ def generation_progress(console: Console):
 def load_dataset(config: TrainConfig, task: OGBenchTask, env, extra_capacity: int, console: Console) -> Trajectories:
     """The training dataset as single-task trajectories, with room for ``extra_capacity`` online steps."""
     path = dataset_file(config, task, console)
-    return load_single_task(path, task, env, config.sparse, extra_capacity=extra_capacity)
+    store = load_single_task(path, task, env, config.sparse, extra_capacity=extra_capacity)
+    console.print(f"dataset {path}: {store.size} transitions in {store.num_trajectories} trajectories")
+    return store
 
 
 def build_agent(config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device) -> Agent:

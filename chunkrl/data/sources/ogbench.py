@@ -101,6 +101,17 @@ def generated_dataset_path(dataset_name: str, episodes: int, cache_dir: Path | N
     return root / "ogbench" / f"{episodes}ep" / f"{dataset_name}.npz"
 
 
+def cached_episode_counts(dataset_name: str, cache_dir: Path | None = None) -> list[int]:
+    """Sizes (training episodes) of the generated copies of ``dataset_name`` in the cache."""
+    root = (Path(cache_dir) if cache_dir else default_cache_dir()) / "ogbench"
+    counts = []
+    for path in root.glob(f"*ep/{dataset_name}.npz"):
+        prefix = path.parent.name.removesuffix("ep")
+        if prefix.isdigit():
+            counts.append(int(prefix))
+    return sorted(counts)
+
+
 def validation_path(train_path: Path) -> Path:
     """OGBench's naming: ``name.npz`` has its validation split in ``name-val.npz``."""
     return train_path.with_name(train_path.name.replace(".npz", "-val.npz"))

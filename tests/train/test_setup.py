@@ -1,0 +1,43 @@
+"""Choosing the dataset file of a run."""
+
+import pytest
+from rich.console import Console
+
+from chunkrl.config import TrainConfig
+from chunkrl.data.sources.ogbench import generated_dataset_path, parse_task
+from chunkrl.data.trajectories import DatasetError
+from chunkrl.train.setup import dataset_file
+
+TASK = parse_task("scene-play-singletask-task2-v0")
+
+
+def cached(tmp_path, episodes):
+    path = generated_dataset_path("scene-play-v0", episodes, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_without_a_size_the_largest_generated_copy_is_used(tmp_path):
+    cached(tmp_path, 20)
+    larger = cached(tmp_path, 50)
+    config = TrainConfig(env=TASK.env_name, cache_dir=tmp_path)
+    assert dataset_file(config, TASK, Console()) == larger
+
+
+def test_an_explicit_size_selects_that_copy(tmp_path):
+    twenty = cached(tmp_path, 20)
+    cached(tmp_path, 50)
+    config = TrainConfig(env=TASK.env_name, cache_dir=tmp_path, dataset_episodes=20)
+    assert dataset_file(config, TASK, Console()) == twenty
+
+
+def test_nothing_cached_and_no_generation_names_the_official_size(tmp_path):
+    config = TrainConfig(env=TASK.env_name, cache_dir=tmp_path, generate_missing=False)
+    with pytest.raises(DatasetError, match="chunkrl data generate scene-play-v0 --episodes 1000"):
+        dataset_file(config, TASK, Console())
+
+
+def test_explicit_path_wins(tmp_path):
+    config = TrainConfig(env=TASK.env_name, dataset_path=tmp_path / "mine.npz")
+    assert dataset_file(config, TASK, Console()) == tmp_path / "mine.npz"
