@@ -56,11 +56,10 @@ class Agent(nn.Module):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    @torch.inference_mode()
     def act(self, observations: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Action chunks for numpy observations: [obs_dim] -> [h, A]; [B, obs_dim] -> [B, h, A]."""
         single = observations.ndim == 1
-        tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
-        chunks = self.act_tensor(tensor[None] if single else tensor, deterministic)
-        chunks = chunks.cpu().numpy()
+        with torch.inference_mode():
+            tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
+            chunks = self.act_tensor(tensor[None] if single else tensor, deterministic).cpu().numpy()
         return chunks[0] if single else chunks

@@ -120,9 +120,10 @@ class FQLAgent(Agent):
         metrics = {**critic_metrics, **actor_metrics, "loss/total": total}
         return {k: v.detach() for k, v in metrics.items()}
 
-    @torch.no_grad()
     def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Chunks [B, h, A] (or [B, 1, A] without chunking) for observations [B, obs_dim]."""
+        """Chunks [B, h, A] (or [B, 1, A] without chunking) for observations [B, obs_dim].
+
+        Call it without gradient tracking (``Agent.act`` does, under ``torch.inference_mode``)."""
         noise = None
         if deterministic:
             noise = torch.zeros(observations.shape[0], self.policy_dim, device=observations.device)

@@ -56,20 +56,22 @@ class EnsembleMLP(nn.Module):
     ):
         super().__init__()
         self.ensemble_size = ensemble_size
-        layers: list[nn.Module] = []
-        width = input_dim
-        for hidden in hidden_dims:
-            layers.append(EnsembleLinear(ensemble_size, width, hidden))
-            layers.append(nn.GELU())
-            if layer_norm:
-                layers.append(EnsembleLayerNorm(ensemble_size, hidden))
-            width = hidden
-        layers.append(EnsembleLinear(ensemble_size, width, output_dim))
-        self.net = nn.Sequential(*layers)
+        widths = [input_dim, *hidden_dims, output_dim]
+        self.linears = nn.ModuleList(
+            EnsembleLinear(ensemble_size, i, o) for i, o in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.norms = nn.ModuleList(EnsembleLayerNorm(ensemble_size, w) for w in hidden_dims) if layer_norm else None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
-        return self.net(x)
+        last = len(self.linears) - 1
+        for i, linear in enumerate(self.linears):
+            x = linear(x)
+            if i < last:
+                x = F.gelu(x)
+                if self.norms is not None:
+                    x = self.norms[i](x)
+        return x
 
 
 class Critic(nn.Module):

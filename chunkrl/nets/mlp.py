@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def init_linear(layer: nn.Linear) -> nn.Linear:
@@ -18,6 +19,9 @@ def init_linear(layer: nn.Linear) -> nn.Linear:
 class MLP(nn.Module):
     """Linear layers with GELU activations, optionally LayerNorm after each hidden layer.
 
+    The forward pass calls the functional ops directly rather than a chain of modules: the same
+    arithmetic with less per-layer Python overhead, which matters for small batches (action queries).
+
     Args:
         input_dim: size of the (flat) input.
         hidden_dims: width of each hidden layer.
@@ -27,18 +31,19 @@ class MLP(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dims: Sequence[int], output_dim: int, layer_norm: bool = False):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = input_dim
-        for hidden in hidden_dims:
-            layers.append(init_linear(nn.Linear(width, hidden)))
-            layers.append(nn.GELU())
-            if layer_norm:
-                layers.append(nn.LayerNorm(hidden))
-            width = hidden
-        layers.append(init_linear(nn.Linear(width, output_dim)))
-        self.net = nn.Sequential(*layers)
+        widths = [input_dim, *hidden_dims, output_dim]
+        self.linears = nn.ModuleList(init_linear(nn.Linear(i, o)) for i, o in zip(widths[:-1], widths[1:], strict=True))
+        self.norms = nn.ModuleList(nn.LayerNorm(w) for w in hidden_dims) if layer_norm else None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Concatenate the inputs along the last dimension and apply the network."""
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
-        return self.net(x)
+        last = len(self.linears) - 1
+        for i, linear in enumerate(self.linears):
+            x = F.linear(x, linear.weight, linear.bias)
+            if i < last:
+                x = F.gelu(x)
+                if self.norms is not None:
+                    norm = self.norms[i]
+                    x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        return x

@@ -40,7 +40,7 @@ def test_act_returns_a_chunk_or_a_single_action_within_bounds(chunking):
 def test_flow_sampler_integrates_a_constant_field_exactly():
     agent = FQLAgent(OBS, ACT, H, small_config())
     # make the velocity field output the constant 0.5 regardless of input
-    last = agent.flow.net.net[-1]
+    last = agent.flow.net.linears[-1]
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.constant_(last.bias, 0.5)
     noise = torch.full((3, H * ACT), -0.2)

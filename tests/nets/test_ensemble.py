@@ -1,0 +1,50 @@
+"""The batched critic ensemble computes exactly what E separate networks would."""
+
+import torch
+from torch.nn import functional as F
+
+from chunkrl.nets.ensemble import EnsembleMLP, aggregate, polyak_update
+from chunkrl.nets.mlp import MLP
+
+
+def member_forward(ensemble: EnsembleMLP, e: int, x: torch.Tensor) -> torch.Tensor:
+    """Member ``e`` evaluated on its own, layer by layer."""
+    for i, linear in enumerate(ensemble.linears):
+        x = x @ linear.weight[e] + linear.bias[e, 0]
+        if i < len(ensemble.linears) - 1:
+            x = F.gelu(x)
+            norm = ensemble.norms[i]
+            x = F.layer_norm(x, (x.shape[-1],)) * norm.weight[e, 0] + norm.bias[e, 0]
+    return x
+
+
+def test_batched_ensemble_matches_members_evaluated_one_by_one():
+    torch.manual_seed(0)
+    ensemble = EnsembleMLP(3, 7, (16, 16), 1, layer_norm=True)
+    with torch.no_grad():  # make members differ in every parameter, LayerNorm ones included
+        for p in ensemble.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(5, 7)
+    out = ensemble(x)
+    assert out.shape == (3, 5, 1)
+    for e in range(3):
+        torch.testing.assert_close(out[e], member_forward(ensemble, e, x), rtol=1e-5, atol=1e-5)
+
+
+def test_aggregation_mean_and_min():
+    q = torch.tensor([[1.0, 4.0], [3.0, 2.0]])
+    torch.testing.assert_close(aggregate(q, "mean"), torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(aggregate(q, "min"), torch.tensor([1.0, 2.0]))
+
+
+def test_polyak_update_moves_target_by_tau():
+    source, target = MLP(2, (3,), 1), MLP(2, (3,), 1)
+    before = [p.clone() for p in target.parameters()]
+    polyak_update(target, source, 0.1)
+    for old, new, src in zip(before, target.parameters(), source.parameters(), strict=True):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * src)
+
+
+def test_mlp_layer_norm_only_when_asked():
+    assert MLP(2, (4, 4), 1).norms is None
+    assert len(MLP(2, (4, 4), 1, layer_norm=True).norms) == 2
