@@ -16,53 +16,77 @@ def paper_task_name(env_name: str) -> str:
     return env_name.replace("-singletask", "").removesuffix("-v0")
 
 
-def read_eval(run_dir: Path) -> tuple[list[float], list[float]]:
+def read_eval(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "eval.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; is {run_dir} a chunkrl run directory with evaluations?")
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [float(r["step"]) for r in rows], [float(r["success"]) for r in rows]
+        return list(csv.DictReader(f))
 
 
-def read_reference(path: Path, task: str, method: str) -> tuple[list[float], list[float], list[float], list[float]]:
+def read_reference(path: Path, task: str, method: str) -> dict[str, list[tuple[float, float, float, float]]]:
+    """The paper's curve split by phase: (phase step, mean, ci low, ci high) for offline and online."""
     curves = defaultdict(list)
     with Path(path).open(newline="") as f:
         for row in csv.DictReader(f):
-            if row["task"] == task and row["method"] == method:
-                curves["step"].append(float(row["step_millions"]) * 1e6)
-                curves["mean"].append(float(row["success_mean"]))
-                curves["low"].append(float(row["ci95_low"]))
-                curves["high"].append(float(row["ci95_high"]))
-    return curves["step"], curves["mean"], curves["low"], curves["high"]
+            if row["task"] != task or row["method"] != method:
+                continue
+            millions = float(row["step_millions"])
+            values = (float(row["success_mean"]), float(row["ci95_low"]), float(row["ci95_high"]))
+            if millions <= 1.0:
+                curves["offline"].append((millions * 1e6, *values))
+            if millions >= 1.0:
+                curves["online"].append(((millions - 1.0) * 1e6, *values))
+    return curves
 
 
 def plot_runs(runs: list[Path], out: Path | None = None, reference: Path | None = None) -> Path:
-    """Plot each run's evaluation success against the global step; write a PNG and return its path."""
+    """Evaluation success of each run, offline and online phases side by side; write a PNG.
+
+    With ``reference`` (the paper's curves CSV), the paper's curve for the same task and method is
+    drawn over the same range of each phase, so a short run is compared with the paper's early points.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    shown_reference = set()
-    for run in runs:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    panels = dict(zip(("offline", "online"), axes, strict=True))
+    extent = {"offline": 0.0, "online": 0.0}
+    references = set()
+    for index, run in enumerate(runs):
         config = yaml.safe_load((Path(run) / "config.yaml").read_text())
-        steps, success = read_eval(run)
-        ax.plot(steps, success, marker="o", label=f"{config['agent']} seed {config['seed']} ({Path(run).name})")
-        key = (paper_task_name(config["env"]), PAPER_METHOD_NAMES.get(config["agent"], config["agent"]))
-        if reference is not None and key not in shown_reference:
-            ref_steps, mean, low, high = read_reference(reference, *key)
-            if ref_steps:
-                ax.plot(ref_steps, mean, linestyle="--", color="gray", label=f"paper {key[1]} on {key[0]}")
-                ax.fill_between(ref_steps, low, high, color="gray", alpha=0.2)
-                shown_reference.add(key)
-    ax.axvline(yaml.safe_load((Path(runs[0]) / "config.yaml").read_text())["offline_steps"], color="k", lw=0.5)
-    ax.set_xlabel("step (offline gradient steps, then online environment steps)")
-    ax.set_ylabel("evaluation success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        rows = read_eval(run)
+        color = f"C{index % 10}"
+        for phase, ax in panels.items():
+            points = [
+                (float(r["step"]) - (config["offline_steps"] if phase == "online" else 0), float(r["success"]))
+                for r in rows
+                if r["phase"] == phase
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", color=color, label=f"{config['agent']} seed {config['seed']}")
+                extent[phase] = max(extent[phase], max(xs))
+        references.add((paper_task_name(config["env"]), PAPER_METHOD_NAMES.get(config["agent"], config["agent"])))
+    if reference is not None:
+        for task, method in sorted(references):
+            curves = read_reference(reference, task, method)
+            for phase, ax in panels.items():
+                points = [p for p in curves.get(phase, []) if p[0] <= max(extent[phase], 1e5) * 1.001]
+                if points:
+                    xs, mean, low, high = zip(*points, strict=True)
+                    ax.plot(xs, mean, linestyle="--", marker="s", color="gray", label=f"paper {method} ({task})")
+                    ax.fill_between(xs, low, high, color="gray", alpha=0.2)
+    for phase, ax in panels.items():
+        unit = "gradient steps" if phase == "offline" else "environment steps"
+        ax.set_xlabel(f"{phase} {unit}")
+        ax.set_title(phase)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("evaluation success rate")
+    axes[0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
     out = Path(out) if out else Path(runs[0]) / "success.png"
     fig.savefig(out, dpi=120)
