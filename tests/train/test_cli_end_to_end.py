@@ -30,6 +30,11 @@ TINY = [
 ]
 
 
+def train_args(dataset, run_dir):
+    """The start of a `chunkrl train` command on the tiny dataset, writing to ``run_dir``."""
+    return ("train", "--env", ENV, "--dataset-path", dataset, "--run-dir", run_dir)
+
+
 def chunkrl(*args, check=True, **kwargs):
     command = [sys.executable, "-m", "chunkrl.cli", *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
@@ -173,13 +178,7 @@ def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_pa
     run.mkdir()
     (run / "notes.txt").write_text("mine")
     result = chunkrl(
-        "train",
-        "--env",
-        ENV,
-        "--dataset-path",
-        tiny_puzzle_dataset,
-        "--run-dir",
-        run,
+        *train_args(tiny_puzzle_dataset, run),
         "--offline-steps",
         1,
         "--online-steps",
@@ -231,13 +230,7 @@ def test_missing_cached_dataset_without_generation_says_how_to_generate(tmp_path
 def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
     chunkrl(
-        "train",
-        "--env",
-        ENV,
-        "--dataset-path",
-        tiny_puzzle_dataset,
-        "--run-dir",
-        run,
+        *train_args(tiny_puzzle_dataset, run),
         "--offline-steps",
         2,
         "--online-steps",
