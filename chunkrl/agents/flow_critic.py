@@ -1,0 +1,98 @@
+"""What the flow agents (FQL family, best-of-N family) share.
+
+- ``flow``: the behaviour policy, a flow-matching velocity field over the flattened chunk
+  (``h * A`` dimensions; ``A`` without chunking), trained by behaviour cloning on dataset chunks.
+- ``critic``: an ensemble ``Q(s, a_{t:t+h})`` with LayerNorm, trained on the h-step backup
+  ``reward_h + bootstrap_discount * V_target(s_{t+τ})``, and its Polyak target.
+
+Subclasses say how the next state is valued (``next_values``), what the actor loss is and how
+actions are chosen (``act_tensor``). Without chunking (the ``-n`` baselines) the critic and policy
+see only the first action ``a_t`` while the backup still jumps ``h`` steps.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from chunkrl.agents.base import Agent, make_adam, masked_mean
+from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.data.chunks import ChunkBatch
+from chunkrl.nets.ensemble import Critic, polyak_update
+from chunkrl.nets.flow import VelocityField, euler_sample, flow_matching_targets
+
+
+class FlowCriticAgent(Agent):
+    """Flow behaviour policy + chunk critic ensemble + target; one Adam over every trainable network."""
+
+    def __init__(self, observation_dim: int, action_dim: int, horizon: int, config: FlowAgentConfig):
+        super().__init__(observation_dim, action_dim, horizon)
+        self.config = config
+        self.policy_dim = action_dim * horizon if config.action_chunking else action_dim
+        c = config
+        self.flow = VelocityField(observation_dim, self.policy_dim, c.actor_hidden_dims, c.actor_layer_norm)
+        self.critic = Critic(observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def make_optimizer(self) -> None:
+        """Create the optimizer; subclasses call it once all their networks exist."""
+        self.optimizer = make_adam([p for p in self.parameters() if p.requires_grad], self.config.learning_rate)
+
+    # ------------------------------------------------------------------ policies
+    def policy_actions(self, batch: ChunkBatch) -> torch.Tensor:
+        """Dataset actions in the policy's space: the flattened chunk, or the first action."""
+        if self.config.action_chunking:
+            return batch.actions.flatten(1)
+        return batch.actions[:, 0]
+
+    def flow_actions(self, observations: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The behaviour policy's actions for ``noise`` (Euler integration of the flow)."""
+        return euler_sample(self.flow, observations, noise, self.config.flow_steps)
+
+    def as_chunks(self, actions: torch.Tensor) -> torch.Tensor:
+        """Policy-space actions [B, policy_dim] as chunks [B, h, A] ([B, 1, A] without chunking)."""
+        return actions.view(actions.shape[0], -1, self.action_dim)
+
+    def next_values(self, next_observations: torch.Tensor) -> torch.Tensor:
+        """The target critic's value [B] of the next states under the agent's policy."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ losses
+    def critic_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """TD loss on the h-step backup; chunks with ``td_weight = 0`` do not count."""
+        with torch.no_grad():
+            target = batch.reward_h + batch.bootstrap_discount * self.next_values(batch.next_observations)
+        q = self.critic(batch.observations, self.policy_actions(batch))  # [E, B]
+        errors = (q - target).square()
+        loss = masked_mean(errors, batch.td_weight.expand_as(errors))
+        return loss, {"critic/loss": loss, "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}
+
+    def bc_flow_loss(self, batch: ChunkBatch) -> torch.Tensor:
+        """Flow-matching behaviour cloning on the valid dataset actions (padding excluded)."""
+        actions = self.policy_actions(batch)
+        noise = torch.randn_like(actions)
+        t = torch.rand(actions.shape[0], 1, device=actions.device)
+        x_t, velocity = flow_matching_targets(actions, noise, t)
+        errors = (self.flow(batch.observations, x_t, t) - velocity).square()
+        valid = batch.valid if self.config.action_chunking else batch.valid[:, :1]
+        return masked_mean(errors, valid.repeat_interleave(self.action_dim, dim=1))
+
+    def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ agent surface
+    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
+        """One gradient step on critic + actor losses, then the target update."""
+        critic_loss, critic_metrics = self.critic_loss(batch)
+        actor_loss, actor_metrics = self.actor_loss(batch)
+        total = critic_loss + actor_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        polyak_update(self.target_critic, self.critic, self.config.target_tau)
+        metrics = {**critic_metrics, **actor_metrics, "loss/total": total}
+        return {k: v.detach() for k, v in metrics.items()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
