@@ -21,7 +21,7 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper (arXiv 2507.07969)."""
 
     agent: str = "qc-fql"
-    """Method name: qc-fql, fql-n or fql (see `chunkrl train --help` and the README)."""
+    """Method name: qc-fql, fql-n, fql, qc, bfn-n or bfn (see the README's table)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
     """OGBench single-task environment; its dataset is the matching play/noisy dataset."""
     sparse: bool = False
@@ -80,7 +80,7 @@ class TrainConfig:
     init_from: Path | None = None
     """Start from the agent weights of this checkpoint (a checkpoint directory or run directory)."""
     flow: FlowAgentConfig = field(default_factory=FlowAgentConfig)
-    """Settings of the flow agents (qc-fql, fql-n, fql)."""
+    """Settings of the flow agents (qc-fql, fql-n, fql, qc, bfn-n, bfn)."""
 
 
 def to_dict(config) -> dict:

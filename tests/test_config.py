@@ -35,3 +35,14 @@ def test_fql_is_one_step_without_chunking_and_fql_n_keeps_the_horizon():
     assert fql_n.horizon == 5 and fql_n.flow.action_chunking is False
     qc = resolve_method(TrainConfig(agent="qc-fql"))
     assert qc.horizon == 5 and qc.flow.action_chunking is True
+
+
+def test_best_of_n_methods_get_their_sample_counts_unless_set():
+    assert resolve_method(TrainConfig(agent="qc")).flow.num_samples == 32
+    assert resolve_method(TrainConfig(agent="bfn-n")).flow.num_samples == 4
+    bfn = resolve_method(TrainConfig(agent="bfn"))
+    assert bfn.flow.num_samples == 4 and bfn.horizon == 1 and bfn.flow.action_chunking is False
+    from chunkrl.agents.configs import FlowAgentConfig
+
+    custom = resolve_method(TrainConfig(agent="qc", flow=FlowAgentConfig(num_samples=16)))
+    assert custom.flow.num_samples == 16

@@ -8,7 +8,8 @@ from typing import Literal
 
 @dataclass
 class FlowAgentConfig:
-    """Flow Q-learning with optional action chunking (QC-FQL, FQL-n, FQL). Defaults: the paper's."""
+    """The flow agents: FQL family (qc-fql, fql-n, fql) and best-of-N family (qc, bfn-n, bfn).
+    Defaults: the paper's."""
 
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     """Hidden layer widths of the flow (behaviour) policy and of the one-step policy."""
@@ -32,6 +33,8 @@ class FlowAgentConfig:
     """Euler steps of the flow policy."""
     normalize_q_loss: bool = False
     """Divide the actor's Q term by the mean |Q| of the batch (FQL option)."""
+    num_samples: int | None = None
+    """Best-of-N candidates per state (qc, bfn-n, bfn); None: the method's default (QC 32, BFN 4)."""
     action_chunking: bool = True
     """True: the critic and policy act on the whole chunk (QC-FQL). False: single action with h-step
     return (FQL-n; with horizon 1 this is FQL)."""

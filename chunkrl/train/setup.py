@@ -49,7 +49,8 @@ def resolve_method(config: TrainConfig) -> TrainConfig:
             f"Available: {', '.join(METHODS)}."
         )
     method = METHODS[config.agent]
-    flow = dataclasses.replace(config.flow, **method.overrides)
+    unset = {k: v for k, v in method.defaults.items() if getattr(config.flow, k) is None}
+    flow = dataclasses.replace(config.flow, **method.overrides, **unset)
     horizon = method.horizon if method.horizon is not None else config.horizon
     return dataclasses.replace(config, flow=flow, horizon=horizon)
 

@@ -262,3 +262,28 @@ def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path):
     result = chunkrl("train", "--run-dir", run, "--dataset-path", tmp_path / "missing.npz", *TINY, check=False)
     assert result.returncode == 2
     assert not run.exists()
+
+
+@pytest.mark.parametrize("agent", ["qc-fql", "fql-n", "fql", "qc", "bfn-n", "bfn"])
+def test_every_method_trains_offline_and_online_from_the_cli(tiny_puzzle_dataset, tmp_path, agent):
+    run = tmp_path / agent
+    chunkrl(
+        *train_args(tiny_puzzle_dataset, run),
+        "--agent",
+        agent,
+        "--sparse",
+        "--offline-steps",
+        10,
+        "--online-steps",
+        12,
+        "--start-training",
+        6,
+        "--log-interval",
+        5,
+        "--eval-interval",
+        0,
+        *TINY,
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["agent"] == agent
+    assert summary["counters"]["online_updates"] == 7

@@ -1,0 +1,96 @@
+"""QC / BFN-n / BFN: best-of-N selection, the expected-max target with the target critic, BC-only actor."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from chunkrl.agents import BestOfNAgent, FlowAgentConfig
+from chunkrl.nets.ensemble import aggregate
+from tests.agents.test_fql import ACT, OBS, H, batch
+
+
+def config(**overrides):
+    base = dict(actor_hidden_dims=(32, 32), critic_hidden_dims=(32, 32), flow_steps=3, num_samples=8)
+    return FlowAgentConfig(**{**base, **overrides})
+
+
+class DistanceCritic(nn.Module):
+    """A known critic: Q_e(s, a) = -||a - goal||^2 + e (two members)."""
+
+    def __init__(self, goal):
+        super().__init__()
+        self.goal = goal
+
+    def forward(self, observations, actions):
+        q = -(actions - self.goal).square().sum(-1)
+        return torch.stack([q, q + 1.0])
+
+
+def test_select_best_picks_the_argmax_of_the_critic_for_each_state():
+    agent = BestOfNAgent(OBS, ACT, H, config(num_samples=4))
+    goal = torch.full((H * ACT,), 0.5)
+    candidates = torch.stack([torch.full((H * ACT,), v) for v in (0.0, 0.4, 0.9, -1.0, 0.6, 0.45, 0.1, 1.0)])
+    observations = torch.zeros(8, OBS)  # two states, four candidates each
+    chosen, scores = agent.select_best(DistanceCritic(goal), observations, candidates)
+    torch.testing.assert_close(chosen, torch.stack([candidates[1], candidates[5]]))  # 0.4 and 0.45 are closest
+    expected = torch.tensor([-(0.1**2) * H * ACT, -(0.05**2) * H * ACT]) + 0.5  # mean over the two members
+    torch.testing.assert_close(scores, expected)
+
+
+def test_next_values_are_the_max_target_value_among_candidates():
+    torch.manual_seed(0)
+    agent = BestOfNAgent(OBS, ACT, H, config())
+    with torch.no_grad():  # make the target critic differ from the critic
+        for p in agent.target_critic.parameters():
+            p.add_(torch.randn_like(p))
+    next_observations = torch.randn(5, OBS)
+    torch.manual_seed(1)
+    values = agent.next_values(next_observations)
+    torch.manual_seed(1)
+    repeated, candidates = agent.candidates(next_observations)
+    with torch.no_grad():
+        target_scores = aggregate(agent.target_critic(repeated, candidates), "mean").view(5, -1)
+        online_scores = aggregate(agent.critic(repeated, candidates), "mean").view(5, -1)
+    torch.testing.assert_close(values, target_scores.max(dim=1).values)
+    assert not torch.allclose(values, online_scores.max(dim=1).values)
+
+
+def test_candidates_are_one_batched_flow_pass_over_n_times_the_batch():
+    agent = BestOfNAgent(OBS, ACT, H, config(num_samples=8))
+    calls = []
+    agent.flow.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    agent.candidates(torch.zeros(3, OBS))
+    assert calls == [24] * agent.config.flow_steps
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+def test_act_returns_chunks_within_bounds(chunking):
+    agent = BestOfNAgent(OBS, ACT, H, config(action_chunking=chunking))
+    chunk = agent.act(np.zeros(OBS, np.float32))
+    assert chunk.shape == ((H, ACT) if chunking else (1, ACT))
+    assert np.abs(chunk).max() <= 1.0
+
+
+def test_the_actor_loss_is_behaviour_cloning_only_and_training_reduces_it():
+    torch.manual_seed(0)
+    agent = BestOfNAgent(OBS, ACT, H, config())
+    b = batch(size=64)
+    first = agent.update(b)
+    for _ in range(100):
+        last = agent.update(b)
+    assert set(first) == {
+        "critic/loss",
+        "critic/q_mean",
+        "critic/target_mean",
+        "actor/loss",
+        "actor/bc_flow_loss",
+        "loss/total",
+    }
+    assert last["actor/bc_flow_loss"] < first["actor/bc_flow_loss"]
+    assert last["critic/loss"] < first["critic/loss"]
+
+
+def test_zero_samples_is_rejected():
+    with pytest.raises(ValueError, match="num_samples"):
+        BestOfNAgent(OBS, ACT, H, config(num_samples=0))
