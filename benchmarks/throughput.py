@@ -1,25 +1,30 @@
-"""Throughput benchmark: QC-FQL offline updates per second and action-chunk query latency.
+"""Throughput benchmark: offline updates per second and action-chunk query latency of the flow agents.
 
 Batch 256, h = 5, puzzle-3x3 dimensions (observation 55, action 5), at the paper's network size
 (4x512) and a small one (3x256). Reference on this project's 2-core CPU (official JAX code,
 XLA-compiled): 8.6 updates/s at 4x512, 38 updates/s at 3x256, 0.24 ms per action query.
 
-    python benchmarks/throughput.py [--device auto] [--updates 60] [--threads N]
+    python benchmarks/throughput.py [--agents qc-fql qc] [--device auto] [--updates 60] [--threads N]
+
+QC (best of N = 32 chunks) is measured with fewer updates: each one samples 32 x 256 candidate chunks
+with 10 flow steps for its target.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
 import numpy as np
 import torch
 
-from chunkrl.agents import FlowAgentConfig, FQLAgent
+from chunkrl.agents import METHODS, FlowAgentConfig
+from chunkrl.config import TrainConfig
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
-from chunkrl.train.setup import resolve_device
+from chunkrl.train.setup import resolve_device, resolve_method
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 JAX_REFERENCE = {"4x512": (8.6, 0.24), "3x256": (38.0, 0.24)}
@@ -47,9 +52,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories) -> dict:
-    config = FlowAgentConfig(actor_hidden_dims=dims, critic_hidden_dims=dims)
-    agent = FQLAgent(OBSERVATION_DIM, ACTION_DIM, HORIZON, config).to(device)
+def measure(method: str, dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories) -> dict:
+    flow = FlowAgentConfig(actor_hidden_dims=dims, critic_hidden_dims=dims)
+    config = resolve_method(dataclasses.replace(TrainConfig(agent=method), flow=flow))
+    agent = METHODS[method].agent(OBSERVATION_DIM, ACTION_DIM, config.horizon, config.flow).to(device)
     sampler = ChunkSampler(store, ChunkSpec(HORIZON, 0.99), seed=0)
     for _ in range(5):  # warm-up
         agent.update(sampler.sample(BATCH).to_torch(device))
@@ -73,7 +79,8 @@ def measure(dims: tuple[int, ...], device: torch.device, updates: int, store: Tr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--updates", type=int, default=60)
+    parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc"], choices=sorted(METHODS))
+    parser.add_argument("--updates", type=int, default=60, help="timed updates (QC: a tenth of them)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -81,13 +88,16 @@ def main() -> None:
     device = resolve_device(args.device)
     store = synthetic_store()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
-    for name, dims in (("4x512", (512,) * 4), ("3x256", (256,) * 3)):
-        result = measure(dims, device, args.updates, store)
-        jax_rate, jax_ms = JAX_REFERENCE[name]
-        print(
-            f"QC-FQL {name}: {result['updates_per_s']:.1f} updates/s ({result['updates_per_s'] / jax_rate:.2f}x "
-            f"the JAX reference {jax_rate}), action query {result['act_ms']:.3f} ms (JAX {jax_ms} ms)"
-        )
+    for method in args.agents:
+        for name, dims in (("4x512", (512,) * 4), ("3x256", (256,) * 3)):
+            updates = max(3, args.updates // 10) if method in ("qc", "bfn", "bfn-n") else args.updates
+            result = measure(method, dims, device, updates, store)
+            line = f"{method} {name}: {result['updates_per_s']:.2f} updates/s, action query {result['act_ms']:.3f} ms"
+            if method == "qc-fql":
+                jax_rate, jax_ms = JAX_REFERENCE[name]
+                ratio = result["updates_per_s"] / jax_rate
+                line += f" (JAX reference: {jax_rate} updates/s, {jax_ms} ms; ratio {ratio:.2f}x)"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
