@@ -183,3 +183,32 @@ def _empty_batch(n: int, h: int, obs_dim: int, action_dim: int) -> ChunkBatch:
         next_observations=np.zeros((n, obs_dim), np.float32),
         td_weight=np.zeros(n, np.float32),
     )
+
+
+class MixedChunkSampler:
+    """Batches drawn half from offline data and half from online replay (RLPD's symmetric sampling).
+
+    Args:
+        offline: sampler over the prior (offline) dataset.
+        online: sampler over online replay; while it is empty, whole batches come from ``offline``.
+        online_fraction: share of each batch drawn from online replay (0.5: symmetric).
+    """
+
+    def __init__(self, offline: ChunkSampler, online: ChunkSampler, online_fraction: float = 0.5):
+        if not 0.0 <= online_fraction <= 1.0:
+            raise ValueError(f"online_fraction must be in [0, 1], got {online_fraction}")
+        self.offline, self.online, self.online_fraction = offline, online, online_fraction
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(offline, online) sample counts for one batch."""
+        online = round(batch_size * self.online_fraction) if self.online.trajectories.size else 0
+        return batch_size - online, online
+
+    def sample(self, batch_size: int) -> ChunkBatch:
+        offline_count, online_count = self.split(batch_size)
+        parts = [self.offline.sample(offline_count)] if offline_count else []
+        if online_count:
+            parts.append(self.online.sample(online_count))
+        if len(parts) == 1:
+            return parts[0]
+        return ChunkBatch(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(ChunkBatch)})

@@ -111,3 +111,21 @@ def test_to_torch_keeps_names_and_types(two_trajectories):
     assert batch.actions.shape == (4, 3, 1)
     assert batch.tau.dtype.is_floating_point is False
     assert batch.reward_h.dtype.is_floating_point
+
+
+def test_mixed_sampler_draws_symmetric_halves_and_falls_back_to_offline_data():
+    from chunkrl.data.chunks import MixedChunkSampler
+
+    offline_store = make_store(np.zeros(20), np.zeros(20), [0] * 19 + [1])  # rewards 0
+    online_store = Trajectories(2, 1, capacity=50)
+    mixed = MixedChunkSampler(ChunkSampler(offline_store, spec()), ChunkSampler(online_store, spec()))
+    assert mixed.split(256) == (256, 0)  # no online data yet
+    assert len(mixed.sample(8)) == 8
+    for t in range(10):
+        online_store.add(np.zeros(2), np.zeros(1), 1.0, False, t == 9, np.zeros(2))  # rewards 1
+    assert mixed.split(256) == (128, 128)
+    batch = mixed.sample(256)
+    # offline chunks have return 0, online ones a positive return: exactly half of each
+    assert (batch.reward_h == 0).sum() == 128 and (batch.reward_h > 0).sum() == 128
+    with pytest.raises(ValueError, match="online_fraction"):
+        MixedChunkSampler(mixed.offline, mixed.online, online_fraction=1.5)
