@@ -100,7 +100,7 @@ def _data(argv: list[str]) -> int:
         print(f"generated in {root}:\n  " + ("\n  ".join(cached) if cached else "(none)"))
         return 0
     from chunkrl.data.generate import generate_dataset, official_settings
-    from chunkrl.train.setup import generation_progress
+    from chunkrl.train.logging import generation_progress
 
     settings = official_settings(args.dataset, args.episodes, args.seed)
     out = args.out or generated_dataset_path(args.dataset, settings.episodes, args.cache_dir)

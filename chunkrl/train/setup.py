@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
 import time
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from chunkrl.agents import METHODS, Agent
 from chunkrl.config import TrainConfig
@@ -24,6 +22,7 @@ from chunkrl.data.sources.ogbench import (
     load_single_task,
 )
 from chunkrl.data.trajectories import DatasetError, Trajectories
+from chunkrl.train.logging import generation_progress
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,19 +103,6 @@ def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Pa
     with generation_progress(console) as report:
         generate_dataset(settings, path, workers=config.generate_workers, progress=report)
     return path
-
-
-@contextlib.contextmanager
-def generation_progress(console: Console):
-    """A rich progress bar that ``generate_dataset`` reports finished episodes to."""
-    columns = (TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("generate", total=None)
-
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield report
 
 
 def load_dataset(config: TrainConfig, task: OGBenchTask, env, extra_capacity: int, console: Console) -> Trajectories:
