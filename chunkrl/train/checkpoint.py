@@ -161,18 +161,25 @@ def _saved_config_summary(checkpoint: Path) -> str:
     )
 
 
-def load_training_state(checkpoint: Path, optimizers: dict[str, torch.optim.Optimizer]) -> tuple[Counters, dict]:
-    """Restore optimizer states; return the counters and the RNG states."""
+def read_counters(checkpoint: Path) -> Counters:
+    """The step counters saved with a checkpoint."""
+    path = Path(checkpoint) / "state.json"
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {checkpoint} is incomplete: {path} is missing")
+    return Counters(**json.loads(path.read_text())["counters"])
+
+
+def load_training_state(checkpoint: Path, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
+    """Restore optimizer states; return the RNG states."""
     checkpoint = Path(checkpoint)
     try:
         states = torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True)
         rng = torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=True)
-        state = json.loads((checkpoint / "state.json").read_text())
     except FileNotFoundError as error:
         raise CheckpointError(f"checkpoint {checkpoint} is incomplete: {error.filename} is missing") from error
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(states[name])
-    return Counters(**state["counters"]), rng
+    return rng
 
 
 def _write_atomically(path: Path, text: str) -> None:

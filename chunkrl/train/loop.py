@@ -178,15 +178,8 @@ class Trainer:
         while self.counters.offline_step < self.config.offline_steps:
             self.counters.offline_step += 1
             metrics = self.gradient_step()
-            self.maybe_log(metrics, "offline", progress, task)
-            self.maybe_evaluate("offline")
-            self.maybe_checkpoint()
-            self.check_signals()
-        if "offline_final" not in self.evaluations:
-            if self.evaluations.get("latest", {}).get("step") != self.counters.global_step:
-                self.maybe_evaluate("offline", force=True)
-            self.evaluations["offline_final"] = self.evaluations["latest"]
-        self.save()
+            self.end_step(metrics, "offline", progress, task)
+        self.finish_phase("offline")
 
     def online_phase(self, progress: Progress) -> None:
         c = self.config
@@ -218,13 +211,21 @@ class Trainer:
                 for _ in range(c.utd_ratio):
                     metrics = self.gradient_step()
                     self.counters.online_updates += 1
-            self.maybe_log(metrics, "online", progress, task)
-            self.maybe_evaluate("online")
-            self.maybe_checkpoint()
-            self.check_signals()
+            self.end_step(metrics, "online", progress, task)
+        self.finish_phase("online")
+
+    def end_step(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:
+        """What follows every step of either phase: log, evaluate, checkpoint, honour a stop signal."""
+        self.maybe_log(metrics, phase, progress, task)
+        self.maybe_evaluate(phase)
+        self.maybe_checkpoint()
+        self.check_signals()
+
+    def finish_phase(self, phase: str) -> None:
+        """Evaluate at the phase's last step (unless just done), record it as the phase's final result, save."""
         if self.evaluations.get("latest", {}).get("step") != self.counters.global_step:
-            self.maybe_evaluate("online", force=True)
-        self.evaluations["online_final"] = self.evaluations["latest"]
+            self.maybe_evaluate(phase, force=True)
+        self.evaluations[f"{phase}_final"] = self.evaluations["latest"]
         self.save()
 
     def summary(self, status: str, started: float) -> dict:
@@ -261,10 +262,8 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
     env = make_task_env(task, config.sparse)
     eval_env = make_task_env(task, config.sparse)
     observation_dim, action_dim = space_dims(env)
-    resume_step = None
-    if checkpoint is not None:
-        state = json.loads((checkpoint / "state.json").read_text())
-        resume_step = ckpt.Counters(**state["counters"]).global_step
+    counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
+    resume_step = counters.global_step if checkpoint is not None else None
     logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
     store = load_dataset(config, task, env, config.online_steps, logger.console)
     dataset_size = store.size
@@ -284,7 +283,8 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
     )
     if checkpoint is not None:
         ckpt.load_weights(agent, checkpoint)
-        trainer.counters, rng = ckpt.load_training_state(checkpoint, agent.optimizers())
+        trainer.counters = counters
+        rng = ckpt.load_training_state(checkpoint, agent.optimizers())
         torch.set_rng_state(rng["torch"])
         sampler.rng.bit_generator.state = rng["sampler"]
         online = ckpt.load_online_steps(checkpoint)

@@ -46,14 +46,8 @@ def chunkrl(*args, check=True, **kwargs):
 def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
     chunkrl(
-        "train",
-        "--env",
-        ENV,
+        *train_args(tiny_puzzle_dataset, run),
         "--sparse",
-        "--dataset-path",
-        tiny_puzzle_dataset,
-        "--run-dir",
-        run,
         "--offline-steps",
         40,
         "--online-steps",
@@ -94,14 +88,8 @@ def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tm
     # an online-only run that starts from this run's weights
     online = tmp_path / "online"
     chunkrl(
-        "train",
-        "--env",
-        ENV,
+        *train_args(tiny_puzzle_dataset, online),
         "--sparse",
-        "--dataset-path",
-        tiny_puzzle_dataset,
-        "--run-dir",
-        online,
         "--init-from",
         run,
         "--offline-steps",
