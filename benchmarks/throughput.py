@@ -1,13 +1,13 @@
-"""Throughput benchmark: offline updates per second and action-chunk query latency of the flow agents.
+"""Throughput benchmark: updates per second and action-chunk query latency of any agent.
 
 Batch 256, h = 5, puzzle-3x3 dimensions (observation 55, action 5), at the paper's network size
 (4x512) and a small one (3x256). Reference on this project's 2-core CPU (official JAX code,
 XLA-compiled): 8.6 updates/s at 4x512, 38 updates/s at 3x256, 0.24 ms per action query.
 
-    python benchmarks/throughput.py [--agents qc-fql qc] [--device auto] [--updates 60] [--threads N]
+    python benchmarks/throughput.py [--agents qc-fql qc qc-rlpd] [--device auto] [--updates 60] [--threads N]
 
 QC (best of N = 32 chunks) is measured with fewer updates: each one samples 32 x 256 candidate chunks
-with 10 flow steps for its target.
+with 10 flow steps for its target. The RLPD family runs its 10-member critic ensemble.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from chunkrl.agents import METHODS, FlowAgentConfig
+from chunkrl.agents import METHODS, agent_config
 from chunkrl.config import TrainConfig
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
-from chunkrl.train.setup import resolve_device, resolve_method
+from chunkrl.train.setup import build_agent, resolve_device, resolve_method
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 JAX_REFERENCE = {"4x512": (8.6, 0.24), "3x256": (38.0, 0.24)}
@@ -53,10 +53,11 @@ def sync(device: torch.device) -> None:
 
 
 def measure(method: str, dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories) -> dict:
-    flow = FlowAgentConfig(actor_hidden_dims=dims, critic_hidden_dims=dims)
-    config = resolve_method(dataclasses.replace(TrainConfig(agent=method), flow=flow))
-    agent = METHODS[method].agent(OBSERVATION_DIM, ACTION_DIM, config.horizon, config.flow).to(device)
-    sampler = ChunkSampler(store, ChunkSpec(HORIZON, 0.99), seed=0)
+    config = TrainConfig(agent=method)
+    section = dataclasses.replace(agent_config(config), actor_hidden_dims=dims, critic_hidden_dims=dims)
+    config = resolve_method(dataclasses.replace(config, **{METHODS[method].family: section}))
+    agent = build_agent(config, OBSERVATION_DIM, ACTION_DIM, device)
+    sampler = ChunkSampler(store, ChunkSpec(config.horizon, 0.99), seed=0)
     for _ in range(5):  # warm-up
         agent.update(sampler.sample(BATCH).to_torch(device))
     sync(device)
@@ -79,7 +80,7 @@ def measure(method: str, dims: tuple[int, ...], device: torch.device, updates: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc"], choices=sorted(METHODS))
+    parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc", "qc-rlpd"], choices=sorted(METHODS))
     parser.add_argument("--updates", type=int, default=60, help="timed updates (QC: a tenth of them)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()

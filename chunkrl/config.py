@@ -13,7 +13,7 @@ from typing import Literal
 
 import yaml
 
-from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.agents.configs import FlowAgentConfig, SACAgentConfig
 
 
 @dataclass
@@ -21,7 +21,7 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper (arXiv 2507.07969)."""
 
     agent: str = "qc-fql"
-    """Method name: qc-fql, fql-n, fql, qc, bfn-n or bfn (see the README's table)."""
+    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac or rlpd (see the README's table)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
     """OGBench single-task environment; its dataset is the matching play/noisy dataset."""
     sparse: bool = False
@@ -47,10 +47,15 @@ class TrainConfig:
     """How chunks cut by a trajectory's end are treated (see ARCHITECTURE.md section 3)."""
     batch_size: int = 256
     """Chunk transitions per gradient step."""
-    offline_steps: int = 1_000_000
-    """Gradient steps on the dataset before online fine-tuning (0 skips the phase)."""
+    offline_steps: int | None = None
+    """Gradient steps on the dataset before online fine-tuning (0 skips the phase). None: the method's
+    default, 1M for the flow agents and 0 for the RLPD family (online learning with prior data)."""
     online_steps: int = 1_000_000
     """Environment steps of online fine-tuning (0 skips the phase)."""
+    replay: Literal["shared", "symmetric"] | None = None
+    """Where online steps go. shared: appended to the dataset, batches uniform over both (the paper's
+    offline-to-online setting). symmetric: a separate online replay, every batch half dataset, half online
+    (RLPD). None: the method's default (flow agents shared, RLPD family symmetric)."""
     utd_ratio: int = 1
     """Gradient steps per online environment step."""
     start_training: int = 5000
@@ -81,6 +86,8 @@ class TrainConfig:
     """Start from the agent weights of this checkpoint (a checkpoint directory or run directory)."""
     flow: FlowAgentConfig = field(default_factory=FlowAgentConfig)
     """Settings of the flow agents (qc-fql, fql-n, fql, qc, bfn-n, bfn)."""
+    sac: SACAgentConfig = field(default_factory=SACAgentConfig)
+    """Settings of the chunked SAC family (qc-rlpd, rlpd-ac, rlpd)."""
 
 
 def to_dict(config) -> dict:

@@ -46,3 +46,23 @@ def test_best_of_n_methods_get_their_sample_counts_unless_set():
 
     custom = resolve_method(TrainConfig(agent="qc", flow=FlowAgentConfig(num_samples=16)))
     assert custom.flow.num_samples == 16
+
+
+def test_the_rlpd_family_learns_online_with_prior_data_and_its_own_bc_weight():
+    qc_rlpd = resolve_method(TrainConfig(agent="qc-rlpd"))
+    assert qc_rlpd.offline_steps == 0 and qc_rlpd.replay == "symmetric"
+    assert qc_rlpd.sac.bc_alpha == 0.01 and qc_rlpd.horizon == 5
+    rlpd_ac = resolve_method(TrainConfig(agent="rlpd-ac"))
+    assert rlpd_ac.sac.bc_alpha == 0.0 and rlpd_ac.horizon == 5
+    rlpd = resolve_method(TrainConfig(agent="rlpd"))
+    assert rlpd.horizon == 1 and rlpd.sac.bc_alpha == 0.0
+    from chunkrl.agents.configs import SACAgentConfig
+
+    tuned = resolve_method(TrainConfig(agent="qc-rlpd", offline_steps=10, sac=SACAgentConfig(bc_alpha=0.1)))
+    assert tuned.sac.bc_alpha == 0.1 and tuned.offline_steps == 10
+
+
+def test_flow_methods_pretrain_offline_and_share_the_replay_with_the_dataset():
+    config = resolve_method(TrainConfig(agent="qc"))
+    assert config.offline_steps == 1_000_000 and config.replay == "shared"
+    assert resolve_method(TrainConfig(agent="qc-fql", replay="symmetric")).replay == "symmetric"

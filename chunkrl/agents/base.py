@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from chunkrl.data.chunks import ChunkBatch
+from chunkrl.nets.ensemble import polyak_update
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -63,3 +64,39 @@ class Agent(nn.Module):
             tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
             chunks = self.act_tensor(tensor[None] if single else tensor, deterministic).cpu().numpy()
         return chunks[0] if single else chunks
+
+
+Losses = list[tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""``(loss, metrics)`` pairs, e.g. ``[critic_loss(batch), actor_loss(batch)]``."""
+
+
+class ActorCriticAgent(Agent):
+    """An agent with a critic ensemble ``critic``, its Polyak target ``target_critic``, and one Adam
+    over every trainable parameter (each loss only reaches the networks it should: targets and frozen
+    critics are detached where the losses are written).
+
+    Subclasses implement ``losses(batch)`` and call ``make_optimizer()`` once their networks exist.
+    """
+
+    target_tau: float
+
+    def make_optimizer(self, learning_rate: float) -> None:
+        self.optimizer = make_adam([p for p in self.parameters() if p.requires_grad], learning_rate)
+
+    def losses(self, batch: ChunkBatch) -> Losses:
+        raise NotImplementedError
+
+    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
+        """One gradient step on the sum of the losses, then the target critic's Polyak update."""
+        parts = self.losses(batch)
+        total = sum(loss for loss, _ in parts)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        polyak_update(self.target_critic, self.critic, self.target_tau)
+        metrics = {name: value for _, part in parts for name, value in part.items()}
+        metrics["loss/total"] = total
+        return {k: v.detach() for k, v in metrics.items()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}

@@ -26,7 +26,7 @@ class BestOfNAgent(FlowCriticAgent):
         if not config.num_samples or config.num_samples < 1:
             raise ValueError(f"best-of-N needs num_samples >= 1, got {config.num_samples}")
         self.num_samples = config.num_samples
-        self.make_optimizer()
+        self.make_optimizer(config.learning_rate)
 
     def candidates(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """N flow samples per observation, flattened: (observations [B*N, obs], actions [B*N, D])."""

@@ -16,14 +16,14 @@ import copy
 
 import torch
 
-from chunkrl.agents.base import Agent, make_adam, masked_mean
+from chunkrl.agents.base import ActorCriticAgent, Losses, masked_mean
 from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.data.chunks import ChunkBatch
-from chunkrl.nets.ensemble import Critic, polyak_update
+from chunkrl.nets.ensemble import Critic
 from chunkrl.nets.flow import VelocityField, euler_sample, flow_matching_targets
 
 
-class FlowCriticAgent(Agent):
+class FlowCriticAgent(ActorCriticAgent):
     """Flow behaviour policy + chunk critic ensemble + target; one Adam over every trainable network."""
 
     def __init__(self, observation_dim: int, action_dim: int, horizon: int, config: FlowAgentConfig):
@@ -34,10 +34,7 @@ class FlowCriticAgent(Agent):
         self.flow = VelocityField(observation_dim, self.policy_dim, c.actor_hidden_dims, c.actor_layer_norm)
         self.critic = Critic(observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-
-    def make_optimizer(self) -> None:
-        """Create the optimizer; subclasses call it once all their networks exist."""
-        self.optimizer = make_adam([p for p in self.parameters() if p.requires_grad], self.config.learning_rate)
+        self.target_tau = config.target_tau
 
     # ------------------------------------------------------------------ policies
     def policy_actions(self, batch: ChunkBatch) -> torch.Tensor:
@@ -81,18 +78,5 @@ class FlowCriticAgent(Agent):
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ agent surface
-    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
-        """One gradient step on critic + actor losses, then the target update."""
-        critic_loss, critic_metrics = self.critic_loss(batch)
-        actor_loss, actor_metrics = self.actor_loss(batch)
-        total = critic_loss + actor_loss
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        polyak_update(self.target_critic, self.critic, self.config.target_tau)
-        metrics = {**critic_metrics, **actor_metrics, "loss/total": total}
-        return {k: v.detach() for k, v in metrics.items()}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"optimizer": self.optimizer}
+    def losses(self, batch: ChunkBatch) -> Losses:
+        return [self.critic_loss(batch), self.actor_loss(batch)]

@@ -26,7 +26,7 @@ class FQLAgent(FlowCriticAgent):
         super().__init__(observation_dim, action_dim, horizon, config)
         c = config
         self.actor = MLP(observation_dim + self.policy_dim, c.actor_hidden_dims, self.policy_dim, c.actor_layer_norm)
-        self.make_optimizer()
+        self.make_optimizer(config.learning_rate)
 
     def one_step_actions(self, observations: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """``pi(s, z)`` clipped to [-1, 1]; ``z ~ N(0, I)`` unless given."""

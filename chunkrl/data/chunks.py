@@ -128,6 +128,13 @@ class ChunkSampler:
         self._offsets = np.arange(spec.horizon, dtype=np.int64)
         self._powers = (spec.discount**self._offsets).astype(np.float64)
 
+    def rng_state(self) -> dict:
+        """The random generator's state (saved with checkpoints)."""
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Uniform random start steps."""
         if self.trajectories.size == 0:
@@ -198,6 +205,14 @@ class MixedChunkSampler:
         if not 0.0 <= online_fraction <= 1.0:
             raise ValueError(f"online_fraction must be in [0, 1], got {online_fraction}")
         self.offline, self.online, self.online_fraction = offline, online, online_fraction
+
+    def rng_state(self) -> dict:
+        """Both samplers' generator states (saved with checkpoints)."""
+        return {"offline": self.offline.rng_state(), "online": self.online.rng_state()}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.offline.set_rng_state(state["offline"])
+        self.online.set_rng_state(state["online"])
 
     def split(self, batch_size: int) -> tuple[int, int]:
         """(offline, online) sample counts for one batch."""

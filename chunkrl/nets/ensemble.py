@@ -101,6 +101,11 @@ def aggregate(q_values: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown aggregation {how!r}; use 'mean' or 'min'")
 
 
+def lower_confidence(q_values: torch.Tensor, rho: float) -> torch.Tensor:
+    """Pessimistic ensemble value ``mean - rho * std`` over members [E, ...] (population std)."""
+    return q_values.mean(dim=0) - rho * q_values.std(dim=0, correction=0)
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """``target <- tau * source + (1 - tau) * target``, parameter by parameter, in place."""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from chunkrl.agents import agent_config
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.data.trajectories import StepArrays, Trajectories
 
@@ -153,11 +154,12 @@ def load_weights(agent: torch.nn.Module, checkpoint: Path) -> None:
 def _saved_config_summary(checkpoint: Path) -> str:
     try:
         saved = load_config(checkpoint / "config.yaml")
-    except (OSError, ValueError):
+        section = agent_config(saved)
+    except (OSError, ValueError, KeyError):  # no readable config, or an agent this version does not know
         return ""
     return (
         f" (agent {saved.agent}, horizon {saved.horizon}, env {saved.env}, "
-        f"actor {list(saved.flow.actor_hidden_dims)}, critic {list(saved.flow.critic_hidden_dims)})"
+        f"actor {list(section.actor_hidden_dims)}, critic {list(section.critic_hidden_dims)})"
     )
 
 

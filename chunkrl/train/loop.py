@@ -1,9 +1,11 @@
 """The training loop shared by every agent: offline phase, then online phase.
 
 offline: gradient steps on chunk batches from the dataset, periodic evaluation.
-online:  the replay buffer starts as the dataset; the agent's chunks run open loop in the
-         environment, every step is stored, and after ``start_training`` steps the agent is updated
-         ``utd_ratio`` times per environment step.
+online:  the agent's chunks run open loop in the environment, every step is stored, and after
+         ``start_training`` steps the agent is updated ``utd_ratio`` times per environment step.
+         With ``replay: shared`` the replay buffer starts as the dataset and batches are uniform over
+         it; with ``replay: symmetric`` (RLPD) online steps go to their own replay and every batch is
+         half dataset, half online.
 
 Ctrl-C / SIGTERM write a resumable checkpoint and stop cleanly; a non-finite loss stops the run
 without overwriting the last good checkpoint.
@@ -23,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chunkrl.agents import Agent
 from chunkrl.config import TrainConfig, load_config, save_config, to_dict
-from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.sources.ogbench import parse_task
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, evaluate
@@ -74,9 +76,10 @@ class Trainer:
     config: TrainConfig
     run_dir: Path
     agent: Agent
-    store: Trajectories
+    store: Trajectories  # the dataset (and, with shared replay, the online steps after it)
     dataset_size: int
-    sampler: ChunkSampler
+    replay: Trajectories  # where online steps are added: ``store`` itself, or a separate online replay
+    sampler: ChunkSampler | MixedChunkSampler
     env: object
     eval_executor: ChunkExecutor
     logger: RunLogger
@@ -144,11 +147,7 @@ class Trainer:
         if self._saved_step == self.counters.global_step:
             return
         self._saved_step = self.counters.global_step
-        online = None
-        if self.store.size > self.dataset_size:
-            steps = self.store.step_arrays()
-            online = StepArrays(*(getattr(steps, f.name)[self.dataset_size :] for f in fields(steps)))
-        rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng.bit_generator.state}
+        rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng_state()}
         if torch.cuda.is_available():
             rng_states["cuda"] = torch.cuda.get_rng_state_all()
         ckpt.save_checkpoint(
@@ -158,9 +157,17 @@ class Trainer:
             self.counters,
             self.config,
             rng_states,
-            online,
+            self.online_steps(),
             keep=self.config.keep_checkpoints,
         )
+
+    def online_steps(self) -> StepArrays | None:
+        """The steps collected online so far (None before the online phase)."""
+        first = self.dataset_size if self.replay is self.store else 0
+        if self.replay.size <= first:
+            return None
+        steps = self.replay.step_arrays()
+        return StepArrays(*(getattr(steps, f.name)[first:] for f in fields(steps)))
 
     def check_signals(self) -> None:
         if self.signals is not None and self.signals.received:
@@ -192,7 +199,7 @@ class Trainer:
         self._last_log = (time.perf_counter(), self.counters.global_step)
         while self.counters.online_step < c.online_steps:
             step = executor.step(self.agent.act)
-            self.store.add(
+            self.replay.add(
                 step.observation, step.action, step.reward, step.terminated, step.done, step.next_observation
             )
             self.counters.online_step += 1
@@ -265,16 +272,23 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else None
     logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
-    store = load_dataset(config, task, env, config.online_steps, logger.console)
-    dataset_size = store.size
+    shared = config.replay == "shared"
+    store = load_dataset(config, task, env, config.online_steps if shared else 0, logger.console)
     agent = build_agent(config, observation_dim, action_dim, device)
-    sampler = ChunkSampler(store, ChunkSpec(config.horizon, config.discount, config.boundary), seed=config.seed)
+    spec = ChunkSpec(config.horizon, config.discount, config.boundary)
+    if shared:
+        replay, sampler = store, ChunkSampler(store, spec, seed=config.seed)
+    else:
+        replay = Trajectories(observation_dim, action_dim, max(config.online_steps, 1))
+        offline, online = ChunkSampler(store, spec, seed=config.seed), ChunkSampler(replay, spec, seed=config.seed + 1)
+        sampler = MixedChunkSampler(offline, online)
     trainer = Trainer(
         config=config,
         run_dir=run_dir,
         agent=agent,
         store=store,
-        dataset_size=dataset_size,
+        dataset_size=store.size,
+        replay=replay,
         sampler=sampler,
         env=env,
         eval_executor=ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000),
@@ -286,10 +300,10 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
         trainer.counters = counters
         rng = ckpt.load_training_state(checkpoint, agent.optimizers())
         torch.set_rng_state(rng["torch"])
-        sampler.rng.bit_generator.state = rng["sampler"]
+        sampler.set_rng_state(rng["sampler"])
         online = ckpt.load_online_steps(checkpoint)
         if online is not None:
-            store.extend(online)
+            replay.extend(online)
         previous = run_dir / "summary.json"
         if previous.exists():
             trainer.evaluations = json.loads(previous.read_text()).get("evaluations", {})

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from chunkrl.agents import METHODS, Agent
+from chunkrl.agents import METHODS, Agent, agent_config
 from chunkrl.config import TrainConfig
 from chunkrl.data.generate import generate_dataset, official_settings
 from chunkrl.data.sources.ogbench import (
@@ -41,17 +41,24 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_method(config: TrainConfig) -> TrainConfig:
-    """Apply the method's defining settings (e.g. FQL is h = 1 without chunking) to the config."""
+    """Apply the method's defining settings (e.g. FQL is h = 1 without chunking; the RLPD family has
+    no offline phase and symmetric replay) and its defaults for options left at None."""
     if config.agent not in METHODS:
         raise ValueError(
             f"Unknown agent '{config.agent}'.{close_matches_hint(config.agent, tuple(METHODS))} "
             f"Available: {', '.join(METHODS)}."
         )
     method = METHODS[config.agent]
-    unset = {k: v for k, v in method.defaults.items() if getattr(config.flow, k) is None}
-    flow = dataclasses.replace(config.flow, **method.overrides, **unset)
-    horizon = method.horizon if method.horizon is not None else config.horizon
-    return dataclasses.replace(config, flow=flow, horizon=horizon)
+    section = agent_config(config)
+    unset = {k: v for k, v in method.defaults.items() if getattr(section, k) is None}
+    resolved = {method.family: dataclasses.replace(section, **method.overrides, **unset)}
+    if method.horizon is not None:
+        resolved["horizon"] = method.horizon
+    if config.offline_steps is None:
+        resolved["offline_steps"] = 0 if method.online_with_prior_data else 1_000_000
+    if config.replay is None:
+        resolved["replay"] = "symmetric" if method.online_with_prior_data else "shared"
+    return dataclasses.replace(config, **resolved)
 
 
 def new_run_dir(config: TrainConfig, run_dir: Path | None, runs_root: Path = Path("runs")) -> Path:
@@ -116,4 +123,4 @@ def load_dataset(config: TrainConfig, task: OGBenchTask, env, extra_capacity: in
 def build_agent(config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device) -> Agent:
     """The agent of ``config.agent`` (after ``resolve_method``) on ``device``."""
     method = METHODS[config.agent]
-    return method.agent(observation_dim, action_dim, config.horizon, config.flow).to(device)
+    return method.agent(observation_dim, action_dim, config.horizon, agent_config(config)).to(device)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -275,3 +276,35 @@ def test_every_method_trains_offline_and_online_from_the_cli(tiny_puzzle_dataset
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["agent"] == agent
     assert summary["counters"]["online_updates"] == 7
+
+
+SAC_TINY = ["--sac.actor-hidden-dims", "32", "32", "--sac.critic-hidden-dims", "32", "32"]
+
+
+@pytest.mark.parametrize("agent", ["qc-rlpd", "rlpd-ac", "rlpd"])
+def test_rlpd_family_learns_online_with_prior_data_evaluates_and_resumes(tiny_puzzle_dataset, tmp_path, agent):
+    run = tmp_path / agent
+    common = ["--sparse", "--online-steps", 12, "--start-training", 6, "--log-interval", 5, "--eval-interval", 0]
+    chunkrl(*train_args(tiny_puzzle_dataset, run), "--agent", agent, *common, *TINY, *SAC_TINY)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["agent"] == agent
+    assert summary["counters"] == {"offline_step": 0, "online_step": 12, "online_updates": 7, "episodes": 0}
+    assert set(summary["evaluations"]) == {"latest", "online_final"}  # no offline phase
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["replay"] == "symmetric" and config["sac"]["num_critics"] == 10
+    header = (run / "train.csv").read_text().splitlines()[0].split(",")
+    assert {"actor/log_prob", "actor/temperature", "actor/target_entropy", "chunk/effective_length"} <= set(header)
+    checkpoint = run / "checkpoints" / (run / "checkpoints" / "latest").read_text()
+    with np.load(checkpoint / "replay_online.npz") as replay:
+        assert len(replay["rewards"]) == 12  # only the online steps: the dataset stays where it was
+
+    evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
+    assert evaluated["agent"] == agent
+
+    config["online_steps"] = 16
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    chunkrl("train", "--resume", run)
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["counters"]["online_step"] == 16 and resumed["counters"]["online_updates"] == 11
+    with np.load(run / "checkpoints" / "step_000000016" / "replay_online.npz") as replay:
+        assert len(replay["rewards"]) == 16

@@ -1,0 +1,177 @@
+"""The chunked SAC family: target entropy, actor objectives, TD target, gradient paths, BC term."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
+from chunkrl.agents.sac import objective_weights, target_entropy
+from chunkrl.data.chunks import ChunkBatch
+from chunkrl.nets.actors import chunk_log_likelihood
+from chunkrl.nets.distributions import tanh_gaussian_log_prob
+
+OBS, ACT, H = 4, 2, 3
+SMALL = {"actor_hidden_dims": (16,), "critic_hidden_dims": (16,), "num_critics": 2}
+
+
+class KnownCritic(nn.Module):
+    """Two members: Q = obs[0] + a[0] and obs[0] + a[0] + 2 (mean +1, population std 1)."""
+
+    def forward(self, observations, actions):
+        base = observations[:, 0] + actions[:, 0]
+        return torch.stack([base, base + 2.0])
+
+
+def make_agent(**overrides):
+    torch.manual_seed(0)
+    return ChunkedSACAgent(OBS, ACT, H, SACAgentConfig(**{**SMALL, **overrides}))
+
+
+def make_batch(batch_size=5, valid=None):
+    generator = torch.Generator().manual_seed(1)
+    valid = torch.ones(batch_size, H) if valid is None else valid
+    return ChunkBatch(
+        observations=torch.randn(batch_size, OBS, generator=generator),
+        actions=(torch.rand(batch_size, H, ACT, generator=generator) * 2 - 1) * valid[..., None],
+        valid=valid,
+        reward_h=torch.randn(batch_size, generator=generator),
+        partial_returns=torch.zeros(batch_size, H),
+        tau=torch.full((batch_size,), H),
+        bootstrap_discount=torch.full((batch_size,), 0.99**H),
+        next_observations=torch.randn(batch_size, OBS, generator=generator),
+        td_weight=torch.ones(batch_size),
+    )
+
+
+@pytest.mark.parametrize(
+    ("scaling", "expected"),
+    [("none", -0.5 * 2), ("linear", -0.5 * 2 * 4), ("sqrt", -0.5 * 2 * 2.0)],
+)
+def test_target_entropy_scales_with_the_chunk(scaling, expected):
+    config = SACAgentConfig(target_entropy_scaling=scaling)
+    assert target_entropy(config, horizon=4, action_dim=2) == pytest.approx(expected)
+
+
+def test_an_explicit_target_entropy_is_used_as_is():
+    assert target_entropy(SACAgentConfig(target_entropy=-3.0, target_entropy_scaling="sqrt"), 4, 2) == -3.0
+
+
+def test_temporal_weights_are_decay_powers_normalised():
+    weights = objective_weights(SACAgentConfig(temporal_decay=0.5), horizon=3)
+    assert weights.tolist() == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+
+
+@pytest.mark.parametrize(
+    ("objective", "first_dims_value"),
+    [
+        ("standard", 0.1),
+        ("conservative", -0.3),
+        ("temporal_weighted", (4 * 0.1 + 2 * -0.3 + 1 * 0.6) / 7),
+    ],
+)
+def test_single_action_objectives_score_each_action_at_the_chunk_state(objective, first_dims_value):
+    agent = make_agent(critic_input="first_action", actor_objective=objective, temporal_decay=0.5, rho=0.5)
+    agent.critic = KnownCritic()
+    observations = torch.tensor([[1.0, 0, 0, 0], [-2.0, 0, 0, 0]])
+    chunk = torch.tensor([[0.1, 9.0], [-0.3, 9.0], [0.6, 9.0]]).flatten()  # a_t[0] = 0.1, -0.3, 0.6
+    values = agent.actor_values(observations, torch.stack([chunk, chunk]))
+    # pessimistic value: mean - rho * std = (base + 1) - 0.5
+    expected = observations[:, 0] + first_dims_value + 0.5
+    assert values.tolist() == pytest.approx(expected.tolist())
+
+
+def test_the_chunk_critic_scores_the_whole_chunk():
+    agent = make_agent(rho=0.0)
+    seen = []
+    agent.critic.register_forward_hook(lambda module, inputs, output: seen.append(inputs[1].shape))
+    agent.actor_values(torch.zeros(3, OBS), torch.zeros(3, H * ACT))
+    assert seen == [torch.Size([3, H * ACT])]
+
+
+def test_a_chunk_critic_rejects_per_action_objectives():
+    with pytest.raises(ValueError, match="critic_input first_action"):
+        make_agent(actor_objective="conservative")
+
+
+@pytest.mark.parametrize("critic_input", ["chunk", "first_action"])
+def test_td_target_uses_the_pessimistic_target_critic(critic_input):
+    agent = make_agent(critic_input=critic_input, rho=0.5)
+    agent.target_critic = KnownCritic()  # the online critic keeps its random weights: it must not be used
+    batch = make_batch()
+    torch.manual_seed(3)
+    next_chunks = agent.actor.sample(batch.next_observations)[0]
+    value = batch.next_observations[:, 0] + next_chunks[:, 0] + 1.0 - 0.5
+    torch.manual_seed(3)
+    target = agent.td_target(batch)
+    assert torch.allclose(target, batch.reward_h + batch.bootstrap_discount * value, atol=1e-6)
+
+
+def test_the_entropy_backup_subtracts_the_temperature_times_log_prob():
+    agent = make_agent(rho=0.0, backup_entropy=True, init_temperature=0.5)
+    agent.target_critic = KnownCritic()
+    batch = make_batch()
+    torch.manual_seed(3)
+    next_chunks, next_log_prob = agent.actor.sample(batch.next_observations)[:2]
+    value = batch.next_observations[:, 0] + next_chunks[:, 0] + 1.0 - 0.5 * next_log_prob
+    torch.manual_seed(3)
+    assert torch.allclose(agent.td_target(batch), batch.reward_h + batch.bootstrap_discount * value, atol=1e-5)
+
+
+def test_actor_loss_reaches_actor_and_temperature_but_never_the_critic():
+    agent = make_agent()
+    loss, metrics = agent.actor_loss(make_batch())
+    agent.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in agent.critic.parameters())
+    assert all(p.grad is not None for p in agent.actor.parameters())
+    # d/dlogT [T (H - H*)] = T (H - H*), and T = 1 at the start
+    expected = float(metrics["actor/entropy"]) - agent.target_entropy
+    assert float(agent.log_temperature.grad) == pytest.approx(expected, rel=1e-5)
+    assert float(metrics["actor/target_entropy"]) == pytest.approx(-0.5 * ACT * H)
+
+
+def test_bc_term_is_alpha_times_the_negative_chunk_log_likelihood():
+    agent = make_agent(bc_alpha=0.25)
+    _, metrics = agent.actor_loss(make_batch())
+    log_likelihood = float(metrics["actor/bc_log_likelihood"].detach())
+    assert float(metrics["actor/bc_loss"].detach()) == pytest.approx(-0.25 * log_likelihood)
+    assert make_agent(bc_alpha=None).bc_alpha == 0.0
+
+
+def test_chunk_log_likelihood_leaves_padded_positions_out():
+    mean, log_std = torch.randn(1, H * ACT), torch.randn(1, H * ACT) * 0.3
+    chunks = torch.rand(1, H, ACT) * 1.6 - 0.8
+    valid = torch.tensor([[1.0, 1.0, 0.0]])
+    got = chunk_log_likelihood(mean, log_std, chunks, valid)
+    two = 2 * ACT
+    expected = tanh_gaussian_log_prob(mean[:, :two], log_std[:, :two], torch.atanh(chunks.flatten(1)[:, :two]))
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_update_moves_the_target_critic_by_tau_and_reports_diagnostics():
+    agent = make_agent(target_tau=0.1)
+    before = [p.clone() for p in agent.target_critic.parameters()]
+    metrics = agent.update(make_batch())
+    after_critic = list(agent.critic.parameters())
+    for old, new, source in zip(before, agent.target_critic.parameters(), after_critic, strict=True):
+        assert torch.allclose(new, 0.9 * old + 0.1 * source, atol=1e-6)
+    for name in (
+        "actor/log_prob",
+        "actor/temperature",
+        "actor/target_entropy",
+        "chunk/effective_length",
+        "chunk/h_step_return",
+    ):
+        assert torch.isfinite(metrics[name])
+    assert float(metrics["chunk/effective_length"]) == H
+
+
+def test_acting_returns_chunks_in_range():
+    agent = make_agent()
+    chunks = agent.act(np.zeros((6, OBS), np.float32))
+    assert chunks.shape == (6, H, ACT) and np.abs(chunks).max() <= 1.0
+    assert agent.act(np.zeros(OBS, np.float32), deterministic=True).shape == (H, ACT)
+    assert math.isclose(float(agent.temperature.detach()), 1.0)
