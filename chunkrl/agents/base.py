@@ -34,9 +34,12 @@ class Agent(nn.Module):
     """Base class: networks as submodules, an ``update`` per batch and ``act`` for execution.
 
     Subclasses implement ``update(batch) -> metrics`` (0-dim tensors, read by the loop only when it
-    logs), ``act_tensor(observations, deterministic)`` returning chunks [B, h, A], and
-    ``optimizers()`` for checkpointing.
+    logs), ``act_tensor(observations, deterministic, history_valid)`` returning chunks [B, h, A], and
+    ``optimizers()`` for checkpointing. An agent that reads observation histories sets
+    ``history_length`` > 1; the loop then samples histories and the executor keeps them.
     """
+
+    history_length: int = 1
 
     def __init__(self, observation_dim: int, action_dim: int, horizon: int):
         super().__init__()
@@ -51,18 +54,32 @@ class Agent(nn.Module):
     def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def act_tensor(
+        self, observations: torch.Tensor, deterministic: bool = False, history_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def act(self, observations: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Action chunks for numpy observations: [obs_dim] -> [h, A]; [B, obs_dim] -> [B, h, A]."""
-        single = observations.ndim == 1
+    def act(
+        self, observations: np.ndarray, deterministic: bool = False, history_valid: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Action chunks for numpy observations: [obs_dim] -> [h, A]; [B, obs_dim] -> [B, h, A].
+
+        With ``history_valid``, ``observations`` are histories: [T, obs_dim] with ``history_valid`` [T]
+        (or batched: [B, T, obs_dim] and [B, T])."""
+        single = observations.ndim == (1 if history_valid is None else 2)
+        training = self.training
+        self.eval()  # no dropout while acting
         with torch.inference_mode():
             tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
-            chunks = self.act_tensor(tensor[None] if single else tensor, deterministic).cpu().numpy()
+            valid = None
+            if history_valid is not None:
+                valid = torch.as_tensor(history_valid, dtype=torch.float32, device=self.device)
+                valid = valid[None] if single else valid
+            chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid).cpu().numpy()
+        self.train(training)
         return chunks[0] if single else chunks
 
 

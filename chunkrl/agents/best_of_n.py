@@ -53,7 +53,9 @@ class BestOfNAgent(FlowCriticAgent):
         loss = self.bc_flow_loss(batch)
         return loss, {"actor/loss": loss, "actor/bc_flow_loss": loss}
 
-    def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def act_tensor(
+        self, observations: torch.Tensor, deterministic: bool = False, history_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The best of N sampled chunks per observation, scored by the critic: [B, h, A]."""
         repeated, actions = self.candidates(observations)
         return self.as_chunks(self.select_best(self.critic, repeated, actions)[0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import tyro
 
 
 @dataclass
@@ -41,6 +43,32 @@ class FlowAgentConfig:
 
 
 @dataclass
+class ACTActorConfig:
+    """The ACT-style transformer chunk actor (``--sac.actor act``)."""
+
+    width: int = 256
+    """Token width (d_model)."""
+    heads: int = 4
+    """Attention heads (must divide the width)."""
+    decoder_layers: int = 4
+    """Transformer decoder layers over the h chunk-step queries."""
+    encoder_layers: int = 2
+    """Transformer encoder layers over the observation history (only with obs_history > 1)."""
+    feedforward: int = 1024
+    """Feed-forward width inside each transformer layer."""
+    dropout: float = 0.0
+    """Dropout inside the transformer layers (active in training updates only)."""
+    memory_tokens: int = 1
+    """Tokens a single observation is projected to (obs_history 1)."""
+    obs_history: int = 1
+    """Observations the actor reads: the current one and the obs_history - 1 before it (padded and
+    masked at episode starts). The critic always scores the current observation."""
+    action_groups: tuple[str, ...] = ()
+    """Split output heads per named slice of the action vector, as name:start:end (e.g. arm:0:3
+    hand:3:5); they must cover the action in order. Empty: one head for the whole action."""
+
+
+@dataclass
 class SACAgentConfig:
     """The chunked SAC family: QC-RLPD, RLPD-AC and RLPD. Defaults: the paper's RLPD settings."""
 
@@ -69,9 +97,28 @@ class SACAgentConfig:
     target_entropy_scaling: Literal["none", "linear", "sqrt"] = "linear"
     """How the target entropy grows with the chunk: none (one action's target), linear (x h: every chunk
     dimension counts, matching the joint log-probability), sqrt (x sqrt(h))."""
+    actor: Annotated[Literal["mlp", "act"], tyro.conf.arg(aliases=("--actor",))] = "mlp"
+    """Chunk actor: an MLP (the paper's) or the ACT-style transformer (settings under act)."""
+    act: ACTActorConfig = field(default_factory=ACTActorConfig)
+    """Settings of the ACT-style actor."""
     bc_alpha: float | None = None
-    """Weight of the behaviour-cloning term -log pi(dataset chunk | s); None: the method's default
-    (QC-RLPD 0.01, RLPD-AC and RLPD 0)."""
+    """Weight of the behaviour-cloning term on dataset chunks (the start weight when it decays);
+    None: the method's default (QC-RLPD 0.01, RLPD-AC and RLPD 0)."""
+    bc_loss: Literal["nll", "mse"] = "nll"
+    """BC term: negative log-likelihood of the dataset chunk (the paper's), or the squared error of the
+    deterministic chunk tanh(mean) against it."""
+    bc_weight_schedule: Annotated[
+        Literal["constant", "linear", "exponential"], tyro.conf.arg(aliases=("--bc-weight-schedule",))
+    ] = "constant"
+    """How the BC weight moves from bc_alpha to bc_alpha_end over bc_decay_steps updates (after any BC
+    pre-training): constant (stays bc_alpha), linear, or exponential (geometric; both weights > 0)."""
+    bc_alpha_end: float = 0.0
+    """BC weight at the end of the decay."""
+    bc_decay_steps: int = 100_000
+    """Updates over which the BC weight decays."""
+    bc_pretrain_steps: int = 0
+    """First updates in which the actor learns by BC alone (weight 1, no Q or entropy term); the critic
+    and temperature keep learning. Then the SAC losses with the scheduled BC weight take over."""
     critic_input: Literal["chunk", "first_action"] = "chunk"
     """chunk: Q(s, a_t..a_t+h-1), an unbiased h-step backup (recommended). first_action: Q(s, a_t) trained
     on the h-step return of the executed chunk (biased when the chunk was not the current policy's)."""

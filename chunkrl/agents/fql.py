@@ -62,7 +62,9 @@ class FQLAgent(FlowCriticAgent):
         }
         return loss, metrics
 
-    def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def act_tensor(
+        self, observations: torch.Tensor, deterministic: bool = False, history_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Chunks [B, h, A] (or [B, 1, A] without chunking) for observations [B, obs_dim].
 
         Call it without gradient tracking (``Agent.act`` does, under ``torch.inference_mode``)."""

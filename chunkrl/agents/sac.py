@@ -7,7 +7,11 @@
   ``mean - rho * std`` over the target ensemble at a chunk sampled from the actor.
 - ``log_temperature``: the entropy temperature, learned so that the policy's entropy (minus the joint
   log-probability) tracks ``target_entropy`` (scaled with the chunk: none / linear / sqrt).
-- Optional behaviour cloning (QC-RLPD): ``- bc_alpha * log pi(dataset chunk | s)``.
+- Optional behaviour cloning (QC-RLPD): ``- bc_alpha * log pi(dataset chunk | s)`` (or the squared
+  error of ``tanh(mean)``), with a weight that can decay over training, after an optional phase in
+  which the actor learns by BC alone.
+- The actor is an MLP or the ACT-style transformer (``nets/act.py``), which may read an observation
+  history; the critic always scores the current observation.
 
 With ``critic_input: first_action`` the critic scores only ``a_t`` (still on the h-step return) and
 the actor's objective is built from per-action values (standard, conservative, temporal_weighted).
@@ -25,6 +29,7 @@ from torch import nn
 from chunkrl.agents.base import ActorCriticAgent, Losses, call_frozen, masked_mean
 from chunkrl.agents.configs import SACAgentConfig
 from chunkrl.data.chunks import ChunkBatch
+from chunkrl.nets.act import ACTChunkActor
 from chunkrl.nets.actors import GaussianChunkActor, MLPChunkActor, chunk_log_likelihood
 from chunkrl.nets.ensemble import Critic, lower_confidence
 
@@ -47,6 +52,31 @@ def objective_weights(config: SACAgentConfig, horizon: int) -> torch.Tensor:
     return weights / weights.sum()
 
 
+def bc_weight(config: SACAgentConfig, step: int) -> float:
+    """The BC weight ``step`` updates into the decay: from ``bc_alpha`` to ``bc_alpha_end`` over
+    ``bc_decay_steps`` (constant: ``bc_alpha`` throughout)."""
+    start, end = config.bc_alpha or 0.0, config.bc_alpha_end
+    if config.bc_weight_schedule == "constant":
+        return start
+    progress = min(max(step, 0) / max(config.bc_decay_steps, 1), 1.0)
+    if config.bc_weight_schedule == "linear":
+        return start + (end - start) * progress
+    if config.bc_weight_schedule == "exponential":
+        return start * (end / start) ** progress
+    raise ValueError(f"bc_weight_schedule must be constant, linear or exponential, got {config.bc_weight_schedule!r}")
+
+
+def make_actor(observation_dim: int, action_dim: int, horizon: int, config: SACAgentConfig) -> GaussianChunkActor:
+    """The configured chunk actor: ``mlp`` or ``act``."""
+    if config.actor == "act":
+        return ACTChunkActor(observation_dim, action_dim, horizon, config.act)
+    if config.actor != "mlp":
+        raise ValueError(f"actor must be 'mlp' or 'act', got {config.actor!r}")
+    if config.act.obs_history > 1:
+        raise ValueError("an observation history (act.obs_history > 1) needs the ACT actor: add --sac.actor act")
+    return MLPChunkActor(observation_dim, horizon * action_dim, config.actor_hidden_dims, config.actor_layer_norm)
+
+
 def _check(config: SACAgentConfig) -> None:
     if config.critic_input not in ("chunk", "first_action"):
         raise ValueError(f"critic_input must be 'chunk' or 'first_action', got {config.critic_input!r}")
@@ -60,6 +90,13 @@ def _check(config: SACAgentConfig) -> None:
         )
     if config.init_temperature <= 0:
         raise ValueError(f"init_temperature must be positive, got {config.init_temperature}")
+    if config.bc_weight_schedule == "exponential" and not ((config.bc_alpha or 0) > 0 and config.bc_alpha_end > 0):
+        raise ValueError(
+            "the exponential BC schedule decays geometrically and needs positive start and end weights "
+            f"(got bc_alpha {config.bc_alpha}, bc_alpha_end {config.bc_alpha_end}); use linear to decay to 0"
+        )
+    if config.act.obs_history < 1:
+        raise ValueError(f"act.obs_history must be >= 1, got {config.act.obs_history}")
 
 
 class ChunkedSACAgent(ActorCriticAgent):
@@ -85,7 +122,8 @@ class ChunkedSACAgent(ActorCriticAgent):
         self.chunk_dim = horizon * action_dim
         self.bc_alpha = c.bc_alpha or 0.0
         self.target_tau = c.target_tau
-        self.actor = actor or MLPChunkActor(observation_dim, self.chunk_dim, c.actor_hidden_dims, c.actor_layer_norm)
+        self.actor = actor or make_actor(observation_dim, action_dim, horizon, c)
+        self.history_length = c.act.obs_history if c.actor == "act" else 1
         critic_action_dim = self.chunk_dim if c.critic_input == "chunk" else action_dim
         self.critic = Critic(
             observation_dim, critic_action_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm
@@ -94,11 +132,25 @@ class ChunkedSACAgent(ActorCriticAgent):
         self.log_temperature = nn.Parameter(torch.tensor(math.log(c.init_temperature)))
         self.target_entropy = target_entropy(c, horizon, action_dim)
         self.register_buffer("step_weights", objective_weights(c, horizon), persistent=False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # drives the BC schedule
         self.make_optimizer(c.learning_rate)
 
     @property
     def temperature(self) -> torch.Tensor:
         return self.log_temperature.exp()
+
+    def actor_inputs(self, batch: ChunkBatch, following: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the actor reads at ``s_t`` (or ``s_{t+τ}``): the observation, or the history and its mask."""
+        if self.history_length == 1:
+            return (batch.next_observations if following else batch.observations), None
+        if batch.observation_history is None:
+            raise ValueError(
+                f"this agent's actor reads {self.history_length} observations but the batch has no histories; "
+                f"sample it with ChunkSampler(..., history={self.history_length})"
+            )
+        if following:
+            return batch.next_observation_history, batch.next_history_valid
+        return batch.observation_history, batch.history_valid
 
     # ------------------------------------------------------------------ values
     def critic_actions(self, chunks: torch.Tensor) -> torch.Tensor:
@@ -123,7 +175,7 @@ class ChunkedSACAgent(ActorCriticAgent):
     def td_target(self, batch: ChunkBatch) -> torch.Tensor:
         """``reward_h + bootstrap_discount * V(s')`` [B]: the target critic's pessimistic value of a chunk
         sampled from the actor at ``s'`` (minus the entropy bonus with ``backup_entropy``)."""
-        next_chunks, next_log_prob, _, _ = self.actor.sample(batch.next_observations)
+        next_chunks, next_log_prob, _, _ = self.actor.sample(*self.actor_inputs(batch, following=True))
         next_q = self.target_critic(batch.next_observations, self.critic_actions(next_chunks))
         next_value = lower_confidence(next_q, self.config.rho)
         if self.config.backup_entropy:
@@ -145,22 +197,33 @@ class ChunkedSACAgent(ActorCriticAgent):
         }
         return loss, metrics
 
+    def bc_term(self, mean: torch.Tensor, log_std: torch.Tensor, batch: ChunkBatch) -> torch.Tensor:
+        """The unweighted BC loss on the dataset chunks' valid actions: NLL or squared error of tanh(mean)."""
+        if self.config.bc_loss == "mse":
+            weights = batch.valid.repeat_interleave(self.action_dim, dim=1)
+            return masked_mean((torch.tanh(mean) - batch.actions.flatten(1)).square(), weights)
+        return -chunk_log_likelihood(mean, log_std, batch.actions, batch.valid).mean()
+
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """SAC actor loss on the joint log-probability, the temperature loss, and the optional BC term."""
-        chunks, log_prob, mean, log_std = self.actor.sample(batch.observations)
+        """SAC actor loss on the joint log-probability plus the weighted BC term (BC alone while
+        pre-training), and the temperature loss."""
+        chunks, log_prob, mean, log_std = self.actor.sample(*self.actor_inputs(batch))
         q = self.actor_values(batch.observations, chunks)
         temperature = self.temperature
         sac_loss = (temperature.detach() * log_prob - q).mean()
         entropy = -log_prob.detach().mean()
         temperature_loss = temperature * (entropy - self.target_entropy)
-        bc_log_likelihood = chunk_log_likelihood(mean, log_std, batch.actions, batch.valid).mean()
-        bc_loss = -self.bc_alpha * bc_log_likelihood
-        actor_loss = sac_loss + bc_loss
+        bc_term = self.bc_term(mean, log_std, batch)
+        step = int(self.num_updates)
+        pretraining = step < self.config.bc_pretrain_steps
+        weight = 1.0 if pretraining else bc_weight(self.config, step - self.config.bc_pretrain_steps)
+        actor_loss = bc_term if pretraining else sac_loss + weight * bc_term
         metrics = {
             "actor/loss": actor_loss,
             "actor/sac_loss": sac_loss,
-            "actor/bc_loss": bc_loss,
-            "actor/bc_log_likelihood": bc_log_likelihood,
+            "actor/bc_loss": weight * bc_term,
+            "actor/bc_term": bc_term,
+            "actor/bc_weight": torch.tensor(weight),
             "actor/q": q.mean(),
             "actor/log_prob": log_prob.mean(),
             "actor/entropy": entropy,
@@ -173,8 +236,18 @@ class ChunkedSACAgent(ActorCriticAgent):
     def losses(self, batch: ChunkBatch) -> Losses:
         return [self.critic_loss(batch), self.actor_loss(batch)]
 
+    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
+        metrics = super().update(batch)
+        self.num_updates += 1
+        return metrics
+
     # ------------------------------------------------------------------ acting
-    def act_tensor(self, observations: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def act_tensor(
+        self, observations: torch.Tensor, deterministic: bool = False, history_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Chunks [B, h, A]: sampled from the actor, or ``tanh(mean)`` when deterministic."""
-        chunks = self.actor.mode(observations) if deterministic else self.actor.sample(observations)[0]
+        if deterministic:
+            chunks = self.actor.mode(observations, history_valid)
+        else:
+            chunks = self.actor.sample(observations, history_valid)[0]
         return chunks.view(observations.shape[0], self.horizon, self.action_dim)

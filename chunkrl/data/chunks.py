@@ -9,6 +9,10 @@ A chunk starts at step ``t`` with horizon ``h`` and discount ``γ`` (see ARCHITE
 - ``next_observations``: ``s_{t+τ}``, bootstrapped with ``bootstrap_discount = γ^τ`` (0 on a terminal).
 - ``td_weight``: 1 for a TD sample. In ``mask`` mode a chunk that the trajectory's end cuts short
   is left out of the TD loss (weight 0); in ``truncate`` mode every chunk is a TD sample.
+- with an observation history of length ``T > 1``: ``observation_history`` holds ``s_{t-T+1} .. s_t``
+  (oldest first) and ``history_valid`` marks the ones inside the trajectory; positions before its
+  start are zero-padded with ``history_valid = 0``. ``next_observation_history`` /
+  ``next_history_valid`` are the same for ``s_{t+τ}``.
 
 ``enumerate_chunks`` is the slow, obviously-correct reference; ``ChunkSampler`` is the vectorized
 sampler used in training. Tests check that they agree.
@@ -60,11 +64,17 @@ class ChunkBatch:
     bootstrap_discount: np.ndarray | torch.Tensor  # [B], γ^τ, or 0 when the chunk stopped on a terminal
     next_observations: np.ndarray | torch.Tensor  # [B, obs_dim], s_{t+τ}
     td_weight: np.ndarray | torch.Tensor  # [B], 1 for a TD sample, 0 to leave it out of the TD loss
+    observation_history: np.ndarray | torch.Tensor | None = None  # [B, T, obs_dim], s_{t-T+1..t}
+    history_valid: np.ndarray | torch.Tensor | None = None  # [B, T], 0 before the trajectory's start
+    next_observation_history: np.ndarray | torch.Tensor | None = None  # [B, T, obs_dim], ending at s_{t+τ}
+    next_history_valid: np.ndarray | torch.Tensor | None = None  # [B, T]
 
     def to_torch(self, device: torch.device | str = "cpu") -> ChunkBatch:
         """Tensors on ``device`` (floats as float32, ``tau`` as int64)."""
         converted = {}
         for f in fields(self):
+            if getattr(self, f.name) is None:
+                continue
             value = torch.as_tensor(getattr(self, f.name))
             value = value.long() if f.name == "tau" else value.float()
             converted[f.name] = value.to(device, non_blocking=True)
@@ -119,11 +129,15 @@ class ChunkSampler:
         trajectories: the store to read; its current ``size`` is read at every call.
         spec: horizon, discount and boundary mode.
         seed: seed of the sampler's own random generator.
+        history: observations per history (1: no history fields in the batches).
     """
 
-    def __init__(self, trajectories: Trajectories, spec: ChunkSpec, seed: int = 0):
+    def __init__(self, trajectories: Trajectories, spec: ChunkSpec, seed: int = 0, history: int = 1):
+        if history < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
         self.trajectories = trajectories
         self.spec = spec
+        self.history = history
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(spec.horizon, dtype=np.int64)
         self._powers = (spec.discount**self._offsets).astype(np.float64)
@@ -165,6 +179,7 @@ class ChunkSampler:
             td_weight = (valid.all(axis=1) | terminal_stop).astype(np.float32)
         else:
             td_weight = np.ones(len(starts), np.float32)
+        histories = self.histories(starts, stop) if self.history > 1 else {}
         return ChunkBatch(
             observations=store.observations[starts],
             actions=actions.astype(np.float32),
@@ -175,7 +190,27 @@ class ChunkSampler:
             bootstrap_discount=bootstrap.astype(np.float32),
             next_observations=store.next_observations[stop],
             td_weight=td_weight,
+            **histories,
         )
+
+    def histories(self, starts: np.ndarray, stop: np.ndarray) -> dict[str, np.ndarray]:
+        """Observation histories ending at ``s_t`` (step ``starts``) and at ``s_{t+τ}`` (after step ``stop``)."""
+        store, length = self.trajectories, self.history
+        back = np.arange(1 - length, 1, dtype=np.int64)  # [-(T-1) .. 0]
+        rows = starts[:, None] + back
+        valid = rows >= store.episode_first[starts][:, None]
+        current = store.observations[np.maximum(rows, 0)] * valid[..., None]
+        # s_{t+τ} is next_observations[stop]; the T-1 before it are observations[stop-T+2 .. stop]
+        rows = stop[:, None] + back[1:]
+        next_valid = np.concatenate([rows >= store.episode_first[stop][:, None], np.ones((len(stop), 1), bool)], 1)
+        previous = store.observations[np.maximum(rows, 0)]
+        following = np.concatenate([previous, store.next_observations[stop][:, None]], axis=1) * next_valid[..., None]
+        return {
+            "observation_history": current.astype(np.float32),
+            "history_valid": valid.astype(np.float32),
+            "next_observation_history": following.astype(np.float32),
+            "next_history_valid": next_valid.astype(np.float32),
+        }
 
 
 def _empty_batch(n: int, h: int, obs_dim: int, action_dim: int) -> ChunkBatch:
@@ -226,4 +261,5 @@ class MixedChunkSampler:
             parts.append(self.online.sample(online_count))
         if len(parts) == 1:
             return parts[0]
-        return ChunkBatch(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(ChunkBatch)})
+        joined = {f.name: [getattr(p, f.name) for p in parts] for f in fields(ChunkBatch)}
+        return ChunkBatch(**{k: None if v[0] is None else np.concatenate(v) for k, v in joined.items()})

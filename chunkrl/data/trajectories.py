@@ -6,9 +6,10 @@ Every step ``t`` holds ``s_t, a_t, r_t, s_{t+1}`` and two flags:
 - ``ends[t]``: the stored trajectory stops at this step (a time limit, the end of a recorded
   episode, or a terminal that reset the environment).
 
-Steps of one trajectory are contiguous. Two index arrays are kept up to date so that chunk samplers
-never loop in Python: ``episode_last[t]`` (index of the last step of ``t``'s trajectory) and
-``next_terminal[t]`` (index of the first terminal at or after ``t`` in the same trajectory).
+Steps of one trajectory are contiguous. Three index arrays are kept up to date so that chunk samplers
+never loop in Python: ``episode_first[t]`` / ``episode_last[t]`` (index of the first / last step of
+``t``'s trajectory) and ``next_terminal[t]`` (index of the first terminal at or after ``t`` in the
+same trajectory).
 The store grows by appending steps (online replay) and is built in one go from arrays (datasets).
 """
 
@@ -60,6 +61,7 @@ class Trajectories:
         self.rewards = np.zeros(capacity, np.float32)
         self.terminals = np.zeros(capacity, bool)
         self.ends = np.zeros(capacity, bool)
+        self.episode_first = np.zeros(capacity, np.int64)
         self.episode_last = np.full(capacity, NO_INDEX, np.int64)
         self.next_terminal = np.full(capacity, NO_INDEX, np.int64)
         self._open_start = 0  # first step of the trajectory being appended to
@@ -88,6 +90,8 @@ class Trajectories:
         self.terminals[lo:hi] = steps.terminals
         self.ends[lo:hi] = steps.ends
         positions = np.arange(lo, hi, dtype=np.int64)
+        starts = np.concatenate([[True], steps.ends[:-1]])  # a trajectory starts after every end
+        self.episode_first[lo:hi] = np.maximum.accumulate(np.where(starts, positions, lo))
         self.episode_last[lo:hi] = _next_flagged(positions, steps.ends)
         next_terminal = _next_flagged(positions, steps.terminals)
         self.next_terminal[lo:hi] = np.where(next_terminal <= self.episode_last[lo:hi], next_terminal, NO_INDEX)
@@ -117,6 +121,7 @@ class Trajectories:
         self.rewards[t] = reward
         self.terminals[t] = terminal
         self.ends[t] = end
+        self.episode_first[t] = self._open_start
         if terminal:
             self.next_terminal[self._open_after_terminal : t + 1] = t
             self._open_after_terminal = t + 1

@@ -1,7 +1,10 @@
 """Open-loop chunk execution: one object serves online collection and evaluation.
 
 The agent is queried when the action queue is empty; ``execute_horizon`` (k <= h) actions of each
-chunk are run open loop before the next query; the end of an episode clears the queue.
+chunk are run open loop before the next query; the end of an episode clears the queue. With
+``history = T > 1`` the executor keeps the last T observations of the episode (every step, not only
+query steps) and queries ``policy(history [T, obs], history_valid=[T])``, zero-padding and marking
+invalid the positions before the episode's start.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import gymnasium
 import numpy as np
 
-Policy = Callable[[np.ndarray], np.ndarray]  # observation [obs_dim] -> chunk [h, A]
+Policy = Callable[..., np.ndarray]  # observation [obs_dim] (or history [T, obs_dim], history_valid=[T]) -> [h, A]
 
 
 @dataclass
@@ -40,29 +43,47 @@ class ChunkExecutor:
         env: a gymnasium environment with flat Box observations and actions.
         execute_horizon: actions of each chunk executed before re-planning (None: the whole chunk).
         seed: seed of the first reset (later resets continue the environment's generator).
+        history: observations the policy reads (1: the current one only).
     """
 
-    def __init__(self, env: gymnasium.Env, execute_horizon: int | None = None, seed: int | None = None):
+    def __init__(
+        self, env: gymnasium.Env, execute_horizon: int | None = None, seed: int | None = None, history: int = 1
+    ):
         if execute_horizon is not None and execute_horizon < 1:
             raise ValueError(f"execute_horizon must be >= 1, got {execute_horizon}")
         self.env = env
         self.execute_horizon = execute_horizon
+        self.history_length = history
+        self.history: deque[np.ndarray] = deque(maxlen=history)
         self.queue: deque[np.ndarray] = deque()
         self.queries = 0
         self.observation, _ = env.reset(seed=seed)
+        self.history.append(self.observation)
         self.at_episode_start = True
 
     def reset(self) -> np.ndarray:
-        """Start a new episode and clear the queue."""
+        """Start a new episode and clear the queue and the history."""
         self.queue.clear()
         self.observation, _ = self.env.reset()
+        self.history.clear()
+        self.history.append(self.observation)
         self.at_episode_start = True
         return self.observation
+
+    def query(self, policy: Policy) -> np.ndarray:
+        """The policy's chunk [h, A] for the current observation (or history)."""
+        if self.history_length == 1:
+            return np.asarray(policy(self.observation))
+        padding = self.history_length - len(self.history)
+        stacked = np.zeros((self.history_length, *self.observation.shape), np.float32)
+        stacked[padding:] = np.stack(self.history)
+        valid = np.arange(self.history_length) >= padding
+        return np.asarray(policy(stacked, history_valid=valid.astype(np.float32)))
 
     def step(self, policy: Policy) -> Step:
         """Execute one action (querying ``policy`` first if the queue is empty)."""
         if not self.queue:
-            chunk = np.asarray(policy(self.observation)).reshape(-1, self.env.action_space.shape[-1])
+            chunk = self.query(policy).reshape(-1, self.env.action_space.shape[-1])
             self.queue.extend(chunk[: self.execute_horizon or len(chunk)])
             self.queries += 1
         action = self.queue.popleft()
@@ -73,6 +94,7 @@ class ChunkExecutor:
             self.reset()
         else:
             self.observation = next_observation
+            self.history.append(next_observation)
         return step
 
     def run_episode(self, policy: Policy) -> tuple[float, int, bool]:

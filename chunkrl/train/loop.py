@@ -193,7 +193,8 @@ class Trainer:
         if self.counters.online_step >= c.online_steps:
             return
         task = progress.add_task("online", total=c.online_steps, completed=self.counters.online_step, status="")
-        executor = ChunkExecutor(self.env, c.execute_horizon, seed=c.seed + 1 + self.counters.episodes)
+        seed = c.seed + 1 + self.counters.episodes
+        executor = ChunkExecutor(self.env, c.execute_horizon, seed=seed, history=self.agent.history_length)
         episode_return, episode_length = 0.0, 0
         metrics = None
         self._last_log = (time.perf_counter(), self.counters.global_step)
@@ -276,12 +277,13 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
     store = load_dataset(config, task, env, config.online_steps if shared else 0, logger.console)
     agent = build_agent(config, observation_dim, action_dim, device)
     spec = ChunkSpec(config.horizon, config.discount, config.boundary)
+    history = agent.history_length
     if shared:
-        replay, sampler = store, ChunkSampler(store, spec, seed=config.seed)
+        replay, sampler = store, ChunkSampler(store, spec, seed=config.seed, history=history)
     else:
         replay = Trajectories(observation_dim, action_dim, max(config.online_steps, 1))
-        offline, online = ChunkSampler(store, spec, seed=config.seed), ChunkSampler(replay, spec, seed=config.seed + 1)
-        sampler = MixedChunkSampler(offline, online)
+        offline = ChunkSampler(store, spec, seed=config.seed, history=history)
+        sampler = MixedChunkSampler(offline, ChunkSampler(replay, spec, seed=config.seed + 1, history=history))
     trainer = Trainer(
         config=config,
         run_dir=run_dir,
@@ -291,7 +293,7 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
         replay=replay,
         sampler=sampler,
         env=env,
-        eval_executor=ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000),
+        eval_executor=ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
         logger=logger,
         device=device,
     )
@@ -363,6 +365,8 @@ def evaluate_checkpoint(
     agent = build_agent(config, observation_dim, action_dim, resolve_device(device))
     ckpt.load_weights(agent, checkpoint)
     seed_everything(config.seed + 20_000)
-    executor = ChunkExecutor(env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000)
+    executor = ChunkExecutor(
+        env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length
+    )
     results = evaluate(executor, agent.act, episodes or config.eval_episodes)
     return {"checkpoint": str(checkpoint), "env": config.env, "agent": config.agent, **results}

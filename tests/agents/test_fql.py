@@ -68,7 +68,7 @@ def test_chunks_cut_by_trajectory_end_do_not_change_the_critic_loss():
     b = batch(size=64)
     assert (b.td_weight == 0).any(), "the fixture should contain masked chunks"
     masked = b.td_weight == 0
-    b2 = type(b)(**{k: v.clone() for k, v in vars(b).items()})
+    b2 = type(b)(**{k: None if v is None else v.clone() for k, v in vars(b).items()})
     b2.reward_h[masked] += 1000.0  # garbage on masked samples must not matter
     torch.manual_seed(0)
     first, _ = agent.critic_loss(b)

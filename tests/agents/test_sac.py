@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
-from chunkrl.agents.sac import objective_weights, target_entropy
-from chunkrl.data.chunks import ChunkBatch
+from chunkrl.agents.configs import ACTActorConfig
+from chunkrl.agents.sac import bc_weight, objective_weights, target_entropy
+from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec
 from chunkrl.nets.actors import chunk_log_likelihood
 from chunkrl.nets.distributions import tanh_gaussian_log_prob
 
@@ -133,11 +134,11 @@ def test_actor_loss_reaches_actor_and_temperature_but_never_the_critic():
     assert float(metrics["actor/target_entropy"]) == pytest.approx(-0.5 * ACT * H)
 
 
-def test_bc_term_is_alpha_times_the_negative_chunk_log_likelihood():
+def test_bc_loss_is_alpha_times_the_negative_chunk_log_likelihood():
     agent = make_agent(bc_alpha=0.25)
     _, metrics = agent.actor_loss(make_batch())
-    log_likelihood = float(metrics["actor/bc_log_likelihood"].detach())
-    assert float(metrics["actor/bc_loss"].detach()) == pytest.approx(-0.25 * log_likelihood)
+    nll = float(metrics["actor/bc_term"].detach())
+    assert float(metrics["actor/bc_loss"].detach()) == pytest.approx(0.25 * nll)
     assert make_agent(bc_alpha=None).bc_alpha == 0.0
 
 
@@ -175,3 +176,64 @@ def test_acting_returns_chunks_in_range():
     assert chunks.shape == (6, H, ACT) and np.abs(chunks).max() <= 1.0
     assert agent.act(np.zeros(OBS, np.float32), deterministic=True).shape == (H, ACT)
     assert math.isclose(float(agent.temperature.detach()), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "step", "expected"),
+    [
+        ("constant", 500, 1.0),
+        ("linear", 0, 1.0),
+        ("linear", 50, 0.55),
+        ("linear", 100, 0.1),
+        ("linear", 1000, 0.1),
+        ("exponential", 50, math.sqrt(1.0 * 0.1)),
+        ("exponential", 100, 0.1),
+    ],
+)
+def test_bc_weight_schedules(schedule, step, expected):
+    config = SACAgentConfig(bc_alpha=1.0, bc_alpha_end=0.1, bc_decay_steps=100, bc_weight_schedule=schedule)
+    assert bc_weight(config, step) == pytest.approx(expected)
+
+
+def test_an_exponential_decay_to_zero_is_refused_with_the_alternative():
+    with pytest.raises(ValueError, match="use linear"):
+        make_agent(bc_alpha=1.0, bc_alpha_end=0.0, bc_weight_schedule="exponential")
+
+
+def test_bc_pretraining_trains_the_actor_by_bc_alone_then_hands_over_to_sac():
+    agent = make_agent(bc_alpha=0.5, bc_pretrain_steps=2, bc_loss="mse")
+    for _ in range(2):
+        metrics = agent.update(make_batch())
+        assert float(metrics["actor/loss"]) == pytest.approx(float(metrics["actor/bc_term"]))
+        assert float(metrics["actor/bc_weight"]) == 1.0
+    metrics = agent.update(make_batch())
+    expected = float(metrics["actor/sac_loss"]) + 0.5 * float(metrics["actor/bc_term"])
+    assert float(metrics["actor/loss"]) == pytest.approx(expected, rel=1e-5)
+    assert int(agent.num_updates) == 3  # saved with the weights, so a resumed run continues the schedule
+    assert "num_updates" in agent.state_dict()
+
+
+def test_the_mse_bc_term_compares_the_deterministic_chunk_on_valid_actions():
+    agent = make_agent(bc_loss="mse")
+    valid = torch.tensor([[1.0, 1.0, 0.0]] * 5)
+    batch = make_batch(valid=valid)
+    mean, log_std = agent.actor(batch.observations)
+    weights = valid.repeat_interleave(ACT, dim=1)
+    expected = ((torch.tanh(mean) - batch.actions.flatten(1)).square() * weights).sum() / weights.sum()
+    assert torch.allclose(agent.bc_term(mean, log_std, batch), expected)
+
+
+def test_an_observation_history_needs_the_act_actor():
+    with pytest.raises(ValueError, match="--sac.actor act"):
+        make_agent(act=ACTActorConfig(obs_history=3))
+
+
+def test_an_act_agent_with_history_trains_on_sampled_histories(two_trajectories):
+    config = {"actor": "act", "act": ACTActorConfig(width=16, heads=2, feedforward=32, obs_history=2), "bc_alpha": 0.1}
+    agent = ChunkedSACAgent(2, 1, 2, SACAgentConfig(**{**SMALL, **config}))
+    sampler = ChunkSampler(two_trajectories, ChunkSpec(horizon=2), history=agent.history_length)
+    for _ in range(3):
+        metrics = agent.update(sampler.sample(8).to_torch())
+    assert all(torch.isfinite(v) for v in metrics.values())
+    with pytest.raises(ValueError, match="no histories"):
+        agent.update(ChunkSampler(two_trajectories, ChunkSpec(horizon=2)).sample(8).to_torch())

@@ -91,6 +91,9 @@ def test_vectorized_sampler_matches_reference_enumeration(boundary, h):
     reference = enumerate_chunks(store, s)
     fast = ChunkSampler(store, s).gather(np.arange(n))
     for name in reference.__dataclass_fields__:
+        if getattr(reference, name) is None:  # no observation histories asked for
+            assert getattr(fast, name) is None, name
+            continue
         np.testing.assert_allclose(getattr(fast, name), getattr(reference, name), rtol=1e-5, err_msg=name)
 
 
@@ -129,3 +132,25 @@ def test_mixed_sampler_draws_symmetric_halves_and_falls_back_to_offline_data():
     assert (batch.reward_h == 0).sum() == 128 and (batch.reward_h > 0).sum() == 128
     with pytest.raises(ValueError, match="online_fraction"):
         MixedChunkSampler(mixed.offline, mixed.online, online_fraction=1.5)
+
+
+def test_observation_histories_are_padded_and_masked_at_trajectory_starts(two_trajectories):
+    # observations are [t, t]; next_observations [t + 100, t + 100]; trajectory B starts at step 5
+    sampler = ChunkSampler(two_trajectories, ChunkSpec(horizon=2, discount=0.9), history=3)
+    batch = sampler.gather(np.array([0, 1, 6, 3]))
+    np.testing.assert_array_equal(batch.history_valid, [[0, 0, 1], [0, 1, 1], [0, 1, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(batch.observation_history[:, :, 0], [[0, 0, 0], [0, 0, 1], [0, 5, 6], [1, 2, 3]])
+    # s_{t+τ}: chunk 0 jumps to s_2 = next_obs[1] (history s_0, s_1, s_2); chunk 1 stops at the terminal
+    # (step 2, next_obs[2] = 102); chunk 6 ends with trajectory B (s_8 = next_obs[7]); chunk 3 reaches s_5
+    # = next_obs[4], whose history is s_3, s_4 (same trajectory A) and next_obs[4]
+    np.testing.assert_array_equal(batch.next_history_valid, [[1, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(
+        batch.next_observation_history[:, :, 0], [[0, 1, 101], [1, 2, 102], [6, 7, 107], [3, 4, 104]]
+    )
+    first = sampler.gather(np.array([5]))
+    np.testing.assert_array_equal(first.history_valid, [[0, 0, 1]])
+    np.testing.assert_array_equal(first.next_history_valid, [[1, 1, 1]])  # s_7's history: s_5, s_6, s_7
+    np.testing.assert_array_equal(first.next_observation_history[0, :, 0], [5, 6, 106])
+    mixed = ChunkSampler(two_trajectories, ChunkSpec(horizon=1), history=3).gather(np.array([5]))
+    np.testing.assert_array_equal(mixed.next_history_valid, [[0, 1, 1]])  # s_6's history: (pad), s_5, s_6
+    np.testing.assert_array_equal(mixed.next_observation_history[0, :, 0], [0, 5, 105])

@@ -61,3 +61,11 @@ def test_capacity_overflow_is_an_error():
     store.add(np.zeros(1), np.zeros(1), 0.0, False, True, np.zeros(1))
     with pytest.raises(DatasetError, match="capacity"):
         store.add(np.zeros(1), np.zeros(1), 0.0, False, True, np.zeros(1))
+
+
+def test_first_step_of_each_trajectory_is_known_for_blocks_and_appended_steps(two_trajectories):
+    assert two_trajectories.episode_first[:8].tolist() == [0, 0, 0, 0, 0, 5, 5, 5]
+    store = Trajectories(2, 1, capacity=10)
+    for end in [0, 1, 0, 0]:
+        store.add(np.zeros(2), np.zeros(1), 0.0, False, bool(end), np.zeros(2))
+    assert store.episode_first[:4].tolist() == [0, 0, 2, 2]

@@ -78,3 +78,21 @@ def test_real_ogbench_environment_runs_chunks():
     rewards = [executor.step(zero_chunk).reward for _ in range(10)]
     assert executor.queries == 2
     assert set(rewards) <= {-1.0, 0.0}
+
+
+def test_histories_hold_every_step_and_are_padded_after_each_reset():
+    seen = []
+
+    def history_policy(history, history_valid):
+        seen.append((history[:, 0].tolist(), history_valid.tolist()))
+        return np.zeros((2, 1), np.float32)
+
+    executor = ChunkExecutor(CountingEnv(length=5), history=3)
+    for _ in range(7):  # queries at steps 0, 2, 4 (episode ends after step 5: reset), then 5
+        executor.step(history_policy)
+    assert seen == [
+        ([0, 0, 0], [0, 0, 1]),  # the episode's first observation, padded
+        ([0, 1, 2], [1, 1, 1]),  # every step is in the history, not only query steps
+        ([2, 3, 4], [1, 1, 1]),
+        ([0, 0, 0], [0, 0, 1]),  # a new episode starts a new, padded history
+    ]

@@ -308,3 +308,35 @@ def test_rlpd_family_learns_online_with_prior_data_evaluates_and_resumes(tiny_pu
     assert resumed["counters"]["online_step"] == 16 and resumed["counters"]["online_updates"] == 11
     with np.load(run / "checkpoints" / "step_000000016" / "replay_online.npz") as replay:
         assert len(replay["rewards"]) == 16
+
+
+ACT_TINY = ["--actor", "act", "--sac.act.width", 16, "--sac.act.heads", 2, "--sac.act.feedforward", 32]
+
+
+@pytest.mark.parametrize(
+    ("agent", "extra"),
+    [
+        ("rlpd-ac", []),
+        (  # BC pre-training offline, then RL online with a decaying BC weight, on a 3-observation history
+            "qc-rlpd",
+            ["--sac.act.obs-history", 3, "--offline-steps", 6, "--sac.bc-pretrain-steps", 6]
+            + ["--bc-weight-schedule", "linear", "--sac.bc-alpha", 1.0, "--sac.bc-decay-steps", 10],
+        ),
+    ],
+)
+def test_the_act_actor_trains_from_the_cli(tiny_puzzle_dataset, tmp_path, agent, extra):
+    run = tmp_path / agent
+    common = ["--online-steps", 10, "--start-training", 5, "--log-interval", 1, "--eval-interval", 0]
+    chunkrl(*train_args(tiny_puzzle_dataset, run), "--agent", agent, *common, *extra, *ACT_TINY, *TINY, *SAC_TINY)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["sac"]["actor"] == "act"
+    with (run / "train.csv").open() as rows:
+        header, *values = [line.strip().split(",") for line in rows]
+    column = {name: [float(v[header.index(name)]) for v in values] for name in ("actor/bc_weight", "step")}
+    if agent == "qc-rlpd":  # weight 1 while pre-training (6 offline updates), then 1 -> 0 over 10 updates
+        assert column["actor/bc_weight"][:6] == [1.0] * 6
+        assert column["actor/bc_weight"][6:] == pytest.approx([1.0 - 0.1 * k for k in range(len(values) - 6)])
+    evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
+    assert evaluated["agent"] == agent
