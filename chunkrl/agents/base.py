@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -70,8 +72,9 @@ class Agent(nn.Module):
         With ``history_valid``, ``observations`` are histories: [T, obs_dim] with ``history_valid`` [T]
         (or batched: [B, T, obs_dim] and [B, T])."""
         single = observations.ndim == (1 if history_valid is None else 2)
-        training = self.training
-        self.eval()  # no dropout while acting
+        toggle = self.training and self.has_dropout  # switching modes costs ~0.4 ms: only when it matters
+        if toggle:
+            self.eval()  # no dropout while acting
         with torch.inference_mode():
             tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
             valid = None
@@ -79,8 +82,14 @@ class Agent(nn.Module):
                 valid = torch.as_tensor(history_valid, dtype=torch.float32, device=self.device)
                 valid = valid[None] if single else valid
             chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid).cpu().numpy()
-        self.train(training)
+        if toggle:
+            self.train()
         return chunks[0] if single else chunks
+
+    @functools.cached_property
+    def has_dropout(self) -> bool:
+        """Whether any layer behaves differently in training (dropout with p > 0)."""
+        return any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.modules())
 
 
 Losses = list[tuple[torch.Tensor, dict[str, torch.Tensor]]]

@@ -87,3 +87,15 @@ def test_an_agent_with_the_act_actor_round_trips_through_safetensors(tmp_path):
     expected = agent.act(history, deterministic=True, history_valid=valid)
     assert restored.history_length == 2
     assert (restored.act(history, deterministic=True, history_valid=valid) == expected).all()
+
+
+def test_dropout_is_off_while_acting_and_back_on_for_updates():
+    config = SACAgentConfig(actor="act", act=ACTActorConfig(**SMALL, dropout=0.5), critic_hidden_dims=(16,))
+    agent = ChunkedSACAgent(OBS, ACT, H, config)
+    observation = torch.randn(OBS).numpy()
+    assert agent.has_dropout and agent.training
+    first = agent.act(observation, deterministic=True)
+    assert (agent.act(observation, deterministic=True) == first).all()
+    assert agent.training  # updates still use dropout
+    observations = torch.randn(1, OBS)
+    assert not torch.equal(agent.actor(observations)[0], agent.actor(observations)[0])

@@ -1,0 +1,92 @@
+"""Actor benchmark: the MLP chunk actor vs the ACT-style transformer actor of the SAC family.
+
+Prints, at default sizes (MLP 4x512; ACT width 256, 4 decoder layers, 4 heads, feed-forward 1024),
+puzzle-3x3 dimensions (observation 55, action 5) and h = 5:
+- actor parameter count;
+- single-observation inference latency (median ms of one action-chunk query);
+- QC-RLPD training updates per second (batch 256, critic ensemble of 10 x 4x512), sampling included.
+The ACT actor is also measured with a 3-observation history.
+
+    python benchmarks/actors.py [--device auto] [--updates 30] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
+from chunkrl.agents.configs import ACTActorConfig
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.train.setup import resolve_device
+
+OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def query_latency_ms(agent: ChunkedSACAgent, queries: int = 300) -> float:
+    history = agent.history_length
+    observation = np.zeros((history, OBSERVATION_DIM) if history > 1 else OBSERVATION_DIM, np.float32)
+    valid = np.ones(history, np.float32) if history > 1 else None
+    for _ in range(30):
+        agent.act(observation, history_valid=valid)
+    latencies = []
+    for _ in range(queries):
+        started = time.perf_counter()
+        agent.act(observation, history_valid=valid)
+        latencies.append(time.perf_counter() - started)
+    return statistics.median(latencies) * 1e3
+
+
+def updates_per_second(agent: ChunkedSACAgent, device: torch.device, updates: int) -> float:
+    from throughput import synthetic_store  # same data as the throughput benchmark (this folder is on sys.path)
+
+    sampler = ChunkSampler(synthetic_store(), ChunkSpec(HORIZON, 0.99), seed=0, history=agent.history_length)
+    for _ in range(3):
+        agent.update(sampler.sample(BATCH).to_torch(device))
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(updates):
+        agent.update(sampler.sample(BATCH).to_torch(device))
+    sync(device)
+    return updates / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--updates", type=int, default=30, help="timed training updates per actor")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
+    variants = {
+        "mlp 4x512": SACAgentConfig(bc_alpha=0.01),
+        "act (single observation)": SACAgentConfig(actor="act", bc_alpha=0.01),
+        "act (3-observation history)": SACAgentConfig(actor="act", act=ACTActorConfig(obs_history=3), bc_alpha=0.01),
+    }
+    for name, config in variants.items():
+        torch.manual_seed(0)
+        agent = ChunkedSACAgent(OBSERVATION_DIM, ACTION_DIM, HORIZON, config).to(device)
+        parameters = sum(p.numel() for p in agent.actor.parameters())
+        latency = query_latency_ms(agent)
+        rate = updates_per_second(agent, device, args.updates)
+        print(
+            f"{name}: {parameters / 1e6:.2f}M actor parameters, action query {latency:.3f} ms, "
+            f"QC-RLPD training {rate:.2f} updates/s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
