@@ -120,7 +120,6 @@ class ChunkedSACAgent(ActorCriticAgent):
         _check(config)
         c = self.config = config
         self.chunk_dim = horizon * action_dim
-        self.bc_alpha = c.bc_alpha or 0.0
         self.target_tau = c.target_tau
         self.actor = actor or make_actor(observation_dim, action_dim, horizon, c)
         self.history_length = c.act.obs_history if c.actor == "act" else 1

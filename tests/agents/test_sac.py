@@ -139,7 +139,7 @@ def test_bc_loss_is_alpha_times_the_negative_chunk_log_likelihood():
     _, metrics = agent.actor_loss(make_batch())
     nll = float(metrics["actor/bc_term"].detach())
     assert float(metrics["actor/bc_loss"].detach()) == pytest.approx(0.25 * nll)
-    assert make_agent(bc_alpha=None).bc_alpha == 0.0
+    assert bc_weight(SACAgentConfig(bc_alpha=None), step=0) == 0.0  # None (no method default applied): no BC
 
 
 def test_chunk_log_likelihood_leaves_padded_positions_out():
