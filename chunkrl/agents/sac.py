@@ -248,5 +248,5 @@ class ChunkedSACAgent(ActorCriticAgent):
         if deterministic:
             chunks = self.actor.mode(observations, history_valid)
         else:
-            chunks = self.actor.sample(observations, history_valid)[0]
+            chunks = self.actor.sample_actions(observations, history_valid)
         return chunks.view(observations.shape[0], self.horizon, self.action_dim)

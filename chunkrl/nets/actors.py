@@ -39,6 +39,11 @@ class GaussianChunkActor(nn.Module):
         actions, log_prob = tanh_gaussian_sample(mean, log_std)
         return actions, log_prob, mean, log_std
 
+    def sample_actions(self, observations: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """A sampled chunk [B, h*A] without its log-probability (for acting: fewer ops per query)."""
+        mean, log_std = self(observations, valid)
+        return torch.tanh(torch.addcmul(mean, log_std.exp(), torch.randn_like(mean)))
+
     def mode(self, observations: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """The deterministic chunk ``tanh(mean)`` [B, h*A]."""
         return torch.tanh(self(observations, valid)[0])

@@ -39,3 +39,15 @@ def test_sampled_actions_are_squashed_and_scored_consistently():
     actions, log_prob = tanh_gaussian_sample(mean, log_std)
     assert actions.abs().max() < 1.0
     torch.testing.assert_close(actions_log_prob(mean, log_std, actions), log_prob, rtol=1e-3, atol=1e-3)
+
+
+def test_acting_samples_follow_the_same_distribution_as_training_samples():
+    from chunkrl.nets.actors import MLPChunkActor
+
+    actor = MLPChunkActor(3, 4, (8,))
+    observations = torch.zeros(20000, 3)
+    torch.manual_seed(0)
+    acting = actor.sample_actions(observations)
+    training = actor.sample(observations)[0]
+    torch.testing.assert_close(acting.mean(0), training.mean(0), atol=0.03, rtol=0)
+    torch.testing.assert_close(acting.std(0), training.std(0), atol=0.03, rtol=0)
