@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.agents.fql import FQLAgent
@@ -41,3 +42,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_puzzle_dataset, 
         train(config, run_dir=run)
     assert (run / "checkpoints" / "latest").read_text() == "step_000000020"
     assert json.loads((run / "summary.json").read_text())["status"] == "non-finite loss"
+
+
+def test_a_mismatch_with_an_act_checkpoint_names_its_transformer_settings(tmp_path):
+    from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
+    from chunkrl.agents.configs import ACTActorConfig
+    from chunkrl.config import TrainConfig, save_config
+    from chunkrl.train.checkpoint import CheckpointError, load_weights
+
+    act = ACTActorConfig(width=16, heads=2, feedforward=32, decoder_layers=1, obs_history=2)
+    saved = SACAgentConfig(actor="act", act=act, critic_hidden_dims=(8,))
+    save_file(
+        {k: v.contiguous() for k, v in ChunkedSACAgent(3, 1, 2, saved).state_dict().items()},
+        tmp_path / "model.safetensors",
+    )
+    save_config(TrainConfig(agent="qc-rlpd", sac=saved), tmp_path / "config.yaml")
+    with pytest.raises(CheckpointError, match="ACT width 16, 1 decoder layers, history 2"):
+        load_weights(ChunkedSACAgent(3, 1, 2, SACAgentConfig(critic_hidden_dims=(8,))), tmp_path)
