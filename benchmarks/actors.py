@@ -12,17 +12,16 @@ The ACT actor is also measured with a 3-observation history.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 import torch
+from throughput import benchmark_parser, prepare, synthetic_store  # this folder is on sys.path
 
 from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
 from chunkrl.agents.configs import ACTActorConfig
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
-from chunkrl.train.setup import resolve_device
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 
@@ -47,8 +46,6 @@ def query_latency_ms(agent: ChunkedSACAgent, queries: int = 300) -> float:
 
 
 def updates_per_second(agent: ChunkedSACAgent, device: torch.device, updates: int) -> float:
-    from throughput import synthetic_store  # same data as the throughput benchmark (this folder is on sys.path)
-
     sampler = ChunkSampler(synthetic_store(), ChunkSpec(HORIZON, 0.99), seed=0, history=agent.history_length)
     for _ in range(3):
         agent.update(sampler.sample(BATCH).to_torch(device))
@@ -61,15 +58,8 @@ def updates_per_second(agent: ChunkedSACAgent, device: torch.device, updates: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--updates", type=int, default=30, help="timed training updates per actor")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
+    args = benchmark_parser(__doc__, 30, "timed training updates per actor").parse_args()
+    device = prepare(args)
     variants = {
         "mlp 4x512": SACAgentConfig(bc_alpha=0.01),
         "act (single observation)": SACAgentConfig(actor="act", bc_alpha=0.01),

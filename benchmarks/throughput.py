@@ -77,18 +77,30 @@ def measure(method: str, dims: tuple[int, ...], device: torch.device, updates: i
     return {"updates_per_s": rate, "act_ms": statistics.median(latencies) * 1e3}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def benchmark_parser(description: str, updates: int, updates_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --device, --updates, --threads."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc", "qc-rlpd"], choices=sorted(METHODS))
-    parser.add_argument("--updates", type=int, default=60, help="timed updates (QC: a tenth of them)")
+    parser.add_argument("--updates", type=int, default=updates, help=updates_help)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args()
+    return parser
+
+
+def prepare(args: argparse.Namespace) -> torch.device:
+    """Apply --threads, resolve --device and print what the figures were measured on."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    store = synthetic_store()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
+    return device
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, 60, "timed updates (QC: a tenth of them)")
+    parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc", "qc-rlpd"], choices=sorted(METHODS))
+    args = parser.parse_args()
+    device = prepare(args)
+    store = synthetic_store()
     for method in args.agents:
         for name, dims in (("4x512", (512,) * 4), ("3x256", (256,) * 3)):
             updates = max(3, args.updates // 10) if method in ("qc", "bfn", "bfn-n") else args.updates
