@@ -74,14 +74,15 @@ class ACTChunkActor(GaussianChunkActor):
             options = {"activation": "gelu", "batch_first": True, "norm_first": True}
             return kind(c.width, c.heads, c.feedforward, c.dropout, **options)
 
-        self.observation_tokens = nn.Linear(observation_dim, c.width * c.memory_tokens)  # single observation
-        self.history_tokens = nn.Linear(observation_dim, c.width)
-        self.history_positions = nn.Parameter(torch.randn(c.obs_history, c.width) * 0.02)
-        self.encoder = (
-            nn.TransformerEncoder(layer(nn.TransformerEncoderLayer), c.encoder_layers, enable_nested_tensor=False)
-            if c.obs_history > 1
-            else None
-        )
+        if c.obs_history > 1:  # tokens per observation, with positions, through an encoder
+            self.observation_tokens = None
+            self.history_tokens = nn.Linear(observation_dim, c.width)
+            self.history_positions = nn.Parameter(torch.randn(c.obs_history, c.width) * 0.02)
+            encoder_layer = layer(nn.TransformerEncoderLayer)
+            self.encoder = nn.TransformerEncoder(encoder_layer, c.encoder_layers, enable_nested_tensor=False)
+        else:  # one observation, projected straight to memory tokens
+            self.observation_tokens = nn.Linear(observation_dim, c.width * c.memory_tokens)
+            self.encoder = None
         self.queries = nn.Parameter(torch.randn(horizon, c.width) * 0.02)
         self.decoder = nn.TransformerDecoder(layer(nn.TransformerDecoderLayer), c.decoder_layers)
         self.norm = nn.LayerNorm(c.width)
@@ -91,11 +92,16 @@ class ACTChunkActor(GaussianChunkActor):
         self, observations: torch.Tensor, valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Memory tokens [B, M, width] and the key padding mask [B, M] (True = ignore) or None."""
-        if observations.dim() == 2:
+        if self.encoder is None:
+            if observations.dim() != 2:
+                raise ValueError("this ACT actor was built for single observations (obs_history 1) but got a history")
             tokens = self.observation_tokens(observations)
             return tokens.view(observations.shape[0], self.config.memory_tokens, -1), None
-        if self.encoder is None:
-            raise ValueError("this ACT actor was built for single observations (obs_history 1) but got a history")
+        if observations.dim() != 3:
+            raise ValueError(
+                f"this ACT actor reads histories of {self.config.obs_history} observations [B, T, obs]; "
+                f"got shape {tuple(observations.shape)}"
+            )
         padding = None if valid is None else ~valid.bool()
         tokens = self.history_tokens(observations) + self.history_positions[-observations.shape[1] :]
         return self.encoder(tokens, src_key_padding_mask=padding), padding
