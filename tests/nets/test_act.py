@@ -99,3 +99,10 @@ def test_dropout_is_off_while_acting_and_back_on_for_updates():
     assert agent.training  # updates still use dropout
     observations = torch.randn(1, OBS)
     assert not torch.equal(agent.actor(observations)[0], agent.actor(observations)[0])
+
+
+def test_each_actor_reads_only_the_input_it_was_built_for():
+    with pytest.raises(ValueError, match="histories of 3 observations"):
+        make_actor(obs_history=3)(torch.randn(2, OBS))
+    with pytest.raises(ValueError, match="built for single observations"):
+        make_actor()(torch.randn(2, 3, OBS), torch.ones(2, 3))
