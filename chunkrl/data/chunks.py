@@ -1,14 +1,19 @@
 """Chunk transitions: what every chunked agent trains on.
 
-A chunk starts at step ``t`` with horizon ``h`` and discount ``γ`` (see ARCHITECTURE.md, section 3):
+A chunk starts at step ``t`` with horizon ``h`` and discount ``γ`` (the README's "Chunk transitions"
+section states the same rules for users):
 
 - ``actions``: ``a_t .. a_{t+h-1}`` from the same trajectory; ``valid[i] = 1`` when step ``t+i``
   exists there, otherwise the position is zero-padded and excluded from every loss.
 - ``tau``: ``h``, or fewer when a terminal or the trajectory's end comes first (counting that step).
-- ``reward_h``: ``Σ_{i<τ} γ^i r_{t+i}``; ``partial_returns[i]`` is the same sum up to ``min(i, τ-1)``.
+- ``reward_h``: ``Σ_{i<τ} γ^i r_{t+i}``; ``partial_returns[i]`` (only when asked for: no agent reads it
+  in training) is the same sum up to ``min(i, τ-1)``.
 - ``next_observations``: ``s_{t+τ}``, bootstrapped with ``bootstrap_discount = γ^τ`` (0 on a terminal).
-- ``td_weight``: 1 for a TD sample. In ``mask`` mode a chunk that the trajectory's end cuts short
-  is left out of the TD loss (weight 0); in ``truncate`` mode every chunk is a TD sample.
+- ``td_weight``: 1 for a TD sample. In ``mask`` mode a chunk with any padded position (the
+  trajectory ended inside it, by a time limit or, online, by a terminal success) is left out of the TD
+  loss (weight 0), as in the paper's code: only successful chunks would show a zero tail, and a critic
+  that saw them could learn "padding means success". In ``truncate`` mode every chunk is a TD sample
+  and the chunk critic reads ``valid`` beside the actions, so padding is never mistaken for actions.
 - with an observation history of length ``T > 1``: ``observation_history`` holds ``s_{t-T+1} .. s_t``
   (oldest first) and ``history_valid`` marks the ones inside the trajectory; positions before its
   start are zero-padded with ``history_valid = 0``. ``next_observation_history`` /
@@ -59,11 +64,11 @@ class ChunkBatch:
     actions: np.ndarray | torch.Tensor  # [B, h, action_dim], zero-padded where invalid
     valid: np.ndarray | torch.Tensor  # [B, h], 1 where step t+i exists in the trajectory
     reward_h: np.ndarray | torch.Tensor  # [B], Σ_{i<τ} γ^i r_{t+i}
-    partial_returns: np.ndarray | torch.Tensor  # [B, h], running discounted sums, held at reward_h after τ
     tau: np.ndarray | torch.Tensor  # [B], number of steps summed into reward_h
     bootstrap_discount: np.ndarray | torch.Tensor  # [B], γ^τ, or 0 when the chunk stopped on a terminal
     next_observations: np.ndarray | torch.Tensor  # [B, obs_dim], s_{t+τ}
     td_weight: np.ndarray | torch.Tensor  # [B], 1 for a TD sample, 0 to leave it out of the TD loss
+    partial_returns: np.ndarray | torch.Tensor | None = None  # [B, h], running sums, held at reward_h after τ
     observation_history: np.ndarray | torch.Tensor | None = None  # [B, T, obs_dim], s_{t-T+1..t}
     history_valid: np.ndarray | torch.Tensor | None = None  # [B, T], 0 before the trajectory's start
     next_observation_history: np.ndarray | torch.Tensor | None = None  # [B, T, obs_dim], ending at s_{t+τ}
@@ -117,8 +122,8 @@ def enumerate_chunks(trajectories: Trajectories, spec: ChunkSpec) -> ChunkBatch:
         out.tau[t] = tau
         out.next_observations[t] = steps.next_observations[stop_index]
         out.bootstrap_discount[t] = 0.0 if terminal_stop else gamma**tau
-        cut_by_end = out.valid[t].sum() < h
-        out.td_weight[t] = 0.0 if (spec.boundary == "mask" and cut_by_end and not terminal_stop) else 1.0
+        padded = out.valid[t].sum() < h
+        out.td_weight[t] = 0.0 if (spec.boundary == "mask" and padded) else 1.0
     return out
 
 
@@ -130,14 +135,23 @@ class ChunkSampler:
         spec: horizon, discount and boundary mode.
         seed: seed of the sampler's own random generator.
         history: observations per history (1: no history fields in the batches).
+        partial_returns: also return the running discounted sums (diagnostics; off in training).
     """
 
-    def __init__(self, trajectories: Trajectories, spec: ChunkSpec, seed: int = 0, history: int = 1):
+    def __init__(
+        self,
+        trajectories: Trajectories,
+        spec: ChunkSpec,
+        seed: int = 0,
+        history: int = 1,
+        partial_returns: bool = False,
+    ):
         if history < 1:
             raise ValueError(f"history must be >= 1, got {history}")
         self.trajectories = trajectories
         self.spec = spec
         self.history = history
+        self.partial_returns = partial_returns
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(spec.horizon, dtype=np.int64)
         self._powers = (spec.discount**self._offsets).astype(np.float64)
@@ -171,26 +185,26 @@ class ChunkSampler:
         summed = self._offsets[None, :] < tau[:, None]
         safe_positions = np.minimum(positions, last[:, None])
         step_rewards = np.where(summed, store.rewards[safe_positions] * self._powers, 0.0)
-        partial_returns = np.cumsum(step_rewards, axis=1)
         terminal_stop = store.terminals[stop]
         actions = store.actions[safe_positions] * valid[..., None]
         bootstrap = np.where(terminal_stop, 0.0, self.spec.discount**tau)
-        if self.spec.boundary == "mask":
-            td_weight = (valid.all(axis=1) | terminal_stop).astype(np.float32)
+        if self.spec.boundary == "mask":  # any padding leaves the TD loss (see the module docstring)
+            td_weight = valid.all(axis=1).astype(np.float32)
         else:
             td_weight = np.ones(len(starts), np.float32)
-        histories = self.histories(starts, stop) if self.history > 1 else {}
+        extra = self.histories(starts, stop) if self.history > 1 else {}
+        if self.partial_returns:
+            extra["partial_returns"] = np.cumsum(step_rewards, axis=1).astype(np.float32)
         return ChunkBatch(
             observations=store.observations[starts],
             actions=actions.astype(np.float32),
             valid=valid.astype(np.float32),
-            reward_h=partial_returns[:, -1].astype(np.float32),
-            partial_returns=partial_returns.astype(np.float32),
+            reward_h=step_rewards.sum(axis=1).astype(np.float32),
             tau=tau,
             bootstrap_discount=bootstrap.astype(np.float32),
             next_observations=store.next_observations[stop],
             td_weight=td_weight,
-            **histories,
+            **extra,
         )
 
     def histories(self, starts: np.ndarray, stop: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Chunk transition semantics, with expectations computed by hand (ARCHITECTURE.md section 3)."""
+"""Chunk transition semantics, with expectations computed by hand (the README's "Chunk transitions")."""
 
 import numpy as np
 import pytest
@@ -60,6 +60,35 @@ def test_trajectory_end_pads_actions_and_masks_td_in_mask_mode(two_trajectories)
     assert c.td_weight[3] == 0.0
 
 
+def successful_online_episode():
+    """An online episode that ends at its terminal success (step 3), as OGBench's task envs do, then
+    another episode: chunks of h = 3 starting at steps 2 and 3 hold padding after the terminal."""
+    return make_store([-1.0, -1.0, -1.0, 0.0, -1.0, -1.0, -1.0], [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0, 1])
+
+
+def test_mask_mode_leaves_chunks_padded_after_a_terminal_success_out_of_td():
+    c = enumerate_chunks(successful_online_episode(), spec(h=3, boundary="mask"))
+    np.testing.assert_array_equal(c.valid[2], [1, 1, 0])  # steps 2, 3 (terminal and end), then padding
+    assert c.reward_h[2] == pytest.approx(-1.0 + G * 0.0) and c.bootstrap_discount[2] == 0.0
+    # the paper's rule: only chunks whose every position is real take part in TD
+    np.testing.assert_array_equal(c.td_weight[:4], [1, 1, 0, 0])
+    fast = ChunkSampler(successful_online_episode(), spec(h=3, boundary="mask")).gather(np.arange(4))
+    np.testing.assert_array_equal(fast.td_weight, [1, 1, 0, 0])
+
+
+def test_truncate_mode_keeps_chunks_padded_after_a_terminal_with_no_bootstrap():
+    c = enumerate_chunks(successful_online_episode(), spec(h=3, boundary="truncate"))
+    np.testing.assert_array_equal(c.td_weight[:4], [1, 1, 1, 1])
+    np.testing.assert_array_equal(c.valid[3], [1, 0, 0])
+    assert c.reward_h[3] == 0.0 and c.tau[3] == 1 and c.bootstrap_discount[3] == 0.0
+
+
+def test_sampler_leaves_out_partial_returns_unless_asked(two_trajectories):
+    assert ChunkSampler(two_trajectories, spec()).gather(np.array([1])).partial_returns is None
+    asked = ChunkSampler(two_trajectories, spec(), partial_returns=True).gather(np.array([1]))
+    np.testing.assert_allclose(asked.partial_returns[0], [2, 2 + G * 3, 2 + G * 3], rtol=1e-6)
+
+
 def test_truncate_mode_bootstraps_a_cut_chunk_with_gamma_tau(two_trajectories):
     c = enumerate_chunks(two_trajectories, spec(h=3, boundary="truncate"))
     # start 6: steps 6, 7 then the time-limit end -> bootstrap from s_8 with γ^2
@@ -89,7 +118,7 @@ def test_vectorized_sampler_matches_reference_enumeration(boundary, h):
     store = make_store(rng.normal(size=n), rng.random(n) < 0.1, ends, obs_dim=3, action_dim=2)
     s = ChunkSpec(horizon=h, discount=G, boundary=boundary)
     reference = enumerate_chunks(store, s)
-    fast = ChunkSampler(store, s).gather(np.arange(n))
+    fast = ChunkSampler(store, s, partial_returns=True).gather(np.arange(n))
     for name in reference.__dataclass_fields__:
         if getattr(reference, name) is None:  # no observation histories asked for
             assert getattr(fast, name) is None, name
