@@ -75,7 +75,13 @@ class EnsembleMLP(nn.Module):
 
 
 class Critic(nn.Module):
-    """An ensemble of Q-functions ``Q_e(s, a)`` returning [E, B]."""
+    """An ensemble of Q-functions ``Q_e(s, a)`` returning [E, B].
+
+    With ``validity_steps = h`` the action is a flattened chunk of ``h`` steps and the critic is told
+    which of them are real: ``forward(s, a, valid)`` zeroes the padded positions and reads the mask
+    [B, h] beside the actions, so a padded tail can never pass for actions (``valid`` None: all real,
+    as for chunks the policy proposes). Without it ``valid`` is ignored.
+    """
 
     def __init__(
         self,
@@ -84,12 +90,25 @@ class Critic(nn.Module):
         hidden_dims: Sequence[int],
         ensemble_size: int,
         layer_norm: bool = True,
+        validity_steps: int = 0,
     ):
         super().__init__()
-        self.members = EnsembleMLP(ensemble_size, observation_dim + action_dim, hidden_dims, 1, layer_norm)
+        if validity_steps and action_dim % validity_steps:
+            raise ValueError(f"a chunk of {action_dim} values does not split into {validity_steps} steps")
+        self.validity_steps = validity_steps
+        input_dim = observation_dim + action_dim + validity_steps
+        self.members = EnsembleMLP(ensemble_size, input_dim, hidden_dims, 1, layer_norm)
 
-    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.members(observations, actions).squeeze(-1)
+    def forward(
+        self, observations: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if not self.validity_steps:
+            return self.members(observations, actions).squeeze(-1)
+        if valid is None:
+            valid = actions.new_ones(actions.shape[0], self.validity_steps)
+        step_dim = actions.shape[-1] // self.validity_steps
+        actions = actions * valid.repeat_interleave(step_dim, dim=-1)
+        return self.members(observations, actions, valid).squeeze(-1)
 
 
 def aggregate(q_values: torch.Tensor, how: str) -> torch.Tensor:
@@ -102,7 +121,10 @@ def aggregate(q_values: torch.Tensor, how: str) -> torch.Tensor:
 
 
 def lower_confidence(q_values: torch.Tensor, rho: float) -> torch.Tensor:
-    """Pessimistic ensemble value ``mean - rho * std`` over members [E, ...] (population std)."""
+    """Ensemble value ``mean - rho * std`` over members [E, ...] (population std); ``rho = 0`` is the
+    plain mean (the paper's RLPD-family aggregation), computed without the std."""
+    if rho == 0:
+        return q_values.mean(dim=0)
     return q_values.mean(dim=0) - rho * q_values.std(dim=0, correction=0)
 
 

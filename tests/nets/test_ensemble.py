@@ -3,7 +3,7 @@
 import torch
 from torch.nn import functional as F
 
-from chunkrl.nets.ensemble import EnsembleMLP, aggregate, polyak_update
+from chunkrl.nets.ensemble import Critic, EnsembleMLP, aggregate, polyak_update
 from chunkrl.nets.mlp import MLP
 
 
@@ -48,3 +48,27 @@ def test_polyak_update_moves_target_by_tau():
 def test_mlp_layer_norm_only_when_asked():
     assert MLP(2, (4, 4), 1).norms is None
     assert len(MLP(2, (4, 4), 1, layer_norm=True).norms) == 2
+
+
+def test_a_chunk_critic_with_validity_ignores_padded_actions_and_reads_the_mask():
+    torch.manual_seed(0)
+    critic = Critic(observation_dim=3, action_dim=3 * 2, hidden_dims=(16,), ensemble_size=2, validity_steps=3)
+    observations = torch.randn(1, 3)
+    chunk = torch.rand(1, 6) * 2 - 1
+    valid = torch.tensor([[1.0, 1.0, 0.0]])
+    padded = chunk.clone()
+    padded[:, 4:] = 0.0  # what the sampler stores after the trajectory's end
+    other_tail = chunk.clone()
+    other_tail[:, 4:] = torch.tensor([0.7, -0.3])  # real-looking actions where the chunk is padded
+    q = critic(observations, padded, valid)
+    # whatever sits in a padded position, the critic sees the same input: only the mask tells it apart
+    torch.testing.assert_close(critic(observations, other_tail, valid), q)
+    assert not torch.allclose(critic(observations, padded, torch.ones(1, 3)), q)
+    # valid=None means every position is real
+    torch.testing.assert_close(critic(observations, chunk), critic(observations, chunk, torch.ones(1, 3)))
+
+
+def test_a_critic_without_validity_ignores_the_mask_argument():
+    critic = Critic(observation_dim=3, action_dim=2, hidden_dims=(8,), ensemble_size=2)
+    observations, actions = torch.randn(4, 3), torch.randn(4, 2)
+    torch.testing.assert_close(critic(observations, actions, torch.zeros(4, 5)), critic(observations, actions))
