@@ -2,17 +2,18 @@
 
 The policy is the flow behaviour policy itself (trained by flow-matching BC only). To act, sample
 N chunks from it, score each with the critic ensemble (aggregated as configured, mean by default)
-and execute the highest-scoring one. The TD target uses the same selection at the next state,
-scored by the target critic: the value of the next state is the maximum target value among the
-N candidates (an expected-max backup). All N candidates are generated and scored in single
-batched forward passes over N x batch rows, never a loop over candidates.
+and execute the highest-scoring one. The TD target uses the same rule at the next state: the online
+critic picks the best of N chunks (the very chunk the agent would execute there) and the target
+critic scores that one chunk, as the paper's code does (``target_selection: critic``). The
+alternative ``target_critic`` picks and scores with the target critic, a maximum over the target's
+own noise that is biased upwards. All N candidates are generated and scored in single batched
+forward passes over N x batch rows, never a loop over candidates.
 """
 
 from __future__ import annotations
 
 import torch
 
-from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.agents.flow_critic import FlowCriticAgent
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import Critic, aggregate
@@ -21,12 +22,13 @@ from chunkrl.nets.ensemble import Critic, aggregate
 class BestOfNAgent(FlowCriticAgent):
     """QC / BFN-n / BFN (see the module docstring)."""
 
-    def __init__(self, observation_dim: int, action_dim: int, horizon: int, config: FlowAgentConfig):
-        super().__init__(observation_dim, action_dim, horizon, config)
-        if not config.num_samples or config.num_samples < 1:
-            raise ValueError(f"best-of-N needs num_samples >= 1, got {config.num_samples}")
-        self.num_samples = config.num_samples
-        self.make_optimizer(config.learning_rate)
+    def build_policy(self) -> None:
+        c = self.config
+        if not c.num_samples or c.num_samples < 1:
+            raise ValueError(f"best-of-N needs num_samples >= 1, got {c.num_samples}")
+        if c.target_selection not in ("critic", "target_critic"):
+            raise ValueError(f"target_selection must be 'critic' or 'target_critic', got {c.target_selection!r}")
+        self.num_samples = c.num_samples
 
     def candidates(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """N flow samples per observation, flattened: (observations [B*N, obs], actions [B*N, D])."""
@@ -46,7 +48,10 @@ class BestOfNAgent(FlowCriticAgent):
 
     def next_values(self, next_observations: torch.Tensor) -> torch.Tensor:
         repeated, actions = self.candidates(next_observations)
-        return self.select_best(self.target_critic, repeated, actions)[1]
+        if self.config.target_selection == "target_critic":
+            return self.select_best(self.target_critic, repeated, actions)[1]
+        chosen, _ = self.select_best(self.critic, repeated, actions)
+        return aggregate(self.target_critic(next_observations, chosen), self.config.q_aggregation)
 
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The policy is the flow itself: flow-matching BC on the valid dataset actions."""

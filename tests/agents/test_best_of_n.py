@@ -1,4 +1,4 @@
-"""QC / BFN-n / BFN: best-of-N selection, the expected-max target with the target critic, BC-only actor."""
+"""QC / BFN-n / BFN: best-of-N selection, the TD target's selection rules, BC-only actor."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from chunkrl.agents import BestOfNAgent, FlowAgentConfig
-from chunkrl.nets.ensemble import aggregate
 from tests.agents.test_fql import ACT, OBS, H, batch
 
 
@@ -38,22 +37,39 @@ def test_select_best_picks_the_argmax_of_the_critic_for_each_state():
     torch.testing.assert_close(scores, expected)
 
 
-def test_next_values_are_the_max_target_value_among_candidates():
-    torch.manual_seed(0)
-    agent = BestOfNAgent(OBS, ACT, H, config())
-    with torch.no_grad():  # make the target critic differ from the critic
-        for p in agent.target_critic.parameters():
-            p.add_(torch.randn_like(p))
-    next_observations = torch.randn(5, OBS)
-    torch.manual_seed(1)
-    values = agent.next_values(next_observations)
-    torch.manual_seed(1)
-    repeated, candidates = agent.candidates(next_observations)
-    with torch.no_grad():
-        target_scores = aggregate(agent.target_critic(repeated, candidates), "mean").view(5, -1)
-        online_scores = aggregate(agent.critic(repeated, candidates), "mean").view(5, -1)
-    torch.testing.assert_close(values, target_scores.max(dim=1).values)
-    assert not torch.allclose(values, online_scores.max(dim=1).values)
+CANDIDATE_LEVELS = (0.0, 0.4, 0.9, -1.0, 0.6, 0.45, 0.1, 1.0)  # two states, four candidates each
+
+
+def agent_with_disagreeing_critics(selection):
+    """An agent whose online critic prefers chunks near 0.5 and whose target critic prefers chunks near
+    -1, with the N candidates at s' fixed to CANDIDATE_LEVELS."""
+    agent = BestOfNAgent(OBS, ACT, H, config(num_samples=4, target_selection=selection))
+    agent.critic = DistanceCritic(torch.full((H * ACT,), 0.5))
+    agent.target_critic = DistanceCritic(torch.full((H * ACT,), -1.0))
+    candidates = torch.stack([torch.full((H * ACT,), v) for v in CANDIDATE_LEVELS])
+    agent.candidates = lambda observations: (observations.repeat_interleave(4, dim=0), candidates)
+    return agent
+
+
+def test_the_target_scores_with_the_target_critic_the_chunk_the_online_critic_picks():
+    agent = agent_with_disagreeing_critics("critic")
+    values = agent.next_values(torch.zeros(2, OBS))
+    # the online critic picks 0.4 and 0.45 (closest to 0.5); the target critic values them:
+    # mean over its members of -(level + 1)^2 * D and that + 1
+    d = H * ACT
+    torch.testing.assert_close(values, torch.tensor([-(1.4**2) * d + 0.5, -(1.45**2) * d + 0.5]))
+
+
+def test_the_target_critic_rule_picks_and_scores_with_the_target_critic():
+    agent = agent_with_disagreeing_critics("target_critic")
+    values = agent.next_values(torch.zeros(2, OBS))
+    # the target critic's own best: -1.0 in the first state (distance 0), 0.1 in the second (1.1 away)
+    torch.testing.assert_close(values, torch.tensor([0.5, -(1.1**2) * H * ACT + 0.5]))
+
+
+def test_an_unknown_target_selection_is_rejected():
+    with pytest.raises(ValueError, match="target_selection"):
+        BestOfNAgent(OBS, ACT, H, config(target_selection="both"))
 
 
 def test_candidates_are_one_batched_flow_pass_over_n_times_the_batch():
