@@ -3,8 +3,9 @@
 - ``actor``: a tanh-squashed Gaussian over the flattened chunk (``h * A`` dimensions); its
   log-probability is the joint log-probability of the whole chunk (tanh correction included).
 - ``critic``: an ensemble (default 10, LayerNorm) scoring ``Q(s, a_{t:t+h})``, trained on the h-step
-  backup ``reward_h + bootstrap_discount * V(s_{t+τ})`` where ``V`` is the pessimistic target value
-  ``mean - rho * std`` over the target ensemble at a chunk sampled from the actor.
+  backup ``reward_h + bootstrap_discount * V(s_{t+τ})`` where ``V`` is the target ensemble's mean
+  value (the paper's code; ``rho > 0`` makes it pessimistic, ``mean - rho * std``) at a chunk sampled
+  from the actor. With ``boundary="truncate"`` the chunk critic also reads the validity mask.
 - ``log_temperature``: the entropy temperature, learned so that the policy's entropy (minus the joint
   log-probability) tracks ``target_entropy`` (scaled with the chunk: none / linear / sqrt).
 - Optional behaviour cloning (QC-RLPD): ``- bc_alpha * log pi(dataset chunk | s)`` (or the squared
@@ -28,7 +29,7 @@ from torch import nn
 
 from chunkrl.agents.base import ActorCriticAgent, Losses, call_frozen, masked_mean
 from chunkrl.agents.configs import SACAgentConfig
-from chunkrl.data.chunks import ChunkBatch
+from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.act import ACTChunkActor
 from chunkrl.nets.actors import GaussianChunkActor, MLPChunkActor, chunk_log_likelihood
 from chunkrl.nets.ensemble import Critic, lower_confidence
@@ -52,13 +53,15 @@ def objective_weights(config: SACAgentConfig, horizon: int) -> torch.Tensor:
     return weights / weights.sum()
 
 
-def bc_weight(config: SACAgentConfig, step: int) -> float:
+def bc_weight(config: SACAgentConfig, step: torch.Tensor | int) -> torch.Tensor:
     """The BC weight ``step`` updates into the decay: from ``bc_alpha`` to ``bc_alpha_end`` over
-    ``bc_decay_steps`` (constant: ``bc_alpha`` throughout)."""
+    ``bc_decay_steps`` (constant: ``bc_alpha`` throughout). Tensor arithmetic on ``step``'s device, so
+    the update never waits for the host to read the counter."""
     start, end = config.bc_alpha or 0.0, config.bc_alpha_end
+    step = torch.as_tensor(step)
     if config.bc_weight_schedule == "constant":
-        return start
-    progress = min(max(step, 0) / max(config.bc_decay_steps, 1), 1.0)
+        return torch.full((), start, device=step.device)
+    progress = (step.float().clamp_min(0) / max(config.bc_decay_steps, 1)).clamp_max(1.0)
     if config.bc_weight_schedule == "linear":
         return start + (end - start) * progress
     if config.bc_weight_schedule == "exponential":
@@ -105,6 +108,7 @@ class ChunkedSACAgent(ActorCriticAgent):
     Args:
         observation_dim, action_dim, horizon: sizes of the task and the chunk.
         config: the SAC family's settings.
+        boundary: the sampler's boundary mode; ``truncate`` gives the chunk critic the validity mask.
         actor: a ``GaussianChunkActor`` to use instead of the MLP actor (e.g. the ACT-style one).
     """
 
@@ -114,6 +118,7 @@ class ChunkedSACAgent(ActorCriticAgent):
         action_dim: int,
         horizon: int,
         config: SACAgentConfig,
+        boundary: BoundaryMode = "mask",
         actor: GaussianChunkActor | None = None,
     ):
         super().__init__(observation_dim, action_dim, horizon)
@@ -124,8 +129,9 @@ class ChunkedSACAgent(ActorCriticAgent):
         self.actor = actor or make_actor(observation_dim, action_dim, horizon, c)
         self.history_length = c.act.obs_history if c.actor == "act" else 1
         critic_action_dim = self.chunk_dim if c.critic_input == "chunk" else action_dim
+        validity = horizon if (boundary == "truncate" and c.critic_input == "chunk") else 0
         self.critic = Critic(
-            observation_dim, critic_action_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm
+            observation_dim, critic_action_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm, validity
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(c.init_temperature)))
@@ -184,7 +190,7 @@ class ChunkedSACAgent(ActorCriticAgent):
     def critic_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """TD loss on the h-step backup; chunks with ``td_weight = 0`` do not count."""
         target = self.td_target(batch)
-        q = self.critic(batch.observations, self.critic_actions(batch.actions.flatten(1)))  # [E, B]
+        q = self.critic(batch.observations, self.critic_actions(batch.actions.flatten(1)), batch.valid)  # [E, B]
         errors = (q - target).square()
         loss = masked_mean(errors, batch.td_weight.expand_as(errors))
         metrics = {
@@ -213,16 +219,17 @@ class ChunkedSACAgent(ActorCriticAgent):
         entropy = -log_prob.detach().mean()
         temperature_loss = temperature * (entropy - self.target_entropy)
         bc_term = self.bc_term(mean, log_std, batch)
-        step = int(self.num_updates)
-        pretraining = step < self.config.bc_pretrain_steps
-        weight = 1.0 if pretraining else bc_weight(self.config, step - self.config.bc_pretrain_steps)
-        actor_loss = bc_term if pretraining else sac_loss + weight * bc_term
+        # BC pre-training, then the scheduled weight; decided on the device (no host sync per update)
+        pretraining = self.num_updates < self.config.bc_pretrain_steps
+        scheduled = bc_weight(self.config, self.num_updates - self.config.bc_pretrain_steps)
+        weight = torch.where(pretraining, torch.ones_like(scheduled), scheduled)
+        actor_loss = torch.where(pretraining, bc_term, sac_loss + weight * bc_term)
         metrics = {
             "actor/loss": actor_loss,
             "actor/sac_loss": sac_loss,
             "actor/bc_loss": weight * bc_term,
             "actor/bc_term": bc_term,
-            "actor/bc_weight": torch.tensor(weight),
+            "actor/bc_weight": weight,
             "actor/q": q.mean(),
             "actor/log_prob": log_prob.mean(),
             "actor/entropy": entropy,

@@ -31,17 +31,17 @@ def make_agent(**overrides):
     return ChunkedSACAgent(OBS, ACT, H, SACAgentConfig(**{**SMALL, **overrides}))
 
 
-def make_batch(batch_size=5, valid=None):
+def make_batch(batch_size=5, valid=None, tau=None):
     generator = torch.Generator().manual_seed(1)
     valid = torch.ones(batch_size, H) if valid is None else valid
+    tau = torch.full((batch_size,), H) if tau is None else tau
     return ChunkBatch(
         observations=torch.randn(batch_size, OBS, generator=generator),
         actions=(torch.rand(batch_size, H, ACT, generator=generator) * 2 - 1) * valid[..., None],
         valid=valid,
         reward_h=torch.randn(batch_size, generator=generator),
-        partial_returns=torch.zeros(batch_size, H),
-        tau=torch.full((batch_size,), H),
-        bootstrap_discount=torch.full((batch_size,), 0.99**H),
+        tau=tau,
+        bootstrap_discount=0.99**tau,
         next_observations=torch.randn(batch_size, OBS, generator=generator),
         td_weight=torch.ones(batch_size),
     )
@@ -110,6 +110,26 @@ def test_td_target_uses_the_pessimistic_target_critic(critic_input):
     assert torch.allclose(target, batch.reward_h + batch.bootstrap_discount * value, atol=1e-6)
 
 
+def test_the_default_target_is_the_plain_mean_of_the_target_ensemble():
+    agent = make_agent()  # rho left at its default: the paper's mean aggregation
+    agent.target_critic = KnownCritic()
+    batch = make_batch()
+    torch.manual_seed(3)
+    next_chunks = agent.actor.sample(batch.next_observations)[0]
+    value = batch.next_observations[:, 0] + next_chunks[:, 0] + 1.0  # mean of the two members, no std term
+    torch.manual_seed(3)
+    assert torch.allclose(agent.td_target(batch), batch.reward_h + batch.bootstrap_discount * value, atol=1e-6)
+
+
+def test_the_actor_maximises_the_plain_mean_by_default_and_the_lower_bound_with_rho():
+    observations, chunks = torch.randn(4, OBS), torch.rand(4, H * ACT) * 2 - 1
+    for rho, offset in ((0.0, 1.0), (0.5, 0.5)):
+        agent = make_agent(rho=rho)
+        agent.critic = KnownCritic()
+        expected = observations[:, 0] + chunks[:, 0] + offset
+        torch.testing.assert_close(agent.actor_values(observations, chunks), expected)
+
+
 def test_the_entropy_backup_subtracts_the_temperature_times_log_prob():
     agent = make_agent(rho=0.0, backup_entropy=True, init_temperature=0.5)
     agent.target_critic = KnownCritic()
@@ -155,7 +175,8 @@ def test_chunk_log_likelihood_leaves_padded_positions_out():
 def test_update_moves_the_target_critic_by_tau_and_reports_diagnostics():
     agent = make_agent(target_tau=0.1)
     before = [p.clone() for p in agent.target_critic.parameters()]
-    metrics = agent.update(make_batch())
+    batch = make_batch(tau=torch.tensor([3, 1, 2, 3, 1]))
+    metrics = agent.update(batch)
     after_critic = list(agent.critic.parameters())
     for old, new, source in zip(before, agent.target_critic.parameters(), after_critic, strict=True):
         assert torch.allclose(new, 0.9 * old + 0.1 * source, atol=1e-6)
@@ -167,15 +188,19 @@ def test_update_moves_the_target_critic_by_tau_and_reports_diagnostics():
         "chunk/h_step_return",
     ):
         assert torch.isfinite(metrics[name])
-    assert float(metrics["chunk/effective_length"]) == H
+    assert float(metrics["chunk/effective_length"]) == pytest.approx(2.0)  # mean of the batch's τ
+    assert float(metrics["chunk/h_step_return"]) == pytest.approx(float(batch.reward_h.mean()))
 
 
-def test_acting_returns_chunks_in_range():
+def test_deterministic_acting_is_tanh_of_the_mean_laid_out_step_by_step():
     agent = make_agent()
-    chunks = agent.act(np.zeros((6, OBS), np.float32))
-    assert chunks.shape == (6, H, ACT) and np.abs(chunks).max() <= 1.0
-    assert agent.act(np.zeros(OBS, np.float32), deterministic=True).shape == (H, ACT)
-    assert math.isclose(float(agent.temperature.detach()), 1.0)
+    observations = np.random.default_rng(0).normal(size=(6, OBS)).astype(np.float32)
+    chunks = agent.act(observations, deterministic=True)
+    with torch.no_grad():
+        mean, _ = agent.actor(torch.as_tensor(observations))
+    np.testing.assert_allclose(chunks, torch.tanh(mean).view(6, H, ACT).numpy(), rtol=1e-5, atol=1e-6)
+    sampled = agent.act(observations)
+    assert sampled.shape == (6, H, ACT) and not np.allclose(sampled, chunks)
 
 
 @pytest.mark.parametrize(
