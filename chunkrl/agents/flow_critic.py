@@ -5,6 +5,10 @@
 - ``critic``: an ensemble ``Q(s, a_{t:t+h})`` with LayerNorm, trained on the h-step backup
   ``reward_h + bootstrap_discount * V_target(s_{t+τ})``, and its Polyak target.
 
+With ``boundary="truncate"`` every chunk is a TD sample, padded tails included, so the chunk critic
+also reads the chunk's validity mask (``nets/ensemble.py``); in ``mask`` mode padded chunks never
+reach the TD loss and the critic reads actions only.
+
 Subclasses say how the next state is valued (``next_values``), what the actor loss is and how
 actions are chosen (``act_tensor``). Without chunking (the ``-n`` baselines) the critic and policy
 see only the first action ``a_t`` while the backup still jumps ``h`` steps.
@@ -18,7 +22,7 @@ import torch
 
 from chunkrl.agents.base import ActorCriticAgent, Losses, masked_mean
 from chunkrl.agents.configs import FlowAgentConfig
-from chunkrl.data.chunks import ChunkBatch
+from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.ensemble import Critic
 from chunkrl.nets.flow import VelocityField, euler_sample, flow_matching_targets
 
@@ -26,15 +30,30 @@ from chunkrl.nets.flow import VelocityField, euler_sample, flow_matching_targets
 class FlowCriticAgent(ActorCriticAgent):
     """Flow behaviour policy + chunk critic ensemble + target; one Adam over every trainable network."""
 
-    def __init__(self, observation_dim: int, action_dim: int, horizon: int, config: FlowAgentConfig):
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        horizon: int,
+        config: FlowAgentConfig,
+        boundary: BoundaryMode = "mask",
+    ):
         super().__init__(observation_dim, action_dim, horizon)
         self.config = config
         self.policy_dim = action_dim * horizon if config.action_chunking else action_dim
         c = config
         self.flow = VelocityField(observation_dim, self.policy_dim, c.actor_hidden_dims, c.actor_layer_norm)
-        self.critic = Critic(observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm)
+        validity = horizon if (boundary == "truncate" and c.action_chunking) else 0
+        self.critic = Critic(
+            observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm, validity
+        )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_tau = config.target_tau
+        self.build_policy()
+        self.make_optimizer(config.learning_rate)
+
+    def build_policy(self) -> None:
+        """Check the family's settings and create its policy networks (before the optimizer is made)."""
 
     # ------------------------------------------------------------------ policies
     def policy_actions(self, batch: ChunkBatch) -> torch.Tensor:
@@ -60,7 +79,7 @@ class FlowCriticAgent(ActorCriticAgent):
         """TD loss on the h-step backup; chunks with ``td_weight = 0`` do not count."""
         with torch.no_grad():
             target = batch.reward_h + batch.bootstrap_discount * self.next_values(batch.next_observations)
-        q = self.critic(batch.observations, self.policy_actions(batch))  # [E, B]
+        q = self.critic(batch.observations, self.policy_actions(batch), batch.valid)  # [E, B]
         errors = (q - target).square()
         loss = masked_mean(errors, batch.td_weight.expand_as(errors))
         return loss, {"critic/loss": loss, "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}

@@ -12,7 +12,6 @@ import torch
 from torch.nn import functional as F
 
 from chunkrl.agents.base import call_frozen
-from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.agents.flow_critic import FlowCriticAgent
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import aggregate
@@ -22,11 +21,15 @@ from chunkrl.nets.mlp import MLP
 class FQLAgent(FlowCriticAgent):
     """QC-FQL / FQL-n / FQL (see the module docstring)."""
 
-    def __init__(self, observation_dim: int, action_dim: int, horizon: int, config: FlowAgentConfig):
-        super().__init__(observation_dim, action_dim, horizon, config)
-        c = config
-        self.actor = MLP(observation_dim + self.policy_dim, c.actor_hidden_dims, self.policy_dim, c.actor_layer_norm)
-        self.make_optimizer(config.learning_rate)
+    def build_policy(self) -> None:
+        c = self.config
+        if c.alpha is None:
+            raise ValueError(
+                "FlowAgentConfig.alpha is unset: set it, or build the agent from a run config resolved with "
+                "chunkrl.train.setup.resolve_method (which fills in the paper's value for the task's domain)"
+            )
+        input_dim = self.observation_dim + self.policy_dim
+        self.actor = MLP(input_dim, c.actor_hidden_dims, self.policy_dim, c.actor_layer_norm)
 
     def one_step_actions(self, observations: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """``pi(s, z)`` clipped to [-1, 1]; ``z ~ N(0, I)`` unless given."""

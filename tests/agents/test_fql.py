@@ -13,7 +13,7 @@ OBS, ACT, H = 6, 2, 3
 
 
 def small_config(**overrides):
-    base = dict(actor_hidden_dims=(32, 32), critic_hidden_dims=(32, 32), flow_steps=4)
+    base = dict(actor_hidden_dims=(32, 32), critic_hidden_dims=(32, 32), flow_steps=4, alpha=100.0)
     return FlowAgentConfig(**{**base, **overrides})
 
 
@@ -50,7 +50,11 @@ def test_flow_sampler_integrates_a_constant_field_exactly():
 
 def test_critic_target_uses_bootstrap_discount_and_target_critic():
     agent = FQLAgent(OBS, ACT, H, small_config())
+    with torch.no_grad():  # a target critic unlike the critic: the loss tells which one the target used
+        for p in agent.target_critic.parameters():
+            p.add_(torch.randn_like(p))
     b = batch()
+    assert len(set(b.bootstrap_discount.tolist())) > 1, "the batch should mix terminal and non-terminal chunks"
     torch.manual_seed(1)
     loss, _ = agent.critic_loss(b)
     torch.manual_seed(1)
@@ -70,6 +74,29 @@ def test_chunks_cut_by_trajectory_end_do_not_change_the_critic_loss():
     masked = b.td_weight == 0
     b2 = type(b)(**{k: None if v is None else v.clone() for k, v in vars(b).items()})
     b2.reward_h[masked] += 1000.0  # garbage on masked samples must not matter
+    torch.manual_seed(0)
+    first, _ = agent.critic_loss(b)
+    torch.manual_seed(0)
+    second, _ = agent.critic_loss(b2)
+    torch.testing.assert_close(first, second)
+
+
+@pytest.mark.parametrize(
+    ("boundary", "chunking", "reads_validity"),
+    [("mask", True, False), ("truncate", True, True), ("truncate", False, False)],
+)
+def test_only_a_chunk_critic_trained_in_truncate_mode_reads_the_validity_mask(boundary, chunking, reads_validity):
+    agent = FQLAgent(OBS, ACT, H, small_config(action_chunking=chunking), boundary=boundary)
+    assert agent.critic.validity_steps == (H if reads_validity else 0)
+
+
+def test_truncate_mode_critic_loss_is_blind_to_what_fills_padded_positions():
+    agent = FQLAgent(OBS, ACT, H, small_config(), boundary="truncate")
+    b = batch(size=64, boundary="truncate")
+    padded = b.valid == 0
+    assert padded.any() and (b.td_weight == 1).all(), "truncate mode keeps padded chunks as TD samples"
+    b2 = type(b)(**{k: None if v is None else v.clone() for k, v in vars(b).items()})
+    b2.actions[padded] = 0.9  # real-looking values where the chunk is padded
     torch.manual_seed(0)
     first, _ = agent.critic_loss(b)
     torch.manual_seed(0)
