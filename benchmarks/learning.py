@@ -49,7 +49,8 @@ def main() -> None:
             log_interval=1000,
             checkpoint_interval=0,
             device=args.device,
-            flow=FlowAgentConfig(actor_hidden_dims=(256, 256, 256), critic_hidden_dims=(256, 256, 256)),
+            # alpha 100: the official code's default, with which its reference figure was measured
+            flow=FlowAgentConfig(actor_hidden_dims=(256, 256, 256), critic_hidden_dims=(256, 256, 256), alpha=100.0),
         )
         started = time.time()
         summary = train(config, run_dir=args.out / f"{stamp}-seed{seed}")

@@ -44,7 +44,8 @@ class TrainConfig:
     discount: float = 0.99
     """Per-step discount γ."""
     boundary: Literal["mask", "truncate"] = "mask"
-    """How chunks cut by a trajectory's end are treated (see ARCHITECTURE.md section 3)."""
+    """How chunks cut by a trajectory's end are treated: mask (the paper's: padded chunks leave the TD loss) or
+    truncate (semi-Markov: they bootstrap with γ^τ and the chunk critic reads the validity mask)."""
     batch_size: int = 256
     """Chunk transitions per gradient step."""
     offline_steps: int | None = None
@@ -60,6 +61,11 @@ class TrainConfig:
     """Gradient steps per online environment step."""
     start_training: int = 5000
     """Online steps collected before online updates start."""
+    warmup: Literal["random", "policy"] | None = None
+    """How the online steps before start_training are acted: random (uniform actions within the action
+    bounds, one per step, as the paper's RLPD code) or policy (the agent's chunks, as the paper's
+    offline-to-online code, whose policy was pre-trained). None: the method's default (RLPD family random,
+    flow agents policy)."""
     execute_horizon: int | None = None
     """Actions of each chunk executed open loop before re-planning (None: the whole chunk)."""
     eval_interval: int = 100_000
@@ -76,8 +82,6 @@ class TrainConfig:
     """Seed of networks, sampling and environments."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: auto picks CUDA when available."""
-    compile: bool = False
-    """torch.compile the update step (faster on GPUs for long runs; slow to start)."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
     wandb: bool = False

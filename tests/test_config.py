@@ -38,7 +38,7 @@ def test_fql_is_one_step_without_chunking_and_fql_n_keeps_the_horizon():
 
 
 def test_best_of_n_methods_get_their_sample_counts_unless_set():
-    assert resolve_method(TrainConfig(agent="qc")).flow.num_samples == 32
+    assert resolve_method(TrainConfig(agent="qc")).flow.num_samples == 64  # puzzle-3x3 (Table 5)
     assert resolve_method(TrainConfig(agent="bfn-n")).flow.num_samples == 4
     bfn = resolve_method(TrainConfig(agent="bfn"))
     assert bfn.flow.num_samples == 4 and bfn.horizon == 1 and bfn.flow.action_chunking is False
@@ -66,3 +66,56 @@ def test_flow_methods_pretrain_offline_and_share_the_replay_with_the_dataset():
     config = resolve_method(TrainConfig(agent="qc"))
     assert config.offline_steps == 1_000_000 and config.replay == "shared"
     assert resolve_method(TrainConfig(agent="qc-fql", replay="symmetric")).replay == "symmetric"
+
+
+def test_the_rlpd_family_warms_up_with_random_actions_and_flow_agents_with_their_policy():
+    assert resolve_method(TrainConfig(agent="qc-rlpd")).warmup == "random"
+    assert resolve_method(TrainConfig(agent="rlpd")).warmup == "random"
+    assert resolve_method(TrainConfig(agent="qc-fql")).warmup == "policy"
+    assert resolve_method(TrainConfig(agent="qc")).warmup == "policy"
+    assert resolve_method(TrainConfig(agent="rlpd-ac", warmup="policy")).warmup == "policy"
+
+
+# The paper's appendix D.3 (arXiv 2507.07969), copied by hand: Table 4 (alpha) and Table 5 (N).
+PAPER_ALPHA = {
+    "qc-fql": {"scene": 300, "puzzle-3x3": 300, "cube-double": 300, "cube-triple": 100, "cube-quadruple": 100},
+    "fql": {"scene": 300, "puzzle-3x3": 100, "cube-double": 300, "cube-triple": 300, "cube-quadruple": 300},
+    "fql-n": {"scene": 100, "puzzle-3x3": 100, "cube-double": 100, "cube-triple": 100, "cube-quadruple": 100},
+}
+PAPER_SAMPLES = {
+    "qc": {"scene": 32, "puzzle-3x3": 64, "cube-double": 32, "cube-triple": 32, "cube-quadruple": 32},
+    "bfn": {"scene": 4, "puzzle-3x3": 4, "cube-double": 4, "cube-triple": 4, "cube-quadruple": 4},
+    "bfn-n": {"scene": 4, "puzzle-3x3": 4, "cube-double": 4, "cube-triple": 4, "cube-quadruple": 4},
+}
+
+
+def env_of(domain: str) -> str:
+    return f"{domain}-play-singletask-task2-v0"
+
+
+@pytest.mark.parametrize("method", sorted(PAPER_ALPHA))
+def test_alpha_defaults_to_the_papers_value_for_each_domain(method):
+    for domain, alpha in PAPER_ALPHA[method].items():
+        assert resolve_method(TrainConfig(agent=method, env=env_of(domain))).flow.alpha == alpha, domain
+    # a domain the paper did not tune: the official code's default
+    assert resolve_method(TrainConfig(agent=method, env=env_of("cube-single"))).flow.alpha == 100
+
+
+@pytest.mark.parametrize("method", sorted(PAPER_SAMPLES))
+def test_best_of_n_samples_default_to_the_papers_value_for_each_domain(method):
+    for domain, samples in PAPER_SAMPLES[method].items():
+        assert resolve_method(TrainConfig(agent=method, env=env_of(domain))).flow.num_samples == samples, domain
+
+
+@pytest.mark.parametrize("path", [p for p in PRESETS if p.parent.name == "paper"], ids=lambda p: p.name)
+def test_paper_presets_use_the_papers_tables(path):
+    config = load_config(path)
+    domain = config.env.split("-play-")[0]
+    if config.agent in PAPER_ALPHA:
+        assert config.flow.alpha == PAPER_ALPHA[config.agent][domain]
+    if config.agent in PAPER_SAMPLES:
+        assert config.flow.num_samples == PAPER_SAMPLES[config.agent][domain]
+    sparse_domains = {"scene", "puzzle-3x3"}  # the paper sparsifies these two, and only these
+    assert config.sparse == (domain in sparse_domains)
+    resolved = resolve_method(config)
+    assert (resolved.batch_size, resolved.discount, resolved.horizon in (1, 5)) == (256, 0.99, True)

@@ -29,14 +29,21 @@ class FlowAgentConfig:
     """Adam learning rate of every network."""
     target_tau: float = 0.005
     """Polyak rate of the target critic."""
-    alpha: float = 100.0
-    """Distillation weight: actor loss = alpha * ||pi(s,z) - flow(s,z)||^2 - Q(s, pi(s,z))."""
+    alpha: float | None = None
+    """Distillation weight: actor loss = alpha * ||pi(s,z) - flow(s,z)||^2 - Q(s, pi(s,z)). None: the paper's
+    value for the method and the task's domain (its Table 4: QC-FQL 300 on scene, puzzle-3x3 and
+    cube-double, 100 on cube-triple/quadruple; FQL 300 except 100 on puzzle-3x3; FQL-n 100), else 100."""
     flow_steps: int = 10
     """Euler steps of the flow policy."""
     normalize_q_loss: bool = False
     """Divide the actor's Q term by the mean |Q| of the batch (FQL option)."""
     num_samples: int | None = None
-    """Best-of-N candidates per state (qc, bfn-n, bfn); None: the method's default (QC 32, BFN 4)."""
+    """Best-of-N candidates per state (qc, bfn-n, bfn); None: the paper's value (its Table 5: QC 64 on
+    puzzle-3x3 and 32 elsewhere; BFN and BFN-n 4)."""
+    target_selection: Literal["critic", "target_critic"] = "critic"
+    """Best-of-N TD target at s': critic (the paper's code) picks the best of the N chunks with the online
+    critic, as when acting, and the target critic scores that chunk; target_critic picks and scores with
+    the target critic (a max over its own estimates, biased upwards)."""
     action_chunking: bool = True
     """True: the critic and policy act on the whole chunk (QC-FQL). False: single action with h-step
     return (FQL-n; with horizon 1 this is FQL)."""
@@ -82,8 +89,9 @@ class SACAgentConfig:
     """LayerNorm in the actor (the paper: no)."""
     num_critics: int = 10
     """Critic ensemble size (the paper's RLPD: 10)."""
-    rho: float = 0.5
-    """Pessimism of the ensemble's value: mean - rho * std over members (target and actor objective)."""
+    rho: float = 0.0
+    """Pessimism of the ensemble's value: mean - rho * std over members, in the TD target and the actor
+    objective. 0 (default): the plain mean over the 10 critics, as in the paper's code."""
     learning_rate: float = 3e-4
     """Adam learning rate of the actor, critic and temperature."""
     target_tau: float = 0.005

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from chunkrl.agents import METHODS, Agent, agent_config
+from chunkrl.agents import METHODS, Agent, PerDomain, agent_config
 from chunkrl.config import TrainConfig
 from chunkrl.data.generate import generate_dataset, official_settings
 from chunkrl.data.sources.ogbench import (
@@ -20,6 +20,7 @@ from chunkrl.data.sources.ogbench import (
     close_matches_hint,
     generated_dataset_path,
     load_single_task,
+    parse_task,
 )
 from chunkrl.data.trajectories import DatasetError, Trajectories
 from chunkrl.train.logging import generation_progress
@@ -41,23 +42,26 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_method(config: TrainConfig) -> TrainConfig:
-    """Apply the method's defining settings (e.g. FQL is h = 1 without chunking; the RLPD family has
-    no offline phase and symmetric replay) and its defaults for options left at None."""
+    """Apply the method's defining settings (e.g. FQL is h = 1 without chunking) and its defaults for
+    options left at None: the paper's per-domain values (QC-FQL's alpha, QC's N) for the task's domain,
+    and run defaults (e.g. the RLPD family: no offline phase, symmetric replay, random warm-up)."""
     if config.agent not in METHODS:
         raise ValueError(
             f"Unknown agent '{config.agent}'.{close_matches_hint(config.agent, tuple(METHODS))} "
             f"Available: {', '.join(METHODS)}."
         )
     method = METHODS[config.agent]
+    domain = parse_task(config.env).domain
     section = agent_config(config)
-    unset = {k: v for k, v in method.defaults.items() if getattr(section, k) is None}
+    unset = {
+        k: v.for_domain(domain) if isinstance(v, PerDomain) else v
+        for k, v in method.defaults.items()
+        if getattr(section, k) is None
+    }
     resolved = {method.family: dataclasses.replace(section, **method.overrides, **unset)}
     if method.horizon is not None:
         resolved["horizon"] = method.horizon
-    if config.offline_steps is None:
-        resolved["offline_steps"] = 0 if method.online_with_prior_data else 1_000_000
-    if config.replay is None:
-        resolved["replay"] = "symmetric" if method.online_with_prior_data else "shared"
+    resolved.update({k: v for k, v in method.run_defaults.items() if getattr(config, k) is None})
     return dataclasses.replace(config, **resolved)
 
 
@@ -123,4 +127,5 @@ def load_dataset(config: TrainConfig, task: OGBenchTask, env, extra_capacity: in
 def build_agent(config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device) -> Agent:
     """The agent of ``config.agent`` (after ``resolve_method``) on ``device``."""
     method = METHODS[config.agent]
-    return method.agent(observation_dim, action_dim, config.horizon, agent_config(config)).to(device)
+    agent = method.agent(observation_dim, action_dim, config.horizon, agent_config(config), boundary=config.boundary)
+    return agent.to(device)
