@@ -110,6 +110,32 @@ class ChunkExecutor:
                 return total, length, bool(step.info.get("success", False))
 
 
+class UniformRandomPolicy:
+    """Uniform random actions within a Box action space, one per query (a chunk of length 1), so the
+    executor draws a fresh action every step: the warm-up of the paper's RLPD-family online loop.
+
+    Args:
+        action_space: the environment's Box action space (finite bounds).
+        seed: seed of the policy's own random generator (its state is saved with checkpoints).
+    """
+
+    def __init__(self, action_space: gymnasium.spaces.Box, seed: int = 0):
+        self.low = np.asarray(action_space.low, np.float32).reshape(-1)
+        self.high = np.asarray(action_space.high, np.float32).reshape(-1)
+        if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
+            raise ValueError("random warm-up needs finite action bounds; use --warmup policy for this environment")
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, observation: np.ndarray, history_valid: np.ndarray | None = None) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high)[None].astype(np.float32)
+
+    def rng_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
 def evaluate(executor: ChunkExecutor, policy: Policy, episodes: int) -> dict[str, float]:
     """Success rate, mean return and mean length over ``episodes`` episodes."""
     results = [executor.run_episode(policy) for _ in range(episodes)]

@@ -2,13 +2,16 @@
 
 offline: gradient steps on chunk batches from the dataset, periodic evaluation.
 online:  the agent's chunks run open loop in the environment, every step is stored, and after
-         ``start_training`` steps the agent is updated ``utd_ratio`` times per environment step.
+         ``start_training`` steps the agent is updated ``utd_ratio`` times per environment step; before
+         that the ``warmup`` policy acts (uniform random actions, or the agent itself).
          With ``replay: shared`` the replay buffer starts as the dataset and batches are uniform over
          it; with ``replay: symmetric`` (RLPD) online steps go to their own replay and every batch is
          half dataset, half online.
 
 Ctrl-C / SIGTERM write a resumable checkpoint and stop cleanly; a non-finite loss stops the run
-without overwriting the last good checkpoint.
+without overwriting the last good checkpoint. Losses are checked for NaN/inf on the device at every
+update, but read by the host only when metrics are logged and before every evaluation and checkpoint,
+so a GPU never waits for the host inside the update loop.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from chunkrl.config import TrainConfig, load_config, save_config, to_dict
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.sources.ogbench import parse_task
 from chunkrl.data.trajectories import StepArrays, Trajectories
-from chunkrl.envs.executor import ChunkExecutor, evaluate
+from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
 from chunkrl.envs.registry import make_task_env, space_dims
 from chunkrl.train import checkpoint as ckpt
 from chunkrl.train.logging import RunLogger
@@ -84,24 +87,46 @@ class Trainer:
     eval_executor: ChunkExecutor
     logger: RunLogger
     device: torch.device
+    warmup_policy: UniformRandomPolicy | None = None  # acts before start_training (None: the agent)
     counters: ckpt.Counters = field(default_factory=ckpt.Counters)
     evaluations: dict = field(default_factory=dict)
     signals: StopSignals | None = None
     _last_log: tuple[float, int] = (0.0, 0)
     _saved_step: int | None = None
+    _first_nonfinite: torch.Tensor | None = None  # on the device: step of the first non-finite loss, or -1
+    _update_step: torch.Tensor | None = None  # on the device: the step of the latest update
 
     # ------------------------------------------------------------------ pieces
     def gradient_step(self) -> dict[str, torch.Tensor]:
         batch = self.sampler.sample(self.config.batch_size).to_torch(self.device)
         metrics = self.agent.update(batch)
-        total = metrics["loss/total"]
-        if not torch.isfinite(total):
-            raise NonFiniteLoss(
-                f"The loss became {float(total)} at step {self.counters.global_step} "
-                f"({'online' if self.counters.online_step else 'offline'} phase). The run stopped; its last good "
-                f"checkpoint is kept in {self.run_dir / 'checkpoints'}. Try a lower learning rate or a smaller alpha."
-            )
+        self.track_nonfinite(metrics["loss/total"])
         return metrics
+
+    def track_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember (on the loss's device, without a host sync) the first step whose loss was NaN/inf."""
+        if self._first_nonfinite is None:
+            self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._update_step = torch.zeros((), dtype=torch.long, device=loss.device)
+        self._update_step.fill_(self.counters.global_step)
+        first_bad = ~torch.isfinite(loss) & (self._first_nonfinite < 0)
+        self._first_nonfinite = torch.where(first_bad, self._update_step, self._first_nonfinite)
+
+    def check_finite(self) -> None:
+        """Stop with ``NonFiniteLoss`` if any update so far had a NaN/inf loss (one host read)."""
+        if self._first_nonfinite is None or int(self._first_nonfinite) < 0:
+            return
+        latest = self.run_dir / "checkpoints" / "latest"
+        kept = (
+            f"its last good checkpoint ({latest.read_text().strip()}) is kept in {latest.parent}"
+            if latest.exists()
+            else "no checkpoint had been written yet"
+        )
+        raise NonFiniteLoss(
+            f"The loss became NaN or infinite at step {int(self._first_nonfinite)} "
+            f"({'online' if self.counters.online_step else 'offline'} phase). The run stopped; {kept}. "
+            "Try a lower learning rate or a smaller alpha."
+        )
 
     def maybe_log(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:
         """Advance the progress bar; every ``log_interval`` steps write the latest update's metrics."""
@@ -109,6 +134,7 @@ class Trainer:
         progress.update(task, advance=1)
         if metrics is None or step % self.config.log_interval != 0:
             return  # nothing to log before the first update (online warm-up)
+        self.check_finite()
         now = time.perf_counter()
         rate = (step - self._last_log[1]) / max(now - self._last_log[0], 1e-9)
         self._last_log = (now, step)
@@ -129,6 +155,7 @@ class Trainer:
         step = self.counters.global_step
         if not force and not (interval > 0 and step % interval == 0):
             return
+        self.check_finite()
         results = evaluate(self.eval_executor, self.agent.act, self.config.eval_episodes)
         self.evaluations["latest"] = {**results, "step": step, "phase": phase}
         self.logger.log("eval", step, results, phase)
@@ -143,11 +170,14 @@ class Trainer:
             self.save()
 
     def save(self) -> None:
-        """Write a checkpoint of the current state (once per step)."""
+        """Write a checkpoint of the current state (once per step; never after a non-finite loss)."""
         if self._saved_step == self.counters.global_step:
             return
+        self.check_finite()
         self._saved_step = self.counters.global_step
         rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng_state()}
+        if self.warmup_policy is not None:
+            rng_states["warmup"] = self.warmup_policy.rng_state()
         if torch.cuda.is_available():
             rng_states["cuda"] = torch.cuda.get_rng_state_all()
         ckpt.save_checkpoint(
@@ -199,7 +229,8 @@ class Trainer:
         metrics = None
         self._last_log = (time.perf_counter(), self.counters.global_step)
         while self.counters.online_step < c.online_steps:
-            step = executor.step(self.agent.act)
+            warming_up = self.warmup_policy is not None and self.counters.online_step < c.start_training
+            step = executor.step(self.warmup_policy if warming_up else self.agent.act)
             self.replay.add(
                 step.observation, step.action, step.reward, step.terminated, step.done, step.next_observation
             )
@@ -296,13 +327,15 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
         eval_executor=ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
         logger=logger,
         device=device,
+        warmup_policy=UniformRandomPolicy(env.action_space, seed=config.seed + 2)
+        if config.warmup == "random"
+        else None,
     )
     if checkpoint is not None:
         ckpt.load_weights(agent, checkpoint)
         trainer.counters = counters
         rng = ckpt.load_training_state(checkpoint, agent.optimizers())
-        torch.set_rng_state(rng["torch"])
-        sampler.set_rng_state(rng["sampler"])
+        restore_rng_states(rng, trainer)
         online = ckpt.load_online_steps(checkpoint)
         if online is not None:
             replay.extend(online)
@@ -312,6 +345,17 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
     elif config.init_from is not None:
         ckpt.load_weights(agent, ckpt.resolve_checkpoint(config.init_from))
     return trainer
+
+
+def restore_rng_states(states: dict, trainer: Trainer) -> None:
+    """Put back every random state a checkpoint saved: torch (and CUDA's, where both exist), the
+    sampler's and the warm-up policy's."""
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    trainer.sampler.set_rng_state(states["sampler"])
+    if trainer.warmup_policy is not None and "warmup" in states:
+        trainer.warmup_policy.set_rng_state(states["warmup"])
 
 
 def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None = None) -> dict:

@@ -1,0 +1,89 @@
+"""The online loop's warm-up policy and the restoring of every random state on resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from chunkrl.agents.configs import SACAgentConfig
+from chunkrl.agents.sac import ChunkedSACAgent
+from chunkrl.config import TrainConfig
+from chunkrl.envs.executor import UniformRandomPolicy
+from chunkrl.train.checkpoint import load_online_steps, resolve_checkpoint
+from chunkrl.train.loop import restore_rng_states, train
+
+
+def test_uniform_random_policy_draws_one_fresh_action_per_query_within_the_bounds():
+    import gymnasium
+
+    space = gymnasium.spaces.Box(low=np.array([-1.0, 0.0]), high=np.array([1.0, 3.0]), dtype=np.float32)
+    policy = UniformRandomPolicy(space, seed=0)
+    draws = np.concatenate([policy(np.zeros(4)) for _ in range(200)])
+    assert draws.shape == (200, 2)  # one action per query: the executor asks again at the next step
+    assert (draws >= space.low).all() and (draws <= space.high).all()
+    assert draws[:, 1].max() > 2.5 and draws[:, 1].min() < 0.5  # spread over the whole range
+    state = policy.rng_state()
+    first = policy(np.zeros(4))
+    policy.set_rng_state(state)
+    np.testing.assert_array_equal(policy(np.zeros(4)), first)
+
+
+def run_online(tiny_puzzle_dataset, run, warmup):
+    """qc-rlpd online for 30 steps (updates from step 20) with an agent that always proposes zeros."""
+    config = TrainConfig(
+        agent="qc-rlpd",
+        env="puzzle-3x3-play-singletask-task1-v0",
+        dataset_path=tiny_puzzle_dataset,
+        online_steps=30,
+        start_training=20,
+        warmup=warmup,
+        batch_size=16,
+        eval_episodes=1,
+        eval_interval=0,
+        log_interval=10,
+        checkpoint_interval=0,
+        tensorboard=False,
+        sac=SACAgentConfig(actor_hidden_dims=(16,), critic_hidden_dims=(16,), num_critics=2),
+    )
+    train(config, run_dir=run)
+    return load_online_steps(resolve_checkpoint(run)).step_arrays().actions
+
+
+@pytest.fixture
+def zero_proposing_agent(monkeypatch):
+    monkeypatch.setattr(
+        ChunkedSACAgent,
+        "act_tensor",
+        lambda self, observations, deterministic=False, history_valid=None: torch.zeros(
+            observations.shape[0], self.horizon, self.action_dim
+        ),
+    )
+
+
+def test_random_warmup_acts_uniformly_until_training_starts_then_the_agent_acts(
+    tiny_puzzle_dataset, tmp_path, zero_proposing_agent
+):
+    actions = run_online(tiny_puzzle_dataset, tmp_path / "random", warmup=None)  # the RLPD default: random
+    assert actions.shape == (30, 5)
+    assert (np.abs(actions[:20]) > 0).all() and (np.abs(actions[:20]) <= 1).all()
+    assert len(np.unique(actions[:20, 0])) == 20  # a fresh draw every step
+    np.testing.assert_array_equal(actions[20:], 0.0)
+
+
+def test_policy_warmup_lets_the_agent_act_from_the_first_step(tiny_puzzle_dataset, tmp_path, zero_proposing_agent):
+    np.testing.assert_array_equal(run_online(tiny_puzzle_dataset, tmp_path / "policy", warmup="policy"), 0.0)
+
+
+class FakeTrainer:
+    def __init__(self):
+        self.sampler = type("Sampler", (), {"set_rng_state": lambda self, state: setattr(self, "state", state)})()
+        self.warmup_policy = None
+
+
+def test_resume_restores_the_cuda_random_state_where_a_gpu_is_present(monkeypatch):
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.setdefault("cuda", states))
+    cuda_states = [torch.ByteTensor([1, 2, 3])]
+    trainer = FakeTrainer()
+    restore_rng_states({"torch": torch.get_rng_state(), "sampler": {"s": 1}, "cuda": cuda_states}, trainer)
+    assert restored["cuda"] is cuda_states and trainer.sampler.state == {"s": 1}
