@@ -72,3 +72,36 @@ def test_dataset_of_another_environment_is_rejected(tiny_puzzle_dataset):
     env = make_task_env(scene)
     with pytest.raises(DatasetError, match="expects 40 and 5"):
         load_single_task(tiny_puzzle_dataset, scene, env, sparse=False)
+
+
+def test_online_rewards_and_terminals_line_up_with_the_relabelled_dataset(tmp_path):
+    """OGBench's single-task envs use success_timing='pre': the reward and terminal returned by step t
+    describe s_t, the state *before* a_t, and relabelling scores a stored step by its own state s_t
+    too. Press buttons with a scripted arm in a real environment, store the episode the way OGBench's
+    data collection does, load it through chunkrl, and compare step by step."""
+    env = make_task_env(TASK)
+    assert env.unwrapped._success_timing == "pre"
+    observation, _ = env.reset(seed=0)
+    rows = {k: [] for k in ("observations", "actions", "terminals", "qpos", "qvel", "button_states")}
+    online_rewards, online_terminals = [], []
+    for t in range(240):  # up and down while drifting over the button grid: presses some buttons
+        action = np.array([0.3 * np.sin(t / 40), 0.3 * np.cos(t / 55), -1.0 if (t // 15) % 2 == 0 else 1.0, 0, 0])
+        next_observation, reward, terminated, _, info = env.step(action)
+        last = t == 239
+        for key, value in zip(
+            rows,
+            (observation, action, last, info["prev_qpos"], info["prev_qvel"], info["prev_button_states"]),
+            strict=True,
+        ):
+            rows[key].append(value)
+        online_rewards.append(reward)
+        online_terminals.append(terminated)
+        observation = next_observation
+    path = tmp_path / "episode.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in rows.items()})
+    store = load_single_task(path, TASK, env, sparse=False)
+    stored = store.step_arrays()
+    # the last recorded row is the trajectory's final observation, not a step
+    np.testing.assert_array_equal(stored.rewards, np.asarray(online_rewards[:-1], np.float32))
+    np.testing.assert_array_equal(stored.terminals, np.asarray(online_terminals[:-1]))
+    assert len(set(online_rewards)) > 1, "the scripted presses must change the reward, or this test shows nothing"

@@ -2,8 +2,11 @@
 
 Rewards and task-completion flags come from OGBench's own relabelling (``ogbench.relabel_utils``) for
 the chosen ``...-singletask-taskN-v0`` environment, exactly as OGBench and the paper's code use them.
-OGBench computes a step's reward and success on the state *before* its action (its single-task
-environments use ``success_timing='pre'``), so offline and online steps follow the same convention.
+Both sides describe a step by the state *before* its action: relabelling scores stored step ``t`` by
+its own ``qpos`` / button states (recorded as ``prev_*`` before the action), and OGBench registers its
+single-task environments with ``success_timing='pre'``, so the reward and ``terminated`` returned by
+``step(a_t)`` are computed on ``s_t``. There is no one-step shift between offline and online steps
+(``tests/data/test_ogbench_source.py`` checks it on a real environment, step by step).
 """
 
 from __future__ import annotations
