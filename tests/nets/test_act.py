@@ -27,7 +27,7 @@ def test_single_observations_and_histories_give_one_gaussian_per_chunk_dimension
     assert single.encoder is None  # no sequence to encode
     history = make_actor(obs_history=4)
     chunks, log_prob, mean, _ = history.sample(torch.randn(3, 4, OBS), torch.ones(3, 4))
-    assert chunks.shape == (3, H * ACT) and log_prob.shape == (3,) and chunks.abs().max() <= 1.0
+    assert chunks.shape == (3, H * ACT) and log_prob.shape == (3,)
 
 
 def test_log_probability_is_the_joint_tanh_gaussian_of_the_mlp_actor():
