@@ -1,8 +1,9 @@
 """Throughput benchmark: updates per second and action-chunk query latency of any agent.
 
 Batch 256, h = 5, puzzle-3x3 dimensions (observation 55, action 5), at the paper's network size
-(4x512) and a small one (3x256). Reference on this project's 2-core CPU (official JAX code,
-XLA-compiled): 8.6 updates/s at 4x512, 38 updates/s at 3x256, 0.24 ms per action query.
+(4x512) and a small one (3x256). Prints absolute figures with the CPU model and its SIMD flags: a
+ratio against a figure measured on another machine or day means nothing, so this script prints none
+(compare with another implementation only when both run alternately in one session).
 
     python benchmarks/throughput.py [--agents qc-fql qc qc-rlpd] [--device auto] [--updates 60] [--threads N]
 
@@ -14,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +31,7 @@ from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.train.setup import build_agent, resolve_device, resolve_method
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
-JAX_REFERENCE = {"4x512": (8.6, 0.24), "3x256": (38.0, 0.24)}
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 
 def synthetic_store(steps: int = 20_000, seed: int = 0) -> Trajectories:
@@ -86,12 +90,28 @@ def benchmark_parser(description: str, updates: int, updates_help: str) -> argpa
     return parser
 
 
+def cpu_description() -> str:
+    """The CPU model and which of the SIMD extensions that matter for matrix products it has."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first core's entry
+    except OSError:  # not Linux: the model from platform, no flags
+        pass
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
+    family = f"family {fields['cpu family']} model {fields['model']}, " if "cpu family" in fields else ""
+    present = [f for f in SIMD_FLAGS if f in fields.get("flags", "").split()]
+    return f"{model} ({family}{os.cpu_count()} cores; SIMD: {' '.join(present) or 'unknown'})"
+
+
 def prepare(args: argparse.Namespace) -> torch.device:
     """Apply --threads, resolve --device and print what the figures were measured on."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+    print(f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
     return device
 
 
@@ -106,10 +126,6 @@ def main() -> None:
             updates = max(3, args.updates // 10) if method in ("qc", "bfn", "bfn-n") else args.updates
             result = measure(method, dims, device, updates, store)
             line = f"{method} {name}: {result['updates_per_s']:.2f} updates/s, action query {result['act_ms']:.3f} ms"
-            if method == "qc-fql":
-                jax_rate, jax_ms = JAX_REFERENCE[name]
-                ratio = result["updates_per_s"] / jax_rate
-                line += f" (JAX reference: {jax_rate} updates/s, {jax_ms} ms; ratio {ratio:.2f}x)"
             print(line, flush=True)
 
 
