@@ -4,6 +4,7 @@ saved (resolved) with every run."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pydantic
 import yaml
 
 from chunkrl.agents.configs import FlowAgentConfig, SACAgentConfig
@@ -110,44 +112,126 @@ def to_dict(config) -> dict:
 
 
 def from_dict(cls, data: dict, source: str = "config"):
-    """Build dataclass ``cls`` from a dictionary, rejecting unknown keys with a clear message."""
+    """Build dataclass ``cls`` from a dictionary, checking every key and every value's type.
+
+    Unknown keys are rejected with the valid ones listed; each value is validated against its field's
+    type (pydantic), accepting what is unambiguous (``3e-4`` or ``"3e-4"`` for a float, an integral
+    ``1e5`` or ``"1e5"`` for an int, ``"false"`` for a bool) and rejecting the rest with the key, the
+    value and the expected type.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping of option names to values, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{source}: unknown option(s) {unknown}; valid options of {cls.__name__}: {sorted(names)}")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{source}.{name}")
-    return cls(**kwargs)
+    return cls(**{name: _coerce(hints[name], value, f"{source}.{name}") for name, value in data.items()})
 
 
 def _coerce(hint, value, where: str):
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(options[0], value, where)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+            raise ValueError(f"{where}: expected a mapping of {hint.__name__} options, got {value!r}")
         return from_dict(hint, value, where)
-    if hint is Path:
-        return Path(value)
-    if origin is tuple:
-        return tuple(value)
-    return value
+    if _accepts(hint, int) and not _accepts(hint, float) and isinstance(value, str | float):
+        value = _integral(value, where)
+    if _accepts(hint, int) and not _accepts(hint, bool) and isinstance(value, bool):
+        raise ValueError(f"{where}: {value!r} is not a valid {_describe(hint)}")
+    try:
+        return _adapter(hint).validate_python(value)
+    except pydantic.ValidationError as error:
+        reason = error.errors()[0]["msg"]
+        raise ValueError(f"{where}: {value!r} is not a valid {_describe(hint)} ({reason})") from None
+
+
+def _integral(value, where: str):
+    """``1e5`` (YAML 1.1 reads it as a string) or ``100000.0`` as an int; anything else unchanged."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value  # not a number at all: the type check names the problem
+    if not number.is_integer():
+        raise ValueError(f"{where}: {value!r} is not a whole number")
+    return int(number)
+
+
+def _accepts(hint, kind) -> bool:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return kind in options
+
+
+def _describe(hint) -> str:
+    return str(hint).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
+
+
+@functools.cache
+def _adapter(hint) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(hint)
+
+
+def check_values(config: TrainConfig) -> None:
+    """Reject values that could only fail later (or silently misbehave), all of them in one message,
+    before any run directory, dataset or network is created. Method-dependent options left at None are
+    checked once ``resolve_method`` has filled them in."""
+    c, problems = config, []
+
+    def need(ok: bool, text: str) -> None:
+        if not ok:
+            problems.append(text)
+
+    need(c.horizon >= 1, f"horizon must be >= 1 (got {c.horizon})")
+    need(0.0 <= c.discount <= 1.0, f"discount must be in [0, 1] (got {c.discount})")
+    need(c.batch_size >= 1, f"batch_size must be >= 1 (got {c.batch_size})")
+    for name in ("online_steps", "start_training", "eval_interval", "checkpoint_interval"):
+        need(getattr(c, name) >= 0, f"{name} must be >= 0 (got {getattr(c, name)})")
+    need(c.offline_steps is None or c.offline_steps >= 0, f"offline_steps must be >= 0 (got {c.offline_steps})")
+    for name in ("utd_ratio", "eval_episodes", "log_interval", "keep_checkpoints", "generate_workers"):
+        need(getattr(c, name) >= 1, f"{name} must be >= 1 (got {getattr(c, name)})")
+    need(
+        c.dataset_episodes is None or c.dataset_episodes >= 1,
+        f"dataset_episodes must be >= 1 (got {c.dataset_episodes})",
+    )
+    need(
+        c.execute_horizon is None or 1 <= c.execute_horizon <= c.horizon,
+        f"execute_horizon must be between 1 and the horizon {c.horizon} (got {c.execute_horizon})",
+    )
+    for section in ("flow", "sac"):
+        agent = getattr(c, section)
+        need(agent.learning_rate > 0, f"{section}.learning_rate must be > 0 (got {agent.learning_rate})")
+        need(0.0 < agent.target_tau <= 1.0, f"{section}.target_tau must be in (0, 1] (got {agent.target_tau})")
+        need(agent.num_critics >= 1, f"{section}.num_critics must be >= 1 (got {agent.num_critics})")
+        for dims in ("actor_hidden_dims", "critic_hidden_dims"):
+            widths = getattr(agent, dims)
+            need(all(w >= 1 for w in widths), f"{section}.{dims} must be positive widths (got {list(widths)})")
+    need(c.flow.flow_steps >= 1, f"flow.flow_steps must be >= 1 (got {c.flow.flow_steps})")
+    need(c.flow.alpha is None or c.flow.alpha >= 0, f"flow.alpha must be >= 0 (got {c.flow.alpha})")
+    need(
+        c.flow.num_samples is None or c.flow.num_samples >= 1,
+        f"flow.num_samples must be >= 1 (got {c.flow.num_samples})",
+    )
+    need(c.sac.rho >= 0, f"sac.rho must be >= 0 (got {c.sac.rho})")
+    if problems:
+        raise ValueError("invalid configuration: " + "; ".join(problems) + ". Nothing was created.")
 
 
 def load_config(path: Path) -> TrainConfig:
-    """Read a TrainConfig from YAML or JSON."""
+    """Read a TrainConfig from YAML or JSON; an empty, truncated or malformed file is an error."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config {path} is a directory; pass a YAML or JSON file")
     if not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    return from_dict(TrainConfig, data or {}, str(path))
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(
+            f"config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"
+        ) from None
+    if data is None:
+        raise ValueError(f"config {path} is empty; it must map option names to values (see configs/quick.yaml)")
+    return from_dict(TrainConfig, data, str(path))
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

@@ -119,3 +119,96 @@ def test_paper_presets_use_the_papers_tables(path):
     assert config.sparse == (domain in sparse_domains)
     resolved = resolve_method(config)
     assert (resolved.batch_size, resolved.discount, resolved.horizon in (1, 5)) == (256, 0.99, True)
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_unambiguous_values_are_converted_to_their_field_types(tmp_path):
+    # YAML 1.1 reads 3e-4 and 1e5 (no dot) as strings: both are still clearly numbers
+    config = load_config(write(tmp_path, 'sparse: "false"\noffline_steps: 1e5\nflow:\n  learning_rate: 3e-4\n'))
+    assert config.sparse is False
+    assert config.offline_steps == 100_000 and isinstance(config.offline_steps, int)
+    assert config.flow.learning_rate == pytest.approx(3e-4)
+    json_file = write(tmp_path, '{"horizon": 5.0, "flow": {"actor_hidden_dims": [8, 8]}}', "c.json")
+    assert load_config(json_file).horizon == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('horizon: "five"', r"horizon: 'five' is not a valid int"),
+        ("horizon: 2.5", r"horizon: 2.5 is not a whole number"),
+        ("offline_steps: 2.5e0", r"offline_steps: '2.5e0' is not a whole number"),
+        ("sparse: maybe", r"sparse: 'maybe' is not a valid bool"),
+        ("boundary: trunc", r"boundary: 'trunc' is not a valid Literal\['mask', 'truncate'\]"),
+        ("flow:\n  actor_hidden_dims: wide", r"flow.actor_hidden_dims: 'wide'"),
+        ("flow: 3", r"flow: expected a mapping"),
+        ("eval_episodes: true", r"eval_episodes: True is not a valid int"),
+        ("- agent: qc", r"expected a mapping of option names"),
+        ("", r"is empty"),
+        ("agent: [qc\n", r"is not valid YAML"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_key_the_value_and_the_expected_type(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"eval_episodes": 0}, "eval_episodes must be >= 1"),
+        ({"log_interval": 0}, "log_interval must be >= 1"),
+        ({"online_steps": -5}, "online_steps must be >= 0"),
+        ({"offline_steps": -1}, "offline_steps must be >= 0"),
+        ({"horizon": -2}, "horizon must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints must be >= 1"),
+        ({"execute_horizon": 7}, "execute_horizon must be between 1 and the horizon 5"),
+        ({"discount": 1.5}, r"discount must be in \[0, 1\]"),
+    ],
+)
+def test_values_that_could_only_fail_later_are_rejected_up_front(changes, message):
+    import dataclasses
+
+    from chunkrl.config import check_values
+
+    with pytest.raises(ValueError, match=message):
+        check_values(dataclasses.replace(TrainConfig(), **changes))
+
+
+def test_every_problem_is_reported_at_once():
+    import dataclasses
+
+    from chunkrl.config import check_values
+
+    with pytest.raises(ValueError, match="eval_episodes.*log_interval"):
+        check_values(dataclasses.replace(TrainConfig(), eval_episodes=0, log_interval=0))
+    check_values(TrainConfig())  # the defaults are valid
+
+
+@pytest.mark.parametrize(
+    ("config_text", "flags", "message"),
+    [
+        ('horizon: "five"\n', [], "horizon: 'five'"),
+        ("agent: qc-fql\n", ["--eval-episodes", "0"], "eval_episodes must be >= 1"),
+        ("agent: fql\n", ["--execute-horizon", "3"], "execute_horizon must be between 1 and the horizon 1"),
+    ],
+)
+def test_a_bad_config_stops_the_cli_before_anything_is_created(tmp_path, capsys, config_text, flags, message):
+    from chunkrl.cli import main
+
+    run = tmp_path / "run"
+    code = main(["train", "--config", str(write(tmp_path, config_text)), "--run-dir", str(run), *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err.replace("\n", "")
+    assert not run.exists()

@@ -75,7 +75,9 @@ def save_checkpoint(
     online_steps: StepArrays | None,
     keep: int = 2,
 ) -> Path:
-    """Write a checkpoint atomically and point ``latest`` at it; keep the ``keep`` newest."""
+    """Write a checkpoint atomically and point ``latest`` at it; keep the ``keep`` newest (at least 1)."""
+    if keep < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1 (got {keep}): the newest checkpoint is never deleted")
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{counters.global_step:09d}"

@@ -27,7 +27,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chunkrl.agents import Agent
-from chunkrl.config import TrainConfig, load_config, save_config, to_dict
+from chunkrl.config import TrainConfig, check_values, load_config, save_config, to_dict
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.sources.ogbench import parse_task
 from chunkrl.data.trajectories import StepArrays, Trajectories
@@ -366,9 +366,11 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
         run_dir = Path(resume)
         checkpoint = ckpt.resolve_checkpoint(run_dir)
         config = load_config(run_dir / "config.yaml")
+        check_values(config)
     else:
-        config = resolve_method(config)
-        parse_task(config.env)  # reject a bad name before creating anything
+        check_values(config)
+        config = resolve_method(config)  # also rejects an unknown agent or environment name
+        check_values(config)  # the method's defaults filled in
         run_dir = new_run_dir(config, run_dir)
         save_config(config, run_dir / "config.yaml")
     try:
