@@ -16,6 +16,7 @@ import pydantic
 import yaml
 
 from chunkrl.agents.configs import FlowAgentConfig, SACAgentConfig
+from chunkrl.files import write_atomically
 
 
 @dataclass
@@ -235,5 +236,5 @@ def load_config(path: Path) -> TrainConfig:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML (atomically: a crash leaves the old file or the new one)."""
+    write_atomically(Path(path), yaml.safe_dump(to_dict(config), sort_keys=False))

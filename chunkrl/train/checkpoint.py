@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from chunkrl.agents import agent_config
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.data.trajectories import StepArrays, Trajectories
+from chunkrl.files import write_atomically
 
 
 class CheckpointError(RuntimeError):
@@ -96,7 +97,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
-    _write_atomically(root / "latest", name)
+    write_atomically(root / "latest", name)
     _prune(root, keep)
     return final
 
@@ -188,12 +189,6 @@ def load_training_state(checkpoint: Path, optimizers: dict[str, torch.optim.Opti
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(states[name])
     return rng
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from chunkrl.files import write_atomically
 
 
 class CsvStream:
@@ -41,10 +44,11 @@ class CsvStream:
         kept = [r for r in rows if int(float(r["step"])) <= step]
         if len(kept) == len(rows) or self.columns is None:
             return
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(kept)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns)
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomically(self.path, text.getvalue())  # a crash here keeps the old rows, never half of them
 
 
 class RunLogger:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chunkrl.agents import Agent
@@ -33,9 +34,18 @@ from chunkrl.data.sources.ogbench import parse_task
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
 from chunkrl.envs.registry import make_task_env, space_dims
+from chunkrl.files import write_atomically
 from chunkrl.train import checkpoint as ckpt
 from chunkrl.train.logging import RunLogger
-from chunkrl.train.setup import build_agent, load_dataset, new_run_dir, resolve_device, resolve_method, seed_everything
+from chunkrl.train.setup import (
+    RunDirectoryLock,
+    build_agent,
+    load_dataset,
+    new_run_dir,
+    resolve_device,
+    resolve_method,
+    seed_everything,
+)
 
 
 class TrainingInterrupted(Exception):
@@ -293,8 +303,9 @@ def _progress(console) -> Progress:
     )
 
 
-def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> Trainer:
-    """Everything a run needs; restores the state of ``checkpoint`` when resuming."""
+def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None, restart: bool = False) -> Trainer:
+    """Everything a run needs; restores the state of ``checkpoint`` when resuming. ``restart``: the run
+    directory holds a run that never wrote a checkpoint, whose log rows are dropped."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
     task = parse_task(config.env)
@@ -302,7 +313,7 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
     eval_env = make_task_env(task, config.sparse)
     observation_dim, action_dim = space_dims(env)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
-    resume_step = counters.global_step if checkpoint is not None else None
+    resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
     logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
     shared = config.replay == "shared"
     store = load_dataset(config, task, env, config.online_steps if shared else 0, logger.console)
@@ -339,12 +350,22 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -
         online = ckpt.load_online_steps(checkpoint)
         if online is not None:
             replay.extend(online)
-        previous = run_dir / "summary.json"
-        if previous.exists():
-            trainer.evaluations = json.loads(previous.read_text()).get("evaluations", {})
+        trainer.evaluations = previous_evaluations(run_dir / "summary.json", logger.console)
     elif config.init_from is not None:
         ckpt.load_weights(agent, ckpt.resolve_checkpoint(config.init_from))
     return trainer
+
+
+def previous_evaluations(path: Path, console) -> dict:
+    """The evaluations recorded in a run's summary.json; a missing or unreadable file (it is derived
+    and never blocks a resume) gives none."""
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text()).get("evaluations", {})
+    except (OSError, ValueError, AttributeError) as error:
+        console.print(f"[yellow]ignoring {path}: {error}; the resumed run writes a new one[/]")
+        return {}
 
 
 def restore_rng_states(states: dict, trainer: Trainer) -> None:
@@ -358,27 +379,60 @@ def restore_rng_states(states: dict, trainer: Trainer) -> None:
         trainer.warmup_policy.set_rng_state(states["warmup"])
 
 
+def open_for_resume(path: Path, console) -> tuple[Path, Path | None, TrainConfig]:
+    """(run directory, checkpoint or None, saved config) of a run to resume.
+
+    A checkpoint directory is refused with the command that resumes its run; a run killed before its
+    first checkpoint (config.yaml but no checkpoints yet) starts again from its saved config.
+    """
+    path = Path(path)
+    if (path / "model.safetensors").exists():
+        run = path.parent.parent if path.parent.name == "checkpoints" else None
+        where = f"`chunkrl train --resume {run}`" if run else "`chunkrl train --resume RUN_DIR`"
+        raise ValueError(
+            f"{path} is a checkpoint, not a run directory; resume its run with {where}, which continues from "
+            "the run's latest checkpoint (to start a new run from these weights: --init-from)."
+        )
+    if not (path / "config.yaml").exists():
+        raise ckpt.CheckpointError(
+            f"{path} is not a run directory (it has no config.yaml). Pass a directory written by `chunkrl train`."
+        )
+    config = resolve_method(load_config(path / "config.yaml"))  # fills only what a hand edit left at None
+    check_values(config)
+    if not (path / "checkpoints" / "latest").exists():
+        console.print(
+            f"[yellow]{path} has no checkpoint yet (the run stopped before its first one): starting it again "
+            "from its saved config.[/]"
+        )
+        return path, None, config
+    return path, ckpt.resolve_checkpoint(path), config
+
+
 def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None = None) -> dict:
     """Run (or resume) training; returns the summary also written to ``<run>/summary.json``."""
     started = time.time()
     checkpoint = None
     if resume is not None:
-        run_dir = Path(resume)
-        checkpoint = ckpt.resolve_checkpoint(run_dir)
-        config = load_config(run_dir / "config.yaml")
-        check_values(config)
+        run_dir, checkpoint, config = open_for_resume(Path(resume), Console(stderr=True, soft_wrap=True))
     else:
         check_values(config)
         config = resolve_method(config)  # also rejects an unknown agent or environment name
         check_values(config)  # the method's defaults filled in
         run_dir = new_run_dir(config, run_dir)
-        save_config(config, run_dir / "config.yaml")
-    try:
-        trainer = build_trainer(config, run_dir, checkpoint)
-    except BaseException:
-        if checkpoint is None:  # nothing was trained: leave no half-made run directory behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    with RunDirectoryLock(run_dir):
+        if resume is None:
+            save_config(config, run_dir / "config.yaml")
+        try:
+            trainer = build_trainer(config, run_dir, checkpoint, restart=resume is not None and checkpoint is None)
+        except BaseException:
+            if resume is None:  # nothing was trained: leave no half-made run directory behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return run_trainer(trainer, started)
+
+
+def run_trainer(trainer: Trainer, started: float) -> dict:
+    """Both phases, then the summary; the first error is the one that propagates."""
     status = "failed"
     try:
         with StopSignals() as signals, _progress(trainer.logger.console) as progress:
@@ -394,7 +448,10 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
         raise
     finally:
         summary = trainer.summary(status, started)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        try:  # a derived file: failing to write it must not hide the error that ended the run
+            write_atomically(trainer.run_dir / "summary.json", json.dumps(summary, indent=2))
+        except OSError as error:
+            trainer.logger.console.print(f"[yellow]could not write summary.json: {error}[/]")
         trainer.logger.close()
     return summary
 

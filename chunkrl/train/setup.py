@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import socket
 import time
 from pathlib import Path
 
@@ -78,6 +80,49 @@ def new_run_dir(config: TrainConfig, run_dir: Path | None, runs_root: Path = Pat
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+class RunDirectoryBusy(RuntimeError):
+    """Another process is using the run directory."""
+
+
+class RunDirectoryLock:
+    """An exclusive lock on a run directory for as long as a process trains in it.
+
+    ``<run>/.lock`` is locked with ``flock`` (released by the OS when the process dies, so a killed run
+    never leaves a stale lock) and names its holder, so that a second ``train`` or ``train --resume``
+    on the same directory stops with a clear error instead of interleaving logs and checkpoints.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.file = None
+
+    def __enter__(self) -> RunDirectoryLock:
+        import fcntl
+
+        file = self.path.open("a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            file.close()
+            raise RunDirectoryBusy(
+                f"The run directory {self.path.parent} is in use by {holder}. Wait for that run to finish "
+                "(or stop it with Ctrl-C, which writes a resumable checkpoint), then resume it."
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        file.flush()
+        self.file = file
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()  # closing releases the flock
+            self.file = None
 
 
 def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Path:

@@ -1,0 +1,94 @@
+"""Run directories: one process at a time, resuming the right thing, files never left half-written."""
+
+import errno
+import json
+import os
+
+import pytest
+
+from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.config import TrainConfig, load_config, save_config
+from chunkrl.files import write_atomically
+from chunkrl.train.loop import train
+from chunkrl.train.setup import RunDirectoryBusy, RunDirectoryLock
+
+
+def tiny_config(dataset, **changes):
+    values = dict(
+        env="puzzle-3x3-play-singletask-task1-v0",
+        dataset_path=dataset,
+        offline_steps=4,
+        online_steps=0,
+        batch_size=8,
+        eval_episodes=1,
+        eval_interval=0,
+        log_interval=2,
+        checkpoint_interval=0,
+        tensorboard=False,
+        flow=FlowAgentConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), flow_steps=2),
+    )
+    return TrainConfig(**{**values, **changes})
+
+
+def test_a_second_process_on_a_run_directory_is_refused_and_told_who_holds_it(tmp_path):
+    with RunDirectoryLock(tmp_path), pytest.raises(RunDirectoryBusy, match=f"in use by process {os.getpid()}"):
+        RunDirectoryLock(tmp_path).__enter__()
+    with RunDirectoryLock(tmp_path):  # released on exit: the directory can be used again
+        pass
+
+
+def test_resume_refuses_to_train_while_another_process_holds_the_run(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset), run_dir=run)
+    rows_before = (run / "train.csv").read_text()
+    with RunDirectoryLock(run), pytest.raises(RunDirectoryBusy):
+        train(TrainConfig(), resume=run)
+    assert (run / "train.csv").read_text() == rows_before
+
+
+def test_resuming_a_checkpoint_path_names_the_command_that_resumes_its_run(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset), run_dir=run)
+    checkpoint = run / "checkpoints" / (run / "checkpoints" / "latest").read_text()
+    with pytest.raises(ValueError, match=f"resume its run with `chunkrl train --resume {run}`"):
+        train(TrainConfig(), resume=checkpoint)
+    assert sorted(p.name for p in checkpoint.iterdir()) == sorted(
+        ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml"]
+    ), "nothing may be written inside the checkpoint"
+
+
+def test_a_run_that_died_before_its_first_checkpoint_resumes_from_its_saved_config(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(tiny_config(tiny_puzzle_dataset, agent="qc-fql"), run / "config.yaml")
+    (run / "train.csv").write_text("step,phase,loss/total\n2,offline,1.0\n")  # rows of the dead process
+    summary = train(TrainConfig(), resume=run)
+    assert summary["status"] == "finished" and summary["counters"]["offline_step"] == 4
+    steps = [line.split(",")[0] for line in (run / "train.csv").read_text().splitlines()[1:]]
+    assert steps == ["2", "4"], "the dead run's rows are replaced, not duplicated"
+
+
+def test_an_unreadable_summary_does_not_block_a_resume(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset), run_dir=run)
+    (run / "summary.json").write_text("")  # what a full disk left before writes were atomic
+    config = load_config(run / "config.yaml")
+    config.offline_steps = 6
+    save_config(config, run / "config.yaml")
+    summary = train(TrainConfig(), resume=run)
+    assert summary["counters"]["offline_step"] == 6
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    path.write_text('{"status": "finished"}')
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(path, '{"status": "interrupted", "much": "more"}')
+    assert path.read_text() == '{"status": "finished"}'
+    assert list(tmp_path.iterdir()) == [path], "no temporary file is left behind"
