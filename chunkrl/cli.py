@@ -11,18 +11,31 @@ chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE]            success curves (with 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import warnings
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from chunkrl.data.trajectories import DatasetError
 
 console = Console(stderr=True, soft_wrap=True)
 EXIT_ERROR = 2
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _train(argv: list[str]) -> int:
@@ -70,8 +83,12 @@ def _eval(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="chunkrl eval", description="Evaluate a checkpoint or a run's latest one.")
     parser.add_argument("checkpoint", type=Path, help="a checkpoint directory or a run directory")
-    parser.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval_episodes)")
-    parser.add_argument("--execute-horizon", type=int, default=None, help="actions per chunk before re-planning")
+    parser.add_argument(
+        "--episodes", type=positive_int, default=None, help="episodes (default: the run's eval_episodes)"
+    )
+    parser.add_argument(
+        "--execute-horizon", type=positive_int, default=None, help="actions per chunk before re-planning"
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     results = evaluate_checkpoint(args.checkpoint, args.episodes, args.execute_horizon, args.device)
@@ -86,8 +103,8 @@ def _data(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
     gen.add_argument("dataset", help="e.g. scene-play-v0, puzzle-3x3-play-v0, cube-double-noisy-v0")
-    gen.add_argument("--episodes", type=int, default=None, help="training episodes (default: OGBench's count)")
-    gen.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    gen.add_argument("--episodes", type=positive_int, default=None, help="training episodes (default: OGBench's count)")
+    gen.add_argument("--workers", type=positive_int, default=2, help="worker processes (default 2)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", type=Path, default=None, help="output .npz (default: the cache, where training looks)")
     gen.add_argument("--cache-dir", type=Path, default=None)
@@ -138,9 +155,15 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", message=".*precision lowered.*")  # gymnasium notices about OGBench's spaces
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if not argv or argv[0] in ("-h", "--help") else EXIT_ERROR
+        return 0
+    if argv[0] not in COMMANDS:
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f" Did you mean: {close[0]}?" if close else ""
+        console.print(f"[bold red]error:[/] unknown command {escape(repr(argv[0]))}.{hint}", highlight=False)
+        print(__doc__, file=sys.stderr)
+        return EXIT_ERROR
     try:
         return COMMANDS[argv[0]](argv[1:])
     except TrainingInterrupted as stop:
@@ -157,9 +180,20 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         NonFiniteLoss,
         RuntimeError,
+        OSError,  # permissions, a full disk, a file where a directory should be: the message names the path
     ) as error:
-        console.print(f"[bold red]error:[/] {error}")
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # the second Ctrl-C: stop at once, keeping the last checkpoint written
+        console.print("[yellow]stopped at once (second Ctrl-C); the run keeps its last checkpoint.[/]")
+        return EXIT_CODES["SIGINT"]
+    except Exception:
+        console.print_exception()
+        console.print(
+            "[bold red]This is a bug in chunkrl, not a mistake of yours.[/] Please report it with the command you "
+            "ran and the traceback above."
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def new_run_dir(config: TrainConfig, run_dir: Path | None, runs_root: Path = Pat
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = runs_root / config.env / f"{config.agent}-seed{config.seed}-{stamp}"
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--run-dir {run_dir} is a file, not a directory; pass the path of a new directory.")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(
             f"The run directory {run_dir} already exists and is not empty; chunkrl never overwrites a run. "

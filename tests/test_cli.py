@@ -1,0 +1,56 @@
+"""The command line's answers to user mistakes: one clear line and exit code 2, never a traceback."""
+
+import importlib.util
+
+import pytest
+
+from chunkrl import cli
+from chunkrl.cli import main
+
+
+def test_an_unknown_command_is_named_with_the_closest_one(capsys):
+    assert main(["trian"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'trian'" in err and "Did you mean: train?" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "run", "--episodes", "0"],
+        ["data", "generate", "puzzle-3x3-play-v0", "--episodes", "0"],
+        ["data", "generate", "puzzle-3x3-play-v0", "--workers", "-1"],
+    ],
+)
+def test_counts_below_one_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_error_text_is_printed_verbatim_including_brackets(tmp_path, capsys):
+    # the message must survive rich's markup: [wandb] is not a style tag
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here, so --wandb does not fail")
+    run = tmp_path / "run"
+    assert main(["train", "--wandb", "--run-dir", str(run), "--online-steps", "0", "--offline-steps", "1"]) == 2
+    assert "pip install 'chunkrl[wandb]'" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_a_run_dir_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    assert main(["train", "--run-dir", str(target), "--offline-steps", "1", "--online-steps", "0"]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert target.read_text() == "mine"
+
+
+def test_an_internal_error_shows_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    def broken(argv):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", broken)
+    assert main(["train"]) == 1
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err and "Please report it" in err
