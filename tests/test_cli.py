@@ -54,3 +54,24 @@ def test_an_internal_error_shows_its_traceback_and_asks_for_a_report(monkeypatch
     assert main(["train"]) == 1
     err = capsys.readouterr().err
     assert "ZeroDivisionError" in err and "Please report it" in err
+
+
+def test_plotting_a_run_without_evaluations_is_an_error_not_an_empty_picture(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("agent: qc-fql\nenv: puzzle-3x3-play-singletask-task1-v0\n")
+    (run / "eval.csv").write_text("step,phase,success\n")
+    assert main(["plot", str(run)]) == 2
+    assert "holds no evaluations yet" in capsys.readouterr().err
+    assert not (run / "success.png").exists()
+
+
+def test_generating_into_a_read_only_directory_fails_before_any_episode(tmp_path, monkeypatch, capsys):
+    import os
+
+    from chunkrl.data import generate
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a read-only directory (root ignores modes)
+    monkeypatch.setattr(generate, "_collect", lambda *args: pytest.fail("episodes were generated"))
+    code = main(["data", "generate", "puzzle-3x3-play-v0", "--episodes", "1", "--out", str(tmp_path / "d.npz")])
+    assert code == 2 and "cannot write to" in capsys.readouterr().err

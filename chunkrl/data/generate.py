@@ -233,6 +233,8 @@ def generate_dataset(
             "or choose another --out path."
         )
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_path.parent, os.W_OK):  # find out now, not after generating every episode
+        raise PermissionError(f"cannot write to {out_path.parent}: choose another --out or --cache-dir")
     total = settings.episodes + settings.validation_episodes
     episodes = _collect(settings, total, workers, progress)
     train = _concat(episodes[: settings.episodes])

@@ -21,7 +21,10 @@ def read_eval(run_dir: Path) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; is {run_dir} a chunkrl run directory with evaluations?")
     with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} holds no evaluations yet: nothing to plot for {run_dir}")
+    return rows
 
 
 def read_reference(path: Path, task: str, method: str) -> dict[str, list[tuple[float, float, float, float]]]:

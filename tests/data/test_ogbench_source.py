@@ -67,6 +67,24 @@ def test_truncated_file_is_reported_as_corrupt(tiny_puzzle_dataset, tmp_path):
         read_npz(broken)
 
 
+def test_a_file_without_actions_is_named_as_not_an_ogbench_dataset_not_as_corrupt(tiny_puzzle_dataset, tmp_path):
+    with np.load(tiny_puzzle_dataset) as data:
+        arrays = {k: data[k] for k in data.files if k != "actions"}
+    np.savez(tmp_path / "mine.npz", **arrays)
+    with pytest.raises(DatasetError, match=r"lacks the arrays \['actions'\]") as error:
+        read_npz(tmp_path / "mine.npz")
+    assert "corrupt" not in str(error.value)
+
+
+def test_arrays_of_different_lengths_are_rejected_with_their_sizes(tiny_puzzle_dataset, env, tmp_path):
+    with np.load(tiny_puzzle_dataset) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["actions"] = arrays["actions"][:-10]
+    np.savez(tmp_path / "short.npz", **arrays)
+    with pytest.raises(DatasetError, match=r"402 observations but \{'actions': 392\}"):
+        load_single_task(tmp_path / "short.npz", TASK, env, sparse=False)
+
+
 def test_dataset_of_another_environment_is_rejected(tiny_puzzle_dataset):
     scene = parse_task("scene-play-singletask-task2-v0")
     env = make_task_env(scene)

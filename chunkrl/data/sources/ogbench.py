@@ -137,6 +137,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                     "(expected observations, actions, terminals, qpos, qvel[, button_states])."
                 )
             return {k: file[k] for k in file.files}
+    except DatasetError:
+        raise  # already says what is wrong with the file
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise DatasetError(
             f"Dataset file {path} is corrupt or truncated ({type(error).__name__}: {error}). Delete it and "
@@ -164,6 +166,13 @@ def load_single_task(path: Path, task: OGBenchTask, env, sparse: bool, extra_cap
             f"Dataset {path} has observations of size {raw['observations'].shape[-1]} and actions of size "
             f"{raw['actions'].shape[-1]}, but {task.env_name} expects {observation_dim} and {action_dim}. "
             f"Use the dataset of that environment ({task.dataset_name})."
+        )
+    rows = len(raw["observations"])
+    short = {k: len(raw[k]) for k in REQUIRED_KEYS if len(raw[k]) != rows}
+    if short:
+        raise DatasetError(
+            f"Dataset {path} has {rows} observations but {short} rows of other arrays; every array of an "
+            "OGBench file has one row per stored step (the final observation of each trajectory included)."
         )
     ends_raw = raw["terminals"].astype(bool)
     if len(ends_raw) == 0 or not ends_raw[-1]:
