@@ -8,21 +8,28 @@ Layout of one checkpoint directory::
     state.json          step counters and the method name
     config.yaml         the run's resolved config
     replay_online.npz   online steps collected so far (online phase only)
+    checksums.json      SHA-256 of each file above, to tell a corrupt file from a good one
 
 Directories are written under a temporary name and renamed into place, so a crash never leaves a
-half-written checkpoint under a real name. ``<run>/checkpoints/latest`` names the newest one.
+half-written checkpoint under a real name. ``<run>/checkpoints/latest`` names the newest one. A
+resume checks the files against their checksums and falls back, with a warning, to the newest
+checkpoint that is whole; every read error names the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import shutil
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from chunkrl.agents import agent_config
@@ -48,6 +55,64 @@ class Counters:
     def global_step(self) -> int:
         """x-axis of every curve: offline steps, then online environment steps."""
         return self.offline_step + self.online_step
+
+
+CHECKSUMS = "checksums.json"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in blocks (replay files can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Raise ``CheckpointError`` naming the first file that is missing or differs from its recorded
+    checksum (checkpoints written before checksums were recorded are only checked for weights)."""
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "model.safetensors").exists():
+        raise CheckpointError(f"{checkpoint} is missing or incomplete (no model.safetensors)")
+    listing = checkpoint / CHECKSUMS
+    if not listing.exists():
+        return
+    try:
+        expected = json.loads(listing.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{listing} cannot be read ({error})") from None
+    for name, digest in expected.items():
+        path = checkpoint / name
+        if not path.exists():
+            raise CheckpointError(f"{path} is missing")
+        if file_digest(path) != digest:
+            raise CheckpointError(
+                f"{path} is corrupt: its content differs from the checksum recorded when it was written"
+            )
+
+
+def latest_good_checkpoint(run_dir: Path, warn) -> Path:
+    """The run's newest checkpoint whose files are whole: ``latest`` first, then older ones, newest first.
+    ``warn(text)`` is told about every checkpoint passed over."""
+    root = Path(run_dir) / "checkpoints"
+    candidates = []
+    latest = root / "latest"
+    if latest.exists():
+        candidates.append(root / latest.read_text().strip())
+    candidates += sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True)
+    problems = []
+    for candidate in dict.fromkeys(candidates):  # each once, in order
+        try:
+            verify_checkpoint(candidate)
+            read_counters(candidate)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if problems:
+            warn(f"passed over: {'; '.join(problems)}. Resuming from the older checkpoint {candidate}.")
+        return candidate
+    raise CheckpointError(f"no usable checkpoint in {root}: {'; '.join(problems) or 'none was written'}")
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -93,6 +158,8 @@ def save_checkpoint(
     save_config(config, partial / "config.yaml")
     if online_steps is not None and len(online_steps.rewards):
         _save_online_steps(partial / "replay_online.npz", online_steps)
+    digests = {p.name: file_digest(p) for p in sorted(partial.iterdir())}
+    (partial / CHECKSUMS).write_text(json.dumps(digests, indent=2))
     final = root / name
     if final.exists():
         shutil.rmtree(final)
@@ -121,14 +188,20 @@ def load_online_steps(checkpoint: Path) -> Trajectories | None:
     path = Path(checkpoint) / "replay_online.npz"
     if not path.exists():
         return None
-    with np.load(path) as data:
-        return Trajectories.from_arrays(StepArrays(**{k: data[k] for k in data.files}))
+    try:
+        with np.load(path) as data:
+            return Trajectories.from_arrays(StepArrays(**{k: data[k] for k in data.files}))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, TypeError) as error:
+        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
 
 
 def load_weights(agent: torch.nn.Module, checkpoint: Path) -> None:
     """Load agent weights, explaining any mismatch with the agent's configuration."""
     checkpoint = Path(checkpoint)
-    tensors = load_file(checkpoint / "model.safetensors", device=str(agent.device))
+    try:
+        tensors = load_file(checkpoint / "model.safetensors", device=str(agent.device))
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{checkpoint / 'model.safetensors'} cannot be read ({error})") from None
     expected = agent.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -175,20 +248,34 @@ def read_counters(checkpoint: Path) -> Counters:
     path = Path(checkpoint) / "state.json"
     if not path.exists():
         raise CheckpointError(f"checkpoint {checkpoint} is incomplete: {path} is missing")
-    return Counters(**json.loads(path.read_text())["counters"])
+    try:
+        return Counters(**json.loads(path.read_text())["counters"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
 
 
 def load_training_state(checkpoint: Path, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
     """Restore optimizer states; return the RNG states."""
     checkpoint = Path(checkpoint)
-    try:
-        states = torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True)
-        rng = torch.load(checkpoint / "rng.pt", map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise CheckpointError(f"checkpoint {checkpoint} is incomplete: {error.filename} is missing") from error
+    states, rng = (_load_plain(checkpoint / name) for name in ("optimizer.pt", "rng.pt"))
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(states[name])
     return rng
+
+
+def _load_plain(path: Path):
+    """``torch.load`` of tensors, numbers and containers only; anything else is refused, never run."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path.parent} is incomplete: {path} is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and numbers; chunkrl refuses to unpickle them. It was not "
+            "written by chunkrl (or was altered): resume from another checkpoint or start a new run."
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chunkrl.agents import Agent
@@ -399,13 +400,15 @@ def open_for_resume(path: Path, console) -> tuple[Path, Path | None, TrainConfig
         )
     config = resolve_method(load_config(path / "config.yaml"))  # fills only what a hand edit left at None
     check_values(config)
-    if not (path / "checkpoints" / "latest").exists():
+    written = path / "checkpoints"
+    if not ((written / "latest").exists() or any(written.glob("step_*"))):
         console.print(
             f"[yellow]{path} has no checkpoint yet (the run stopped before its first one): starting it again "
             "from its saved config.[/]"
         )
         return path, None, config
-    return path, ckpt.resolve_checkpoint(path), config
+    checkpoint = ckpt.latest_good_checkpoint(path, lambda text: console.print(f"[yellow]{escape(text)}[/]"))
+    return path, checkpoint, config
 
 
 def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None = None) -> dict:

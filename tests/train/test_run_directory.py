@@ -53,7 +53,7 @@ def test_resuming_a_checkpoint_path_names_the_command_that_resumes_its_run(tiny_
     with pytest.raises(ValueError, match=f"resume its run with `chunkrl train --resume {run}`"):
         train(TrainConfig(), resume=checkpoint)
     assert sorted(p.name for p in checkpoint.iterdir()) == sorted(
-        ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml"]
+        ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml", "checksums.json"]
     ), "nothing may be written inside the checkpoint"
 
 

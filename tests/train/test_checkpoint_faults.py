@@ -1,0 +1,89 @@
+"""Corrupt checkpoints: each file is checked, named when bad, and a resume falls back to a whole one."""
+
+import pickle
+import shutil
+
+import pytest
+
+from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.config import TrainConfig
+from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint, load_training_state
+from chunkrl.train.loop import train
+
+FILES = ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_puzzle_dataset, tmp_path_factory):
+    """A tiny run with checkpoints at steps 4 and 6 (keep 2)."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    config = TrainConfig(
+        env="puzzle-3x3-play-singletask-task1-v0",
+        dataset_path=tiny_puzzle_dataset,
+        offline_steps=6,
+        online_steps=0,
+        batch_size=8,
+        eval_episodes=1,
+        eval_interval=0,
+        log_interval=2,
+        checkpoint_interval=2,
+        tensorboard=False,
+        flow=FlowAgentConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), flow_steps=2),
+    )
+    train(config, run_dir=run)
+    return run
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    return shutil.copytree(trained_run, tmp_path / "run")
+
+
+def checkpoint(run, step):
+    return run / "checkpoints" / f"step_{step:09d}"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_corrupt_file_in_the_latest_checkpoint_is_named_and_the_previous_one_used(run_copy, name):
+    path = checkpoint(run_copy, 6) / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated, as by a crash or full disk
+    warnings = []
+    assert latest_good_checkpoint(run_copy, warnings.append) == checkpoint(run_copy, 4)
+    assert str(path) in warnings[0] and "corrupt" in warnings[0]
+
+
+def test_latest_naming_a_missing_directory_falls_back_to_the_newest_whole_checkpoint(run_copy):
+    (run_copy / "checkpoints" / "latest").write_text("step_000000099")
+    warnings = []
+    assert latest_good_checkpoint(run_copy, warnings.append) == checkpoint(run_copy, 6)
+    assert "step_000000099 is missing" in warnings[0]
+
+
+def test_no_whole_checkpoint_is_an_error_naming_every_problem(run_copy):
+    for step in (4, 6):
+        (checkpoint(run_copy, step) / "rng.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"step_000000006/rng.pt is corrupt.*step_000000004/rng.pt is corrupt"):
+        latest_good_checkpoint(run_copy, print)
+
+
+def test_resume_continues_from_the_previous_checkpoint_when_the_latest_is_corrupt(run_copy):
+    (checkpoint(run_copy, 6) / "model.safetensors").write_bytes(b"\0" * 64)
+    (run_copy / "summary.json").unlink()
+    summary = train(TrainConfig(), resume=run_copy)
+    assert summary["status"] == "finished" and summary["counters"]["offline_step"] == 6
+    steps = [line.split(",")[0] for line in (run_copy / "train.csv").read_text().splitlines()[1:]]
+    assert steps == ["2", "4", "6"], "rows after the checkpoint used are logged again, not duplicated"
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickle_with_code_is_refused_with_a_clean_error(run_copy, capsys):
+    target = checkpoint(run_copy, 6)
+    (target / "checksums.json").unlink()  # as in a checkpoint of another program: nothing to compare with
+    (target / "rng.pt").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError, match="refuses to unpickle"):
+        load_training_state(target, {})
+    assert "this must never run" not in capsys.readouterr().out
