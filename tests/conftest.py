@@ -41,3 +41,25 @@ def tiny_puzzle_dataset(tmp_path_factory):
     settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=2, max_episode_steps=201)
     generate_dataset(settings, out, workers=1)
     return out
+
+
+def tiny_config(dataset, **changes):
+    """A tiny offline run on ``dataset`` (the tiny puzzle file): 4 offline steps, 8-unit flow networks,
+    batch 8, one evaluation episode at the end, no TensorBoard; ``changes`` override any field."""
+    from chunkrl.agents.configs import FlowAgentConfig
+    from chunkrl.config import TrainConfig
+
+    values = dict(
+        env="puzzle-3x3-play-singletask-task1-v0",
+        dataset_path=dataset,
+        offline_steps=4,
+        online_steps=0,
+        batch_size=8,
+        eval_episodes=1,
+        eval_interval=0,
+        log_interval=2,
+        checkpoint_interval=0,
+        tensorboard=False,
+        flow=FlowAgentConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), flow_steps=2),
+    )
+    return TrainConfig(**{**values, **changes})

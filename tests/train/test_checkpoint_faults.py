@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.config import TrainConfig
 from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint, load_training_state
 from chunkrl.train.loop import train
+from tests.conftest import tiny_config
 
 FILES = ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml"]
 
@@ -17,19 +17,7 @@ FILES = ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.ya
 def trained_run(tiny_puzzle_dataset, tmp_path_factory):
     """A tiny run with checkpoints at steps 4 and 6 (keep 2)."""
     run = tmp_path_factory.mktemp("runs") / "run"
-    config = TrainConfig(
-        env="puzzle-3x3-play-singletask-task1-v0",
-        dataset_path=tiny_puzzle_dataset,
-        offline_steps=6,
-        online_steps=0,
-        batch_size=8,
-        eval_episodes=1,
-        eval_interval=0,
-        log_interval=2,
-        checkpoint_interval=2,
-        tensorboard=False,
-        flow=FlowAgentConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), flow_steps=2),
-    )
+    config = tiny_config(tiny_puzzle_dataset, offline_steps=6, checkpoint_interval=2)
     train(config, run_dir=run)
     return run
 

@@ -10,6 +10,7 @@ from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.agents.fql import FQLAgent
 from chunkrl.config import TrainConfig
 from chunkrl.train.loop import NonFiniteLoss, train
+from tests.conftest import tiny_config
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_puzzle_dataset, tmp_path, monkeypatch):
@@ -24,17 +25,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_puzzle_dataset, 
         return metrics
 
     monkeypatch.setattr(FQLAgent, "update", update_that_diverges)
-    config = TrainConfig(
-        env="puzzle-3x3-play-singletask-task1-v0",
-        dataset_path=tiny_puzzle_dataset,
+    config = tiny_config(
+        tiny_puzzle_dataset,
         offline_steps=100,
-        online_steps=0,
         batch_size=16,
-        eval_episodes=1,
-        eval_interval=0,
         log_interval=5,
         checkpoint_interval=10,
-        tensorboard=False,
         flow=FlowAgentConfig(actor_hidden_dims=(16,), critic_hidden_dims=(16,), flow_steps=2),
     )
     run = tmp_path / "run"
@@ -47,7 +43,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_puzzle_dataset, 
 def test_a_mismatch_with_an_act_checkpoint_names_its_transformer_settings(tmp_path):
     from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
     from chunkrl.agents.configs import ACTActorConfig
-    from chunkrl.config import TrainConfig, save_config
+    from chunkrl.config import save_config
     from chunkrl.train.checkpoint import CheckpointError, load_weights
 
     act = ACTActorConfig(width=16, heads=2, feedforward=32, decoder_layers=1, obs_history=2)

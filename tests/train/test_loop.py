@@ -6,10 +6,10 @@ import torch
 
 from chunkrl.agents.configs import SACAgentConfig
 from chunkrl.agents.sac import ChunkedSACAgent
-from chunkrl.config import TrainConfig
 from chunkrl.envs.executor import UniformRandomPolicy
 from chunkrl.train.checkpoint import load_online_steps, resolve_checkpoint
 from chunkrl.train.loop import restore_rng_states, train
+from tests.conftest import tiny_config
 
 
 def test_uniform_random_policy_draws_one_fresh_action_per_query_within_the_bounds():
@@ -29,19 +29,15 @@ def test_uniform_random_policy_draws_one_fresh_action_per_query_within_the_bound
 
 def run_online(tiny_puzzle_dataset, run, warmup):
     """qc-rlpd online for 30 steps (updates from step 20) with an agent that always proposes zeros."""
-    config = TrainConfig(
+    config = tiny_config(
+        tiny_puzzle_dataset,
         agent="qc-rlpd",
-        env="puzzle-3x3-play-singletask-task1-v0",
-        dataset_path=tiny_puzzle_dataset,
+        offline_steps=None,
         online_steps=30,
         start_training=20,
         warmup=warmup,
         batch_size=16,
-        eval_episodes=1,
-        eval_interval=0,
         log_interval=10,
-        checkpoint_interval=0,
-        tensorboard=False,
         sac=SACAgentConfig(actor_hidden_dims=(16,), critic_hidden_dims=(16,), num_critics=2),
     )
     train(config, run_dir=run)

@@ -6,28 +6,11 @@ import os
 
 import pytest
 
-from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.files import write_atomically
 from chunkrl.train.loop import train
 from chunkrl.train.setup import RunDirectoryBusy, RunDirectoryLock
-
-
-def tiny_config(dataset, **changes):
-    values = dict(
-        env="puzzle-3x3-play-singletask-task1-v0",
-        dataset_path=dataset,
-        offline_steps=4,
-        online_steps=0,
-        batch_size=8,
-        eval_episodes=1,
-        eval_interval=0,
-        log_interval=2,
-        checkpoint_interval=0,
-        tensorboard=False,
-        flow=FlowAgentConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), flow_steps=2),
-    )
-    return TrainConfig(**{**values, **changes})
+from tests.conftest import tiny_config
 
 
 def test_a_second_process_on_a_run_directory_is_refused_and_told_who_holds_it(tmp_path):
