@@ -1,11 +1,14 @@
 """Corrupt checkpoints: each file is checked, named when bad, and a resume falls back to a whole one."""
 
+import errno
 import pickle
 import shutil
 
 import pytest
 
 from chunkrl.config import TrainConfig
+from chunkrl.train import checkpoint as ckpt_module
+from chunkrl.train import logging as logging_module
 from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint, load_training_state
 from chunkrl.train.loop import train
 from tests.conftest import tiny_config
@@ -68,6 +71,7 @@ class Payload:
         return (print, ("this must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_pickle_with_code_is_refused_with_a_clean_error(run_copy, capsys):
     target = checkpoint(run_copy, 6)
     (target / "checksums.json").unlink()  # as in a checkpoint of another program: nothing to compare with
@@ -75,3 +79,72 @@ def test_a_pickle_with_code_is_refused_with_a_clean_error(run_copy, capsys):
     with pytest.raises(CheckpointError, match="refuses to unpickle"):
         load_training_state(target, {})
     assert "this must never run" not in capsys.readouterr().out
+
+
+def failing_on_second_call(function, name):
+    """``function`` that raises ENOSPC ("no space left on device") the second time it writes ``name``."""
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        written = " ".join(str(a) for a in args)
+        if name in written:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", name)
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize(
+    ("module", "attribute", "file"),
+    [
+        (ckpt_module, "save_file", "model.safetensors"),
+        (ckpt_module.torch, "save", "optimizer.pt"),
+        (ckpt_module.torch, "save", "rng.pt"),
+        (ckpt_module, "save_config", "config.yaml"),
+        (ckpt_module, "write_atomically", "latest"),
+        (logging_module.CsvStream, "write", "train.csv"),
+    ],
+    ids=["model", "optimizer", "rng", "config", "latest", "train.csv"],
+)
+def test_a_full_disk_stops_the_run_with_its_error_and_the_last_checkpoint_stays_whole(
+    tiny_puzzle_dataset, tmp_path, monkeypatch, module, attribute, file
+):
+    run = tmp_path / "run"
+    original = getattr(module, attribute)
+    if attribute == "write":  # CsvStream.write(self, row): the stream's path tells the file
+        calls = {"n": 0}
+
+        def original_or_full(self, row):
+            if self.path.name == file:
+                calls["n"] += 1
+                if calls["n"] == 2:
+                    raise OSError(errno.ENOSPC, "No space left on device", file)
+            return original(self, row)
+
+        monkeypatch.setattr(module, attribute, original_or_full)
+    else:
+        monkeypatch.setattr(module, attribute, failing_on_second_call(original, file))
+    with pytest.raises(OSError, match="No space left"):  # the first error is the one reported
+        train(tiny_config(tiny_puzzle_dataset, offline_steps=4, checkpoint_interval=2), run_dir=run)
+    monkeypatch.undo()
+    warnings = []
+    assert latest_good_checkpoint(run, warnings.append) == checkpoint(run, 2) and not warnings
+    summary = train(TrainConfig(), resume=run)
+    assert summary["status"] == "finished" and summary["counters"]["offline_step"] == 4
+
+
+def test_a_summary_that_cannot_be_written_does_not_fail_a_finished_run(tiny_puzzle_dataset, tmp_path, monkeypatch):
+    from chunkrl.train import loop
+
+    real = loop.write_atomically
+
+    def full(path, text):
+        if path.name == "summary.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(loop, "write_atomically", full)
+    summary = train(tiny_config(tiny_puzzle_dataset), run_dir=tmp_path / "run")
+    assert summary["status"] == "finished" and not (tmp_path / "run" / "summary.json").exists()

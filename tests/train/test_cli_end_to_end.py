@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 ENV = "puzzle-3x3-play-singletask-task1-v0"
 TINY = [
     "--flow.actor-hidden-dims",
