@@ -75,3 +75,26 @@ def test_generating_into_a_read_only_directory_fails_before_any_episode(tmp_path
     monkeypatch.setattr(generate, "_collect", lambda *args: pytest.fail("episodes were generated"))
     code = main(["data", "generate", "puzzle-3x3-play-v0", "--episodes", "1", "--out", str(tmp_path / "d.npz")])
     assert code == 2 and "cannot write to" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "train", interrupted)
+    assert main(["train"]) == 130
+    err = capsys.readouterr().err
+    assert "second Ctrl-C" in err and "Traceback" not in err
+
+
+def test_an_unwritable_run_directory_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)  # root ignores permission bits, so simulate them
+    run = tmp_path / "ro" / "run"
+    assert main(["train", "--run-dir", str(run), "--offline-steps", "1", "--online-steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and str(run) in err.replace("\n", "") and "Traceback" not in err

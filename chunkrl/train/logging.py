@@ -41,7 +41,7 @@ class CsvStream:
             return
         with self.path.open(newline="") as f:
             rows = list(csv.DictReader(f))
-        kept = [r for r in rows if int(float(r["step"])) <= step]
+        kept = [r for r in rows if _logged_step(r) <= step]
         if len(kept) == len(rows) or self.columns is None:
             return
         text = io.StringIO(newline="")
@@ -49,6 +49,14 @@ class CsvStream:
         writer.writeheader()
         writer.writerows(kept)
         write_atomically(self.path, text.getvalue())  # a crash here keeps the old rows, never half of them
+
+
+def _logged_step(row: dict) -> float:
+    """A row's step; a row torn by a crash or a full disk (unparsable or short) counts as after any step."""
+    try:
+        return float(row["step"]) if None not in row.values() else math.inf
+    except (KeyError, TypeError, ValueError):
+        return math.inf
 
 
 class RunLogger:

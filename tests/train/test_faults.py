@@ -55,3 +55,28 @@ def test_a_mismatch_with_an_act_checkpoint_names_its_transformer_settings(tmp_pa
     save_config(TrainConfig(agent="qc-rlpd", sac=saved), tmp_path / "config.yaml")
     with pytest.raises(CheckpointError, match="ACT width 16, 1 decoder layers, history 2"):
         load_weights(ChunkedSACAgent(3, 1, 2, SACAgentConfig(critic_hidden_dims=(8,))), tmp_path)
+
+
+def test_a_nan_before_any_checkpoint_says_none_was_written(tiny_puzzle_dataset, tmp_path, monkeypatch):
+    real_update = FQLAgent.update
+
+    def update_that_diverges(self, batch):
+        metrics = real_update(self, batch)
+        metrics["loss/total"] = torch.tensor(float("inf"))
+        return metrics
+
+    monkeypatch.setattr(FQLAgent, "update", update_that_diverges)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss, match="at step 1 .*no checkpoint had been written yet"):
+        train(tiny_config(tiny_puzzle_dataset, checkpoint_interval=10), run_dir=run)
+    assert not (run / "checkpoints").exists()
+
+
+def test_a_row_torn_by_a_crash_is_dropped_on_resume(tmp_path):
+    from chunkrl.train.logging import CsvStream
+
+    path = tmp_path / "train.csv"
+    # the disk filled while row "10,offline,0.2" was written: only its first character arrived
+    path.write_bytes(b"step,phase,loss\r\n2,offline,1.0\r\n4,offline,0.5\r\n1")
+    CsvStream(path).drop_after(4)
+    assert path.read_bytes() == b"step,phase,loss\r\n2,offline,1.0\r\n4,offline,0.5\r\n"
