@@ -353,7 +353,9 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None, r
             replay.extend(online)
         trainer.evaluations = previous_evaluations(run_dir / "summary.json", logger.console)
     elif config.init_from is not None:
-        ckpt.load_weights(agent, ckpt.resolve_checkpoint(config.init_from))
+        source = ckpt.resolve_checkpoint(config.init_from)
+        ckpt.verify_checkpoint(source)
+        ckpt.load_weights(agent, source)
     return trainer
 
 
@@ -464,6 +466,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluate a checkpoint (or a run's latest one) in fresh environments."""
     checkpoint = ckpt.resolve_checkpoint(path)
+    ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
     task = parse_task(config.env)
     env = make_task_env(task, config.sparse)

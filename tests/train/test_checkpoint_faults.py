@@ -148,3 +148,11 @@ def test_a_summary_that_cannot_be_written_does_not_fail_a_finished_run(tiny_puzz
     monkeypatch.setattr(loop, "write_atomically", full)
     summary = train(tiny_config(tiny_puzzle_dataset), run_dir=tmp_path / "run")
     assert summary["status"] == "finished" and not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_evaluating_a_corrupt_checkpoint_names_the_file(run_copy):
+    from chunkrl.train.loop import evaluate_checkpoint
+
+    (checkpoint(run_copy, 6) / "config.yaml").write_text("agent: qc-fql\n")  # edited after it was written
+    with pytest.raises(CheckpointError, match="step_000000006/config.yaml is corrupt"):
+        evaluate_checkpoint(run_copy, episodes=1)
