@@ -81,13 +81,13 @@ def test_a_pickle_with_code_is_refused_with_a_clean_error(run_copy, capsys):
     assert "this must never run" not in capsys.readouterr().out
 
 
-def failing_on_second_call(function, name):
-    """``function`` that raises ENOSPC ("no space left on device") the second time it writes ``name``."""
+def failing_on_second_call(function, name, target=lambda args: " ".join(str(a) for a in args)):
+    """``function`` that raises ENOSPC ("no space left on device") the second time it writes ``name``;
+    ``target(args)`` tells from a call's arguments what it writes."""
     calls = {"n": 0}
 
     def wrapper(*args, **kwargs):
-        written = " ".join(str(a) for a in args)
-        if name in written:
+        if name in target(args):
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(errno.ENOSPC, "No space left on device", name)
@@ -114,16 +114,7 @@ def test_a_full_disk_stops_the_run_with_its_error_and_the_last_checkpoint_stays_
     run = tmp_path / "run"
     original = getattr(module, attribute)
     if attribute == "write":  # CsvStream.write(self, row): the stream's path tells the file
-        calls = {"n": 0}
-
-        def original_or_full(self, row):
-            if self.path.name == file:
-                calls["n"] += 1
-                if calls["n"] == 2:
-                    raise OSError(errno.ENOSPC, "No space left on device", file)
-            return original(self, row)
-
-        monkeypatch.setattr(module, attribute, original_or_full)
+        monkeypatch.setattr(module, attribute, failing_on_second_call(original, file, lambda args: args[0].path.name))
     else:
         monkeypatch.setattr(module, attribute, failing_on_second_call(original, file))
     with pytest.raises(OSError, match="No space left"):  # the first error is the one reported
