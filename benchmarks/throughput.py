@@ -5,10 +5,16 @@ Batch 256, h = 5, puzzle-3x3 dimensions (observation 55, action 5), at the paper
 ratio against a figure measured on another machine or day means nothing, so this script prints none
 (compare with another implementation only when both run alternately in one session).
 
-    python benchmarks/throughput.py [--agents qc-fql qc qc-rlpd] [--device auto] [--updates 60] [--threads N]
+    python benchmarks/throughput.py [--agents qc-fql qc qc-rlpd] [--sizes 4x512 3x256] [--precision fp32]
+                                    [--device auto] [--updates 60] [--threads N]
 
 QC (best of N = 32 chunks) is measured with fewer updates: each one samples 32 x 256 candidate chunks
 with 10 flow steps for its target. The RLPD family runs its 10-member critic ensemble.
+
+Each line also gives the update's matrix-product work (counted by torch.utils.flop_counter on one
+update) and the rate it achieved, as a fraction of the attainable peak: the best rate of a large
+(4096 x 512 x 512) matrix product on this machine, measured at the start (fp32, and bf16 inputs).
+To compare with the official JAX code, run ``benchmarks/side_by_side.py``, which runs both alternately.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from chunkrl.agents import METHODS, agent_config
 from chunkrl.config import TrainConfig
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
+from chunkrl.nets.precision import PRECISIONS, autocast, matmul_precision
 from chunkrl.train.setup import build_agent, resolve_device, resolve_method
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
@@ -56,13 +64,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(method: str, dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories) -> dict:
-    config = TrainConfig(agent=method)
+def make_agent(method: str, dims: tuple[int, ...], device: torch.device, precision: str = "fp32"):
+    """The agent of ``method`` at puzzle-3x3 dimensions with ``dims`` networks, and its chunk spec."""
+    config = TrainConfig(agent=method, precision=precision)
     section = dataclasses.replace(agent_config(config), actor_hidden_dims=dims, critic_hidden_dims=dims)
+    if hasattr(section, "num_samples"):  # best of 32, as the official runner (the puzzle default would be 64)
+        section = dataclasses.replace(section, num_samples=32)
     config = resolve_method(dataclasses.replace(config, **{METHODS[method].family: section}))
-    agent = build_agent(config, OBSERVATION_DIM, ACTION_DIM, device)
-    sampler = ChunkSampler(store, ChunkSpec(config.horizon, 0.99), seed=0)
-    for _ in range(5):  # warm-up
+    return build_agent(config, OBSERVATION_DIM, ACTION_DIM, device), ChunkSpec(config.horizon, 0.99)
+
+
+def update_flops(agent, batch) -> int:
+    """Floating-point operations of one update's matrix products (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch)
+    return counter.get_total_flops()
+
+
+def measure(
+    method: str, dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories, precision: str = "fp32"
+) -> dict:
+    agent, spec = make_agent(method, dims, device, precision)
+    sampler = ChunkSampler(store, spec, seed=0)
+    flops = update_flops(agent, sampler.sample(BATCH).to_torch(device))
+    for _ in range(4):  # warm-up
         agent.update(sampler.sample(BATCH).to_torch(device))
     sync(device)
     started = time.perf_counter()
@@ -78,7 +103,22 @@ def measure(method: str, dims: tuple[int, ...], device: torch.device, updates: i
         t = time.perf_counter()
         agent.act(observation)
         latencies.append(time.perf_counter() - t)
-    return {"updates_per_s": rate, "act_ms": statistics.median(latencies) * 1e3}
+    return {"updates_per_s": rate, "act_ms": statistics.median(latencies) * 1e3, "gflop_per_update": flops / 1e9}
+
+
+def matmul_peak(device: torch.device, precision: str, rows: int = 4096, width: int = 512) -> float:
+    """GFLOP/s of a large matrix product in ``precision`` on ``device``: the attainable peak."""
+    x = torch.randn(rows, width, device=device)
+    w = torch.randn(width, width, device=device)
+    with matmul_precision(precision), autocast(precision, device):
+        for _ in range(3):
+            x @ w
+        sync(device)
+        started = time.perf_counter()
+        for _ in range(20):
+            x @ w
+        sync(device)
+    return 20 * 2 * rows * width * width / (time.perf_counter() - started) / 1e9
 
 
 def benchmark_parser(description: str, updates: int, updates_help: str) -> argparse.ArgumentParser:
@@ -118,14 +158,23 @@ def prepare(args: argparse.Namespace) -> torch.device:
 def main() -> None:
     parser = benchmark_parser(__doc__, 60, "timed updates (QC: a tenth of them)")
     parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc", "qc-rlpd"], choices=sorted(METHODS))
+    parser.add_argument("--sizes", nargs="+", default=["4x512", "3x256"], help="networks, LAYERSxWIDTH")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     args = parser.parse_args()
     device = prepare(args)
+    peak = max(matmul_peak(device, p) for p in ("fp32", args.precision))
+    print(f"attainable peak ({args.precision} run; best large product, fp32 or {args.precision}): {peak:.0f} GFLOP/s")
     store = synthetic_store()
     for method in args.agents:
-        for name, dims in (("4x512", (512,) * 4), ("3x256", (256,) * 3)):
+        for size in args.sizes:
+            layers, width = size.split("x")
             updates = max(3, args.updates // 10) if method in ("qc", "bfn", "bfn-n") else args.updates
-            result = measure(method, dims, device, updates, store)
-            line = f"{method} {name}: {result['updates_per_s']:.2f} updates/s, action query {result['act_ms']:.3f} ms"
+            result = measure(method, (int(width),) * int(layers), device, updates, store, args.precision)
+            achieved = result["gflop_per_update"] * result["updates_per_s"]
+            line = (
+                f"{method} {size}: {result['updates_per_s']:.2f} updates/s, action query {result['act_ms']:.3f} ms, "
+                f"{result['gflop_per_update']:.2f} GFLOP/update, {achieved:.0f} GFLOP/s = {achieved / peak:.0%} of peak"
+            )
             print(line, flush=True)
 
 

@@ -83,8 +83,16 @@ class TrainConfig:
     """How many of the newest checkpoints to keep."""
     seed: int = 0
     """Seed of networks, sampling and environments."""
+    seeds: tuple[int, ...] = ()
+    """Train these seeds together in one process with stacked parameters (e.g. --seeds 0 1 2 3), each with its
+    own data stream, random draws, environments, logs and checkpoints in RUN_DIR/seed_<n>. Empty: one run of
+    seed."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: auto picks CUDA when available."""
+    precision: Literal["fp32", "bf16-matmul", "bf16"] = "fp32"
+    """Arithmetic of updates and action queries. fp32: IEEE single precision. bf16-matmul: fp32 tensors, matrix
+    products may use bfloat16 internally (on x86 CPUs: oneDNN instead of MKL). bf16: forward passes autocast to
+    bfloat16, parameters and optimizer state fp32. See the README's performance section for speed and learning."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
     wandb: bool = False
@@ -205,6 +213,7 @@ def check_values(config: TrainConfig) -> None:
         for dims in ("actor_hidden_dims", "critic_hidden_dims"):
             widths = getattr(agent, dims)
             need(all(w >= 1 for w in widths), f"{section}.{dims} must be positive widths (got {list(widths)})")
+    need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
     need(c.flow.flow_steps >= 1, f"flow.flow_steps must be >= 1 (got {c.flow.flow_steps})")
     need(c.flow.alpha is None or c.flow.alpha >= 0, f"flow.alpha must be >= 0 (got {c.flow.alpha})")
     need(

@@ -10,6 +10,8 @@ from torch import nn
 
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import polyak_update
+from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
+from chunkrl.nets.precision import autocast, matmul_precision
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -42,6 +44,10 @@ class Agent(nn.Module):
     """
 
     history_length: int = 1
+    precision: str = "fp32"
+    noise: GlobalNoise = GLOBAL_NOISE
+    """Source of every random draw of ``update`` and ``act`` (``nets/noise.py``)."""
+    """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
 
     def __init__(self, observation_dim: int, action_dim: int, horizon: int):
         super().__init__()
@@ -75,13 +81,14 @@ class Agent(nn.Module):
         toggle = self.training and self.has_dropout  # switching modes costs ~0.4 ms: only when it matters
         if toggle:
             self.eval()  # no dropout while acting
-        with torch.inference_mode():
+        with torch.inference_mode(), matmul_precision(self.precision), autocast(self.precision, self.device):
             tensor = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
             valid = None
             if history_valid is not None:
                 valid = torch.as_tensor(history_valid, dtype=torch.float32, device=self.device)
                 valid = valid[None] if single else valid
-            chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid).cpu().numpy()
+            chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid)
+            chunks = chunks.float().cpu().numpy()
         if toggle:
             self.train()
         return chunks[0] if single else chunks
@@ -114,15 +121,21 @@ class ActorCriticAgent(Agent):
 
     def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
         """One gradient step on the sum of the losses, then the target critic's Polyak update."""
-        parts = self.losses(batch)
-        total = sum(loss for loss, _ in parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        with matmul_precision(self.precision):
+            with autocast(self.precision, self.device):
+                parts = self.losses(batch)
+            total = sum(loss for loss, _ in parts)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
         polyak_update(self.target_critic, self.critic, self.target_tau)
+        self.after_update()
         metrics = {name: value for _, part in parts for name, value in part.items()}
         metrics["loss/total"] = total
-        return {k: v.detach() for k, v in metrics.items()}
+        return {k: v.detach().float() for k, v in metrics.items()}
+
+    def after_update(self) -> None:
+        """Bookkeeping after each optimizer step (e.g. an update counter kept in a buffer)."""
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}

@@ -87,8 +87,8 @@ class FlowCriticAgent(ActorCriticAgent):
     def bc_flow_loss(self, batch: ChunkBatch) -> torch.Tensor:
         """Flow-matching behaviour cloning on the valid dataset actions (padding excluded)."""
         actions = self.policy_actions(batch)
-        noise = torch.randn_like(actions)
-        t = torch.rand(actions.shape[0], 1, device=actions.device)
+        noise = self.noise.normal(actions.shape, actions.device)
+        t = self.noise.uniform((actions.shape[0], 1), actions.device)
         x_t, velocity = flow_matching_targets(actions, noise, t)
         errors = (self.flow(batch.observations, x_t, t) - velocity).square()
         valid = batch.valid if self.config.action_chunking else batch.valid[:, :1]

@@ -34,7 +34,7 @@ class FQLAgent(FlowCriticAgent):
     def one_step_actions(self, observations: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """``pi(s, z)`` clipped to [-1, 1]; ``z ~ N(0, I)`` unless given."""
         if noise is None:
-            noise = torch.randn(observations.shape[0], self.policy_dim, device=observations.device)
+            noise = self.noise.normal((observations.shape[0], self.policy_dim), observations.device)
         return self.actor(observations, noise).clamp(-1.0, 1.0)
 
     def next_values(self, next_observations: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ class FQLAgent(FlowCriticAgent):
         """Flow BC on valid actions + alpha * distillation - Q of the one-step policy."""
         observations = batch.observations
         bc_loss = self.bc_flow_loss(batch)
-        distill_noise = torch.randn(observations.shape[0], self.policy_dim, device=observations.device)
+        distill_noise = self.noise.normal((observations.shape[0], self.policy_dim), observations.device)
         with torch.no_grad():  # the flow policy is the distillation teacher: no gradient into it
             teacher = self.flow_actions(observations, distill_noise)
         student = self.actor(observations, distill_noise)

@@ -180,7 +180,7 @@ class ChunkedSACAgent(ActorCriticAgent):
     def td_target(self, batch: ChunkBatch) -> torch.Tensor:
         """``reward_h + bootstrap_discount * V(s')`` [B]: the target critic's pessimistic value of a chunk
         sampled from the actor at ``s'`` (minus the entropy bonus with ``backup_entropy``)."""
-        next_chunks, next_log_prob, _, _ = self.actor.sample(*self.actor_inputs(batch, following=True))
+        next_chunks, next_log_prob, _, _ = self.actor.sample(*self.actor_inputs(batch, following=True), self.noise)
         next_q = self.target_critic(batch.next_observations, self.critic_actions(next_chunks))
         next_value = lower_confidence(next_q, self.config.rho)
         if self.config.backup_entropy:
@@ -212,7 +212,7 @@ class ChunkedSACAgent(ActorCriticAgent):
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """SAC actor loss on the joint log-probability plus the weighted BC term (BC alone while
         pre-training), and the temperature loss."""
-        chunks, log_prob, mean, log_std = self.actor.sample(*self.actor_inputs(batch))
+        chunks, log_prob, mean, log_std = self.actor.sample(*self.actor_inputs(batch), self.noise)
         q = self.actor_values(batch.observations, chunks)
         temperature = self.temperature
         sac_loss = (temperature.detach() * log_prob - q).mean()
@@ -242,10 +242,8 @@ class ChunkedSACAgent(ActorCriticAgent):
     def losses(self, batch: ChunkBatch) -> Losses:
         return [self.critic_loss(batch), self.actor_loss(batch)]
 
-    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
-        metrics = super().update(batch)
+    def after_update(self) -> None:
         self.num_updates += 1
-        return metrics
 
     # ------------------------------------------------------------------ acting
     def act_tensor(
@@ -255,5 +253,5 @@ class ChunkedSACAgent(ActorCriticAgent):
         if deterministic:
             chunks = self.actor.mode(observations, history_valid)
         else:
-            chunks = self.actor.sample_actions(observations, history_valid)
+            chunks = self.actor.sample_actions(observations, history_valid, self.noise)
         return chunks.view(observations.shape[0], self.horizon, self.action_dim)

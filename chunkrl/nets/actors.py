@@ -16,6 +16,7 @@ from torch import nn
 
 from chunkrl.nets.distributions import actions_log_prob, tanh_gaussian_sample
 from chunkrl.nets.mlp import MLP
+from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 """Bounds of the per-dimension log standard deviation (keeps the entropy term finite)."""
@@ -32,17 +33,20 @@ class GaussianChunkActor(nn.Module):
         raise NotImplementedError
 
     def sample(
-        self, observations: torch.Tensor, valid: torch.Tensor | None = None
+        self, observations: torch.Tensor, valid: torch.Tensor | None = None, noise: GlobalNoise = GLOBAL_NOISE
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A reparameterised chunk [B, h*A], its joint log-probability [B], and the (mean, log_std) used."""
+        """A reparameterised chunk [B, h*A], its joint log-probability [B], and the (mean, log_std) used;
+        the Gaussian draw comes from ``noise`` (a source from ``nets/noise.py``)."""
         mean, log_std = self(observations, valid)
-        actions, log_prob = tanh_gaussian_sample(mean, log_std)
+        actions, log_prob = tanh_gaussian_sample(mean, log_std, noise.normal(mean.shape, mean.device))
         return actions, log_prob, mean, log_std
 
-    def sample_actions(self, observations: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def sample_actions(
+        self, observations: torch.Tensor, valid: torch.Tensor | None = None, noise: GlobalNoise = GLOBAL_NOISE
+    ) -> torch.Tensor:
         """A sampled chunk [B, h*A] without its log-probability (for acting: fewer ops per query)."""
         mean, log_std = self(observations, valid)
-        return torch.tanh(torch.addcmul(mean, log_std.exp(), torch.randn_like(mean)))
+        return torch.tanh(torch.addcmul(mean, log_std.exp(), noise.normal(mean.shape, mean.device)))
 
     def mode(self, observations: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """The deterministic chunk ``tanh(mean)`` [B, h*A]."""

@@ -32,9 +32,14 @@ def tanh_gaussian_log_prob(
     return per_dim.sum(dim=-1)
 
 
-def tanh_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A reparameterised sample ``tanh(mean + std * eps)`` and its joint log-probability."""
-    pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+def tanh_gaussian_sample(
+    mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised sample ``tanh(mean + std * eps)`` and its joint log-probability; ``eps`` is
+    ``noise`` (standard normal, shaped like ``mean``), drawn here when not given."""
+    if noise is None:
+        noise = torch.randn_like(mean)
+    pre_tanh = mean + log_std.exp() * noise
     return torch.tanh(pre_tanh), tanh_gaussian_log_prob(mean, log_std, pre_tanh)
 
 

@@ -12,6 +12,10 @@ Ctrl-C / SIGTERM write a resumable checkpoint and stop cleanly; a non-finite los
 without overwriting the last good checkpoint. Losses are checked for NaN/inf on the device at every
 update, but read by the host only when metrics are logged and before every evaluation and checkpoint,
 so a GPU never waits for the host inside the update loop.
+
+The phases are generators: they yield each batch to train on and receive the update's metrics. One
+run drives them with its agent's ``update``; ``--seeds`` drives one run per seed in lockstep and updates
+all of them at once with stacked parameters (``train/seeds.py``), through the very same phase code.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import shutil
 import signal
 import time
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -30,12 +35,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chunkrl.agents import Agent
 from chunkrl.config import TrainConfig, check_values, load_config, save_config, to_dict
-from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
+from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.sources.ogbench import parse_task
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
 from chunkrl.envs.registry import make_task_env, space_dims
 from chunkrl.files import write_atomically
+from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
 from chunkrl.train.logging import RunLogger
 from chunkrl.train.setup import (
@@ -99,6 +105,8 @@ class Trainer:
     logger: RunLogger
     device: torch.device
     warmup_policy: UniformRandomPolicy | None = None  # acts before start_training (None: the agent)
+    label: str = ""  # which seed this is, when several train together (shown in progress and eval lines)
+    before_save: Callable[[], None] | None = None  # brings the agent's optimizer state up to date before a save
     counters: ckpt.Counters = field(default_factory=ckpt.Counters)
     evaluations: dict = field(default_factory=dict)
     signals: StopSignals | None = None
@@ -108,9 +116,10 @@ class Trainer:
     _update_step: torch.Tensor | None = None  # on the device: the step of the latest update
 
     # ------------------------------------------------------------------ pieces
-    def gradient_step(self) -> dict[str, torch.Tensor]:
+    def gradient_step(self) -> Generator[ChunkBatch, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Yield a batch; receive the update's metrics (the driver updated the agent on the batch)."""
         batch = self.sampler.sample(self.config.batch_size).to_torch(self.device)
-        metrics = self.agent.update(batch)
+        metrics = yield batch
         self.track_nonfinite(metrics["loss/total"])
         return metrics
 
@@ -159,7 +168,7 @@ class Trainer:
         status = f"{rate:.1f} steps/s {shown}{success}"
         progress.update(task, status=status)
         if not self.logger.console.is_terminal:  # logs and CI: no live bar, so print a line instead
-            self.logger.console.print(f"{phase} step {step}: {status}")
+            self.logger.console.print(f"{phase}{self.label} step {step}: {status}")
 
     def maybe_evaluate(self, phase: str, force: bool = False) -> None:
         interval = self.config.eval_interval
@@ -171,8 +180,8 @@ class Trainer:
         self.evaluations["latest"] = {**results, "step": step, "phase": phase}
         self.logger.log("eval", step, results, phase)
         self.logger.console.print(
-            f"[bold]eval[/] {phase} step {step}: success {results['success']:.2f}, return {results['return']:.1f}, "
-            f"length {results['length']:.0f} ({self.config.eval_episodes} episodes)"
+            f"[bold]eval[/]{self.label} {phase} step {step}: success {results['success']:.2f}, "
+            f"return {results['return']:.1f}, length {results['length']:.0f} ({self.config.eval_episodes} episodes)"
         )
 
     def maybe_checkpoint(self, force: bool = False) -> None:
@@ -186,7 +195,11 @@ class Trainer:
             return
         self.check_finite()
         self._saved_step = self.counters.global_step
+        if self.before_save is not None:
+            self.before_save()
         rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng_state()}
+        if isinstance(self.agent.noise, GeneratorNoise):
+            rng_states["noise"] = self.agent.noise.get_state()
         if self.warmup_policy is not None:
             rng_states["warmup"] = self.warmup_policy.rng_state()
         if torch.cuda.is_available():
@@ -216,24 +229,31 @@ class Trainer:
             raise TrainingInterrupted(self.run_dir, self.counters.global_step, self.signals.received)
 
     # ------------------------------------------------------------------ phases
-    def offline_phase(self, progress: Progress) -> None:
+    def phases(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
+        """Both phases: yields every batch to train on, receives each update's metrics."""
+        yield from self.offline_phase(progress)
+        yield from self.online_phase(progress)
+
+    def offline_phase(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
         if self.counters.offline_step >= self.config.offline_steps:
             return
         task = progress.add_task(
-            "offline", total=self.config.offline_steps, completed=self.counters.offline_step, status=""
+            f"offline{self.label}", total=self.config.offline_steps, completed=self.counters.offline_step, status=""
         )
         self._last_log = (time.perf_counter(), self.counters.global_step)
         while self.counters.offline_step < self.config.offline_steps:
             self.counters.offline_step += 1
-            metrics = self.gradient_step()
+            metrics = yield from self.gradient_step()
             self.end_step(metrics, "offline", progress, task)
         self.finish_phase("offline")
 
-    def online_phase(self, progress: Progress) -> None:
+    def online_phase(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
         c = self.config
         if self.counters.online_step >= c.online_steps:
             return
-        task = progress.add_task("online", total=c.online_steps, completed=self.counters.online_step, status="")
+        task = progress.add_task(
+            f"online{self.label}", total=c.online_steps, completed=self.counters.online_step, status=""
+        )
         seed = c.seed + 1 + self.counters.episodes
         executor = ChunkExecutor(self.env, c.execute_horizon, seed=seed, history=self.agent.history_length)
         episode_return, episode_length = 0.0, 0
@@ -259,7 +279,7 @@ class Trainer:
                 episode_return, episode_length = 0.0, 0
             if self.counters.online_step >= c.start_training:
                 for _ in range(c.utd_ratio):
-                    metrics = self.gradient_step()
+                    metrics = yield from self.gradient_step()
                     self.counters.online_updates += 1
             self.end_step(metrics, "online", progress, task)
         self.finish_phase("online")
@@ -304,9 +324,12 @@ def _progress(console) -> Progress:
     )
 
 
-def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None, restart: bool = False) -> Trainer:
+def build_trainer(
+    config: TrainConfig, run_dir: Path, checkpoint: Path | None, restart: bool = False, own_noise: bool = False
+) -> Trainer:
     """Everything a run needs; restores the state of ``checkpoint`` when resuming. ``restart``: the run
-    directory holds a run that never wrote a checkpoint, whose log rows are dropped."""
+    directory holds a run that never wrote a checkpoint, whose log rows are dropped. ``own_noise``: the
+    agent draws from a generator of its own (checkpointed) instead of torch's global one."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
     task = parse_task(config.env)
@@ -319,6 +342,8 @@ def build_trainer(config: TrainConfig, run_dir: Path, checkpoint: Path | None, r
     shared = config.replay == "shared"
     store = load_dataset(config, task, env, config.online_steps if shared else 0, logger.console)
     agent = build_agent(config, observation_dim, action_dim, device)
+    if own_noise:
+        agent.noise = GeneratorNoise(config.seed + 30_000, device)
     spec = ChunkSpec(config.horizon, config.discount, config.boundary)
     history = agent.history_length
     if shared:
@@ -378,6 +403,8 @@ def restore_rng_states(states: dict, trainer: Trainer) -> None:
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     trainer.sampler.set_rng_state(states["sampler"])
+    if "noise" in states and isinstance(trainer.agent.noise, GeneratorNoise):
+        trainer.agent.noise.set_state(states["noise"])
     if trainer.warmup_policy is not None and "warmup" in states:
         trainer.warmup_policy.set_rng_state(states["warmup"])
 
@@ -417,8 +444,16 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
     """Run (or resume) training; returns the summary also written to ``<run>/summary.json``."""
     started = time.time()
     checkpoint = None
+    console = Console(stderr=True, soft_wrap=True)
+    if resume is not None and (Path(resume) / "config.yaml").exists():
+        saved = resolve_method(load_config(Path(resume) / "config.yaml"))
+        if saved.seeds:  # several seeds: each seed_<n> directory is resumed from its own checkpoint
+            from chunkrl.train.seeds import train_seeds
+
+            with RunDirectoryLock(Path(resume)):
+                return train_seeds(saved, Path(resume), True, started, console)
     if resume is not None:
-        run_dir, checkpoint, config = open_for_resume(Path(resume), Console(stderr=True, soft_wrap=True))
+        run_dir, checkpoint, config = open_for_resume(Path(resume), console)
     else:
         check_values(config)
         config = resolve_method(config)  # also rejects an unknown agent or environment name
@@ -427,6 +462,10 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
     with RunDirectoryLock(run_dir):
         if resume is None:
             save_config(config, run_dir / "config.yaml")
+        if config.seeds:
+            from chunkrl.train.seeds import train_seeds
+
+            return train_seeds(config, run_dir, False, started, console)
         try:
             trainer = build_trainer(config, run_dir, checkpoint, restart=resume is not None and checkpoint is None)
         except BaseException:
@@ -438,12 +477,19 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
 
 def run_trainer(trainer: Trainer, started: float) -> dict:
     """Both phases, then the summary; the first error is the one that propagates."""
+    return run_trainers([trainer], started, lambda progress: drive(trainer.phases(progress), trainer.agent.update))[0]
+
+
+def run_trainers(trainers: list[Trainer], started: float, run: Callable[[Progress], None]) -> list[dict]:
+    """``run(progress)`` with stop signals routed to every trainer, then each one's summary.json (written
+    however the run ended); the first error is the one that propagates."""
     status = "failed"
+    summaries = []
     try:
-        with StopSignals() as signals, _progress(trainer.logger.console) as progress:
-            trainer.signals = signals
-            trainer.offline_phase(progress)
-            trainer.online_phase(progress)
+        with StopSignals() as signals, _progress(trainers[0].logger.console) as progress:
+            for trainer in trainers:
+                trainer.signals = signals
+            run(progress)
         status = "finished"
     except TrainingInterrupted:
         status = "interrupted"
@@ -452,13 +498,25 @@ def run_trainer(trainer: Trainer, started: float) -> dict:
         status = "non-finite loss"
         raise
     finally:
-        summary = trainer.summary(status, started)
-        try:  # a derived file: failing to write it must not hide the error that ended the run
-            write_atomically(trainer.run_dir / "summary.json", json.dumps(summary, indent=2))
-        except OSError as error:
-            trainer.logger.console.print(f"[yellow]could not write summary.json: {error}[/]")
-        trainer.logger.close()
-    return summary
+        for trainer in trainers:
+            summary = trainer.summary(status, started)
+            summaries.append(summary)
+            try:  # a derived file: failing to write it must not hide the error that ended the run
+                write_atomically(trainer.run_dir / "summary.json", json.dumps(summary, indent=2))
+            except OSError as error:
+                trainer.logger.console.print(f"[yellow]could not write summary.json: {error}[/]")
+            trainer.logger.close()
+    return summaries
+
+
+def drive(phases: Generator[ChunkBatch, dict[str, torch.Tensor], None], update) -> None:
+    """Run ``phases`` to the end, answering every batch it yields with ``update(batch)``'s metrics."""
+    try:
+        batch = next(phases)
+        while True:
+            batch = phases.send(update(batch))
+    except StopIteration:
+        return
 
 
 def evaluate_checkpoint(

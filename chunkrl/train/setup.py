@@ -71,7 +71,8 @@ def new_run_dir(config: TrainConfig, run_dir: Path | None, runs_root: Path = Pat
     """Create a fresh run directory; never reuse one that already holds something."""
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = runs_root / config.env / f"{config.agent}-seed{config.seed}-{stamp}"
+        seeds = f"seeds{'-'.join(map(str, config.seeds))}" if config.seeds else f"seed{config.seed}"
+        run_dir = runs_root / config.env / f"{config.agent}-{seeds}-{stamp}"
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"--run-dir {run_dir} is a file, not a directory; pass the path of a new directory.")
@@ -175,4 +176,5 @@ def build_agent(config: TrainConfig, observation_dim: int, action_dim: int, devi
     """The agent of ``config.agent`` (after ``resolve_method``) on ``device``."""
     method = METHODS[config.agent]
     agent = method.agent(observation_dim, action_dim, config.horizon, agent_config(config), boundary=config.boundary)
+    agent.precision = config.precision
     return agent.to(device)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from chunkrl.agents import BestOfNAgent, FlowAgentConfig
+from chunkrl.agents import BestOfNAgent, FlowAgentConfig, best_of_n
 from tests.agents.test_fql import ACT, OBS, H, batch
 
 
@@ -30,8 +30,8 @@ def test_select_best_picks_the_argmax_of_the_critic_for_each_state():
     agent = BestOfNAgent(OBS, ACT, H, config(num_samples=4))
     goal = torch.full((H * ACT,), 0.5)
     candidates = torch.stack([torch.full((H * ACT,), v) for v in (0.0, 0.4, 0.9, -1.0, 0.6, 0.45, 0.1, 1.0)])
-    observations = torch.zeros(8, OBS)  # two states, four candidates each
-    chosen, scores = agent.select_best(DistanceCritic(goal), observations, candidates)
+    agent.candidates = lambda observations: (observations.repeat_interleave(4, dim=0), candidates)
+    chosen, scores = agent.select_best(DistanceCritic(goal), torch.zeros(2, OBS))  # two states, four candidates each
     torch.testing.assert_close(chosen, torch.stack([candidates[1], candidates[5]]))  # 0.4 and 0.45 are closest
     expected = torch.tensor([-(0.1**2) * H * ACT, -(0.05**2) * H * ACT]) + 0.5  # mean over the two members
     torch.testing.assert_close(scores, expected)
@@ -110,3 +110,24 @@ def test_the_actor_loss_is_behaviour_cloning_only_and_training_reduces_it():
 def test_zero_samples_is_rejected():
     with pytest.raises(ValueError, match="num_samples"):
         BestOfNAgent(OBS, ACT, H, config(num_samples=0))
+
+
+def test_cpu_blocks_choose_exactly_what_one_pass_chooses(monkeypatch):
+    """Scoring the candidates in blocks of observations (the CPU path) changes nothing but speed."""
+    agent = BestOfNAgent(OBS, ACT, H, config(num_samples=4))
+    observations = torch.randn(10, OBS)
+    noise = torch.randn(40, H * ACT)  # fixed candidates, looked up by the observation they belong to
+
+    def fixed_candidates(obs):
+        rows = torch.cat([torch.nonzero((observations == o).all(1))[0] for o in obs])
+        index = (rows[:, None] * 4 + torch.arange(4)).flatten()
+        return obs.repeat_interleave(4, dim=0), agent.flow_actions(obs.repeat_interleave(4, dim=0), noise[index])
+
+    agent.candidates = fixed_candidates
+    with torch.no_grad():
+        whole = agent._select_best(agent.critic, observations)
+        monkeypatch.setattr(best_of_n, "CPU_CANDIDATE_ROWS", 12)  # blocks of 3 observations: 3 + 3 + 3 + 1
+        assert agent.block_size == 3
+        blocked = agent.select_best(agent.critic, observations)
+    torch.testing.assert_close(blocked[0], whole[0])
+    torch.testing.assert_close(blocked[1], whole[1])
