@@ -12,49 +12,20 @@ The ACT actor is also measured with a 3-observation history.
 
 from __future__ import annotations
 
-import statistics
-import time
-
-import numpy as np
 import torch
-from throughput import benchmark_parser, prepare, synthetic_store  # this folder is on sys.path
+from throughput import (  # this folder is on sys.path
+    benchmark_parser,
+    prepare,
+    query_ms,
+    synthetic_store,
+    updates_per_second,
+)
 
 from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
 from chunkrl.agents.configs import ACTActorConfig
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def query_latency_ms(agent: ChunkedSACAgent, queries: int = 300) -> float:
-    history = agent.history_length
-    observation = np.zeros((history, OBSERVATION_DIM) if history > 1 else OBSERVATION_DIM, np.float32)
-    valid = np.ones(history, np.float32) if history > 1 else None
-    for _ in range(30):
-        agent.act(observation, history_valid=valid)
-    latencies = []
-    for _ in range(queries):
-        started = time.perf_counter()
-        agent.act(observation, history_valid=valid)
-        latencies.append(time.perf_counter() - started)
-    return statistics.median(latencies) * 1e3
-
-
-def updates_per_second(agent: ChunkedSACAgent, device: torch.device, updates: int) -> float:
-    sampler = ChunkSampler(synthetic_store(), ChunkSpec(HORIZON, 0.99), seed=0, history=agent.history_length)
-    for _ in range(3):
-        agent.update(sampler.sample(BATCH).to_torch(device))
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(updates):
-        agent.update(sampler.sample(BATCH).to_torch(device))
-    sync(device)
-    return updates / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -69,8 +40,9 @@ def main() -> None:
         torch.manual_seed(0)
         agent = ChunkedSACAgent(OBSERVATION_DIM, ACTION_DIM, HORIZON, config).to(device)
         parameters = sum(p.numel() for p in agent.actor.parameters())
-        latency = query_latency_ms(agent)
-        rate = updates_per_second(agent, device, args.updates)
+        latency = query_ms(agent, queries=300)
+        sampler = ChunkSampler(synthetic_store(), ChunkSpec(HORIZON, 0.99), seed=0, history=agent.history_length)
+        rate = updates_per_second(agent, sampler, device, args.updates)
         print(
             f"{name}: {parameters / 1e6:.2f}M actor parameters, action query {latency:.3f} ms, "
             f"QC-RLPD training {rate:.2f} updates/s",

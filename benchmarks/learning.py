@@ -6,6 +6,11 @@ Reference (official JAX code, same data and budget, this 2-core CPU): success 0.
 seeds 0, 1, 2 (mean 0.17), about 10 minutes per run.
 
     python benchmarks/learning.py [--seeds 0 1 2] [--offline-steps 20000] [--out runs/bench-learning]
+                                  [--precision fp32|bf16-matmul|bf16] [--stacked]
+
+--precision compares arithmetic (run it once per precision, same seeds). --stacked trains the seeds
+together in one process (``--seeds`` of ``chunkrl train``) instead of one after the other; wall time is
+then for all seeds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.config import TrainConfig
+from chunkrl.nets.precision import PRECISIONS
 from chunkrl.train.loop import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ogbench" / "puzzle-3x3-play-v0.npz"
@@ -32,11 +38,16 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-learning"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--stacked", action="store_true", help="train the seeds together (stacked parameters)")
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = []
-    for seed in args.seeds:
+    for seeds in [tuple(args.seeds)] if args.stacked else [(seed,) for seed in args.seeds]:
+        seed = seeds[0]
         config = TrainConfig(
+            seeds=seeds if args.stacked else (),
+            precision=args.precision,
             agent="qc-fql",
             env=args.env,
             sparse=True,
@@ -53,18 +64,22 @@ def main() -> None:
             flow=FlowAgentConfig(actor_hidden_dims=(256, 256, 256), critic_hidden_dims=(256, 256, 256), alpha=100.0),
         )
         started = time.time()
-        summary = train(config, run_dir=args.out / f"{stamp}-seed{seed}")
+        name = f"{stamp}-{args.precision}-seed{'-'.join(map(str, seeds))}"
+        summary = train(config, run_dir=args.out / name)
         wall = time.time() - started
-        success = summary["evaluations"]["offline_final"]["success"]
-        results.append({"seed": seed, "success": success, "wall_seconds": wall})
-        print(
-            f"seed {seed}: success {success:.2f} ({args.eval_episodes} episodes), wall {wall / 60:.1f} min", flush=True
-        )
+        finals = summary["evaluations"]["offline_final"]
+        for lane, success in (finals.get("per_seed") or {seed: finals["success"]}).items():
+            results.append({"seed": lane, "success": success, "wall_seconds": wall})
+            print(
+                f"seed {lane}: success {success:.2f} ({args.eval_episodes} episodes), wall {wall / 60:.1f} min",
+                flush=True,
+            )
     successes = [r["success"] for r in results]
     spread = statistics.stdev(successes) if len(successes) > 1 else 0.0
     print(json.dumps(results))
     print(
-        f"QC-FQL 3x256, {args.offline_steps} offline steps, {args.env} sparse: success "
+        f"QC-FQL 3x256 {args.precision}{' stacked' if args.stacked else ''}, {args.offline_steps} offline steps, "
+        f"{args.env} sparse: success "
         f"{statistics.mean(successes):.2f} ± {spread:.2f} (mean ± std over {len(successes)} seeds; "
         f"min {min(successes):.2f}, max {max(successes):.2f}); "
         f"wall {statistics.mean(r['wall_seconds'] for r in results) / 60:.1f} min per run"

@@ -9,26 +9,13 @@ Batch 256, h 5, puzzle-3x3 dimensions, sampling included (each seed samples its 
 
 from __future__ import annotations
 
-import time
-
 import torch
-from throughput import BATCH, benchmark_parser, make_agent, prepare, sync, synthetic_store  # this folder is on sys.path
+from throughput import BATCH, benchmark_parser, make_agent, prepare, rate, synthetic_store  # this folder is on sys.path
 
 from chunkrl.agents.stack import SeedStack
 from chunkrl.data.chunks import ChunkSampler
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.nets.precision import PRECISIONS
-
-
-def rate(step, updates: int, device: torch.device) -> float:
-    for _ in range(3):
-        step()
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(updates):
-        step()
-    sync(device)
-    return updates / (time.perf_counter() - started)
 
 
 def measure(method: str, dims: tuple[int, ...], seeds: int, args, device: torch.device, store) -> tuple[float, float]:

@@ -25,6 +25,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def make_agent(method: str, dims: tuple[int, ...], device: torch.device, precision: str = "fp32"):
+def make_agent(
+    method: str, dims: tuple[int, ...], device: torch.device, precision: str = "fp32", horizon: int = HORIZON
+):
     """The agent of ``method`` at puzzle-3x3 dimensions with ``dims`` networks, and its chunk spec."""
-    config = TrainConfig(agent=method, precision=precision)
+    config = TrainConfig(agent=method, precision=precision, horizon=horizon)
     section = dataclasses.replace(agent_config(config), actor_hidden_dims=dims, critic_hidden_dims=dims)
     if hasattr(section, "num_samples"):  # best of 32, as the official runner (the puzzle default would be 64)
         section = dataclasses.replace(section, num_samples=32)
@@ -81,29 +84,46 @@ def update_flops(agent, batch) -> int:
     return counter.get_total_flops()
 
 
+def rate(step: Callable[[], object], calls: int, device: torch.device, warmup: int = 3) -> float:
+    """Calls per second of ``step``, after ``warmup`` untimed calls (GPU work waited for)."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(calls):
+        step()
+    sync(device)
+    return calls / (time.perf_counter() - started)
+
+
+def updates_per_second(agent, sampler: ChunkSampler, device: torch.device, updates: int) -> float:
+    """Training updates per second, sampling included (it is part of every training step)."""
+    return rate(lambda: agent.update(sampler.sample(BATCH).to_torch(device)), updates, device)
+
+
+def query_ms(agent, queries: int = 1000) -> float:
+    """Median latency (ms) of one action-chunk query for a single observation (or history)."""
+    history = agent.history_length
+    observation = np.zeros((history, OBSERVATION_DIM) if history > 1 else OBSERVATION_DIM, np.float32)
+    valid = np.ones(history, np.float32) if history > 1 else None
+    for _ in range(max(20, queries // 20)):
+        agent.act(observation, history_valid=valid)
+    latencies = []
+    for _ in range(queries):
+        started = time.perf_counter()
+        agent.act(observation, history_valid=valid)
+        latencies.append(time.perf_counter() - started)
+    return statistics.median(latencies) * 1e3
+
+
 def measure(
     method: str, dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories, precision: str = "fp32"
 ) -> dict:
     agent, spec = make_agent(method, dims, device, precision)
     sampler = ChunkSampler(store, spec, seed=0)
     flops = update_flops(agent, sampler.sample(BATCH).to_torch(device))
-    for _ in range(4):  # warm-up
-        agent.update(sampler.sample(BATCH).to_torch(device))
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(updates):  # sampling included: it is part of every training step
-        agent.update(sampler.sample(BATCH).to_torch(device))
-    sync(device)
-    rate = updates / (time.perf_counter() - started)
-    observation = np.zeros(OBSERVATION_DIM, np.float32)
-    for _ in range(50):
-        agent.act(observation)
-    latencies = []
-    for _ in range(1000):
-        t = time.perf_counter()
-        agent.act(observation)
-        latencies.append(time.perf_counter() - t)
-    return {"updates_per_s": rate, "act_ms": statistics.median(latencies) * 1e3, "gflop_per_update": flops / 1e9}
+    rate = updates_per_second(agent, sampler, device, updates)
+    return {"updates_per_s": rate, "act_ms": query_ms(agent), "gflop_per_update": flops / 1e9}
 
 
 def matmul_peak(device: torch.device, precision: str, rows: int = 4096, width: int = 512) -> float:
@@ -111,14 +131,8 @@ def matmul_peak(device: torch.device, precision: str, rows: int = 4096, width: i
     x = torch.randn(rows, width, device=device)
     w = torch.randn(width, width, device=device)
     with matmul_precision(precision), autocast(precision, device):
-        for _ in range(3):
-            x @ w
-        sync(device)
-        started = time.perf_counter()
-        for _ in range(20):
-            x @ w
-        sync(device)
-    return 20 * 2 * rows * width * width / (time.perf_counter() - started) / 1e9
+        products = rate(lambda: x @ w, 20, device)
+    return products * 2 * rows * width * width / 1e9
 
 
 def benchmark_parser(description: str, updates: int, updates_help: str) -> argparse.ArgumentParser:

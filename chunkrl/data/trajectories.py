@@ -16,6 +16,7 @@ The store grows by appending steps (online replay) and is built in one go from a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -46,24 +47,31 @@ class Trajectories:
         observation_dim: size of a flat observation vector.
         action_dim: size of one action.
         capacity: maximum number of steps the store can hold.
+        directory: keep the arrays in ``.npy`` files there, memory-mapped, instead of in RAM: for
+            datasets larger than memory. The process then holds only the pages it touches (the OS
+            pages them in and out); sampling costs the same per batch while the pages it reads are
+            cached. The directory must be new or empty (nothing is overwritten).
     """
 
-    def __init__(self, observation_dim: int, action_dim: int, capacity: int):
+    def __init__(self, observation_dim: int, action_dim: int, capacity: int, directory: Path | None = None):
         if capacity <= 0:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.observation_dim = observation_dim
         self.action_dim = action_dim
         self.capacity = capacity
         self.size = 0
-        self.observations = np.zeros((capacity, observation_dim), np.float32)
-        self.next_observations = np.zeros((capacity, observation_dim), np.float32)
-        self.actions = np.zeros((capacity, action_dim), np.float32)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.terminals = np.zeros(capacity, bool)
-        self.ends = np.zeros(capacity, bool)
-        self.episode_first = np.zeros(capacity, np.int64)
-        self.episode_last = np.full(capacity, NO_INDEX, np.int64)
-        self.next_terminal = np.full(capacity, NO_INDEX, np.int64)
+        allocate = _in_memory if directory is None else _mapped_in(Path(directory))
+        self.observations = allocate("observations", (capacity, observation_dim), np.float32)
+        self.next_observations = allocate("next_observations", (capacity, observation_dim), np.float32)
+        self.actions = allocate("actions", (capacity, action_dim), np.float32)
+        self.rewards = allocate("rewards", (capacity,), np.float32)
+        self.terminals = allocate("terminals", (capacity,), bool)
+        self.ends = allocate("ends", (capacity,), bool)
+        self.episode_first = allocate("episode_first", (capacity,), np.int64)
+        self.episode_last = allocate("episode_last", (capacity,), np.int64)
+        self.next_terminal = allocate("next_terminal", (capacity,), np.int64)
+        self.episode_last[:] = NO_INDEX
+        self.next_terminal[:] = NO_INDEX
         self._open_start = 0  # first step of the trajectory being appended to
         self._open_after_terminal = 0  # first step after the latest terminal of that trajectory
 
@@ -156,6 +164,22 @@ class Trajectories:
 
     def __len__(self) -> int:
         return self.size
+
+
+def _in_memory(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.zeros(shape, dtype)
+
+
+def _mapped_in(directory: Path):
+    """An allocator of zero-filled arrays memory-mapped from ``directory/<name>.npy``."""
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty; a memory-mapped store needs a new directory")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def allocate(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        return np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+    return allocate
 
 
 def _next_flagged(positions: np.ndarray, flags: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import NO_INDEX, DatasetError, StepArrays, Trajectories
 from tests.conftest import make_store
 
@@ -69,3 +70,24 @@ def test_first_step_of_each_trajectory_is_known_for_blocks_and_appended_steps(tw
     for end in [0, 1, 0, 0]:
         store.add(np.zeros(2), np.zeros(1), 0.0, False, bool(end), np.zeros(2))
     assert store.episode_first[:4].tolist() == [0, 0, 2, 2]
+
+
+def test_a_memory_mapped_store_samples_the_same_chunks_as_one_in_memory(two_trajectories, tmp_path):
+    steps = two_trajectories.step_arrays()
+    mapped = Trajectories(steps.observations.shape[1], steps.actions.shape[1], len(steps.rewards), tmp_path / "m")
+    mapped.extend(two_trajectories)
+    assert isinstance(mapped.observations, np.memmap) and (tmp_path / "m" / "observations.npy").exists()
+    for name in ("episode_first", "episode_last", "next_terminal", "observations", "rewards", "terminals"):
+        np.testing.assert_array_equal(getattr(mapped, name), getattr(two_trajectories, name)[: mapped.capacity])
+    spec = ChunkSpec(3, 0.9)
+    a, b = ChunkSampler(mapped, spec, seed=4).sample(32), ChunkSampler(two_trajectories, spec, seed=4).sample(32)
+    for field in ("observations", "actions", "valid", "reward_h", "bootstrap_discount", "next_observations"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_a_memory_mapped_store_never_overwrites_files(two_trajectories, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty"):
+        Trajectories(3, 2, 10, tmp_path / "m")
+    assert (tmp_path / "m" / "mine.txt").read_text() == "keep me"

@@ -1,0 +1,230 @@
+"""Scaling curves: updates/s against the chunk length h, the number N of best-of-N candidates, and the
+dataset size (with a memory-mapped store), printed as tables and drawn as plots.
+
+    python benchmarks/scaling.py [--curves horizon samples dataset] [--size 3x256] [--updates 20]
+                                 [--horizons 1 2 5 10 15 20 25] [--samples 1 2 4 8 16 32 64]
+                                 [--dataset-sizes 1e5 1e6 1e7 1e8] [--scratch DIR] [--out runs/bench-scaling]
+
+- horizon: QC-FQL and QC (best of 32) updates/s and action-query latency for h = 1..25 (the policy and
+  critic read h x A action values, the best-of-N target samples and scores whole chunks).
+- samples: QC updates/s and action query for N = 1..64 at h = 5 (each update samples N x 256 chunks with
+  10 flow steps and scores them).
+- dataset: a synthetic store of 10^5 .. 10^8 steps (episodes of 1000 steps) memory-mapped from
+  ``--scratch`` (about 490 bytes per step: 10^8 steps need ~49 GB of disk; the files are deleted
+  afterwards), then the time to sample a batch (256 chunks, h = 5), QC-FQL updates/s with that sampling,
+  and the process's resident memory: anonymous (its own allocations) and file-backed (mapped pages the
+  OS may drop at any time).
+
+Batch 256, puzzle-3x3 dimensions (observation 55, action 5), sampling included. The figures depend on the
+machine: the CPU model is printed first. Run it alone (nothing else on the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from throughput import (  # this folder is on sys.path
+    ACTION_DIM,
+    BATCH,
+    OBSERVATION_DIM,
+    benchmark_parser,
+    cpu_description,
+    make_agent,
+    prepare,
+    query_ms,
+    synthetic_store,
+    updates_per_second,
+)
+
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.data.trajectories import StepArrays, Trajectories
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402 - after choosing the file-only backend
+
+
+def with_samples(agent, samples: int):
+    agent.num_samples = samples
+    agent.config = dataclasses.replace(agent.config, num_samples=samples)
+    return agent
+
+
+def horizon_curve(args, device, store) -> dict:
+    rows = {}
+    for method in ("qc-fql", "qc"):
+        for h in args.horizons:
+            agent, _ = make_agent(method, args.dims, device, horizon=h)
+            sampler = ChunkSampler(store, ChunkSpec(h, 0.99), seed=0)
+            updates = max(3, args.updates // 5) if method == "qc" else args.updates
+            rows[method, h] = (updates_per_second(agent, sampler, device, updates), query_ms(agent, queries=200))
+            print(
+                f"| {method} | h {h} | {rows[method, h][0]:.2f} updates/s | query {rows[method, h][1]:.2f} ms |",
+                flush=True,
+            )
+    return rows
+
+
+def samples_curve(args, device, store) -> dict:
+    rows = {}
+    sampler = ChunkSampler(store, ChunkSpec(5, 0.99), seed=0)
+    for n in args.samples:
+        agent = with_samples(make_agent("qc", args.dims, device)[0], n)
+        rows[n] = (updates_per_second(agent, sampler, device, max(3, args.updates // 5)), query_ms(agent, queries=200))
+        print(f"| qc | N {n} | {rows[n][0]:.2f} updates/s | query {rows[n][1]:.2f} ms |", flush=True)
+    return rows
+
+
+def memory_kib() -> dict[str, int]:
+    """Resident memory of this process (Linux): anonymous and file-backed, in KiB."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def mapped_store(directory: Path, steps: int, block: int = 1_000_000) -> Trajectories:
+    """A synthetic memory-mapped store of ``steps`` steps, written block by block (RAM stays flat)."""
+    store = Trajectories(OBSERVATION_DIM, ACTION_DIM, steps, directory)
+    rng = np.random.default_rng(0)
+    for start in range(0, steps, block):
+        n = min(block, steps - start)
+        ends = np.zeros(n, bool)
+        ends[999::1000] = True
+        ends[-1] = True
+        store._write_block(
+            StepArrays(
+                observations=rng.standard_normal((n, OBSERVATION_DIM), np.float32),
+                actions=rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32),
+                rewards=-np.ones(n, np.float32),
+                terminals=rng.random(n) < 0.01,
+                ends=ends,
+                next_observations=rng.standard_normal((n, OBSERVATION_DIM), np.float32),
+            )
+        )
+    return store
+
+
+def dataset_curve(args, device) -> dict:
+    rows = {}
+    agent, spec = make_agent("qc-fql", args.dims, device)
+    for size in args.dataset_sizes:
+        scratch = Path(tempfile.mkdtemp(dir=args.scratch))
+        try:
+            started = time.perf_counter()
+            store = mapped_store(scratch / "store", size)
+            built = time.perf_counter() - started
+            sampler = ChunkSampler(store, spec, seed=0)
+            for _ in range(50):
+                sampler.sample(BATCH)
+            times = []
+            for _ in range(300):
+                t = time.perf_counter()
+                sampler.sample(BATCH)
+                times.append(time.perf_counter() - t)
+            rate = updates_per_second(agent, sampler, device, args.updates)
+            memory = memory_kib()
+            rows[size] = (
+                statistics.median(times) * 1e3,
+                rate,
+                memory.get("RssAnon", 0) / 1024,
+                memory.get("RssFile", 0) / 1024,
+            )
+            print(
+                f"| {size:.0e} steps | sample {rows[size][0]:.2f} ms | {rate:.2f} updates/s "
+                f"| RSS anon {rows[size][2]:.0f} MiB, file {rows[size][3]:.0f} MiB | built in {built:.0f} s |",
+                flush=True,
+            )
+            del store, sampler
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
+def plot(curves: dict, out: Path, title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if "horizon" in curves:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for method in ("qc-fql", "qc"):
+            hs = sorted(h for m, h in curves["horizon"] if m == method)
+            axes[0].plot(hs, [curves["horizon"][method, h][0] for h in hs], "o-", label=method)
+            axes[1].plot(hs, [curves["horizon"][method, h][1] for h in hs], "o-", label=method)
+        axes[0].set(xlabel="chunk length h", ylabel="updates/s", yscale="log", title="training")
+        axes[1].set(xlabel="chunk length h", ylabel="action query (ms)", yscale="log", title="acting")
+        for ax in axes:
+            ax.legend()
+            ax.grid(alpha=0.3)
+        fig.suptitle(title, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "scaling_horizon.png", dpi=120)
+    if "samples" in curves:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        ns = sorted(curves["samples"])
+        axes[0].plot(ns, [curves["samples"][n][0] for n in ns], "o-")
+        axes[1].plot(ns, [curves["samples"][n][1] for n in ns], "o-")
+        axes[0].set(xlabel="best-of-N candidates N", ylabel="QC updates/s", xscale="log", yscale="log")
+        axes[1].set(xlabel="best-of-N candidates N", ylabel="QC action query (ms)", xscale="log", yscale="log")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.suptitle(title, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "scaling_samples.png", dpi=120)
+    if "dataset" in curves:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        sizes = sorted(curves["dataset"])
+        rows = [curves["dataset"][s] for s in sizes]
+        axes[0].plot(sizes, [r[0] for r in rows], "o-")
+        axes[1].plot(sizes, [r[1] for r in rows], "o-")
+        axes[2].plot(sizes, [r[2] for r in rows], "o-", label="anonymous")
+        axes[2].plot(sizes, [r[3] for r in rows], "o-", label="file-backed (mapped, reclaimable)")
+        axes[0].set(xlabel="dataset steps", ylabel="sample a batch (ms)", xscale="log")
+        axes[1].set(xlabel="dataset steps", ylabel="QC-FQL updates/s", xscale="log")
+        axes[2].set(xlabel="dataset steps", ylabel="resident memory (MiB)", xscale="log")
+        axes[2].legend()
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.suptitle(title, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "scaling_dataset.png", dpi=120)
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, 20, "timed updates per point (QC: a fifth)")
+    parser.add_argument("--curves", nargs="+", default=["horizon", "samples", "dataset"])
+    parser.add_argument("--size", default="3x256", help="networks, LAYERSxWIDTH")
+    parser.add_argument("--horizons", nargs="+", type=int, default=[1, 2, 5, 10, 15, 20, 25])
+    parser.add_argument("--samples", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument(
+        "--dataset-sizes", nargs="+", type=lambda s: int(float(s)), default=[10**5, 10**6, 10**7, 10**8]
+    )
+    parser.add_argument("--scratch", type=Path, default=None, help="where the memory-mapped stores are written")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-scaling"))
+    args = parser.parse_args()
+    layers, width = args.size.split("x")
+    args.dims = (int(width),) * int(layers)
+    device = prepare(args)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+    title = f"chunkrl {args.size}, batch {BATCH}; {where}"
+    curves = {}
+    store = synthetic_store()
+    if "horizon" in args.curves:
+        curves["horizon"] = horizon_curve(args, device, store)
+    if "samples" in args.curves:
+        curves["samples"] = samples_curve(args, device, store)
+    if "dataset" in args.curves:
+        curves["dataset"] = dataset_curve(args, device)
+    plot(curves, args.out, title)
+    print(f"plots in {args.out}/scaling_*.png")
+
+
+if __name__ == "__main__":
+    main()
