@@ -150,51 +150,49 @@ def dataset_curve(args, device) -> dict:
     return rows
 
 
+def figure(panels: list[tuple[str, dict[str, tuple[list, list]], dict]], title: str, path: Path) -> None:
+    """One row of panels; each is (y label, {line label: (xs, ys)}, axis settings)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (ylabel, lines, settings) in zip(axes, panels, strict=True):
+        for label, (xs, ys) in lines.items():
+            ax.plot(xs, ys, "o-", label=label or None)
+        ax.set(ylabel=ylabel, **settings)
+        if any(lines):
+            ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot(curves: dict, out: Path, title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if "horizon" in curves:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for method in ("qc-fql", "qc"):
-            hs = sorted(h for m, h in curves["horizon"] if m == method)
-            axes[0].plot(hs, [curves["horizon"][method, h][0] for h in hs], "o-", label=method)
-            axes[1].plot(hs, [curves["horizon"][method, h][1] for h in hs], "o-", label=method)
-        axes[0].set(xlabel="chunk length h", ylabel="updates/s", yscale="log", title="training")
-        axes[1].set(xlabel="chunk length h", ylabel="action query (ms)", yscale="log", title="acting")
-        for ax in axes:
-            ax.legend()
-            ax.grid(alpha=0.3)
-        fig.suptitle(title, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "scaling_horizon.png", dpi=120)
+        rows = curves["horizon"]
+        hs = {m: sorted(h for method, h in rows if method == m) for m in ("qc-fql", "qc")}
+        lines = [{m: (hs[m], [rows[m, h][i] for h in hs[m]]) for m in hs} for i in (0, 1)]
+        axis = dict(xlabel="chunk length h", yscale="log")
+        figure(
+            [("updates/s", lines[0], axis), ("action query (ms)", lines[1], axis)], title, out / "scaling_horizon.png"
+        )
     if "samples" in curves:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         ns = sorted(curves["samples"])
-        axes[0].plot(ns, [curves["samples"][n][0] for n in ns], "o-")
-        axes[1].plot(ns, [curves["samples"][n][1] for n in ns], "o-")
-        axes[0].set(xlabel="best-of-N candidates N", ylabel="QC updates/s", xscale="log", yscale="log")
-        axes[1].set(xlabel="best-of-N candidates N", ylabel="QC action query (ms)", xscale="log", yscale="log")
-        for ax in axes:
-            ax.grid(alpha=0.3)
-        fig.suptitle(title, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "scaling_samples.png", dpi=120)
+        axis = dict(xlabel="best-of-N candidates N", xscale="log", yscale="log")
+        panels = [
+            (name, {"": (ns, [curves["samples"][n][i] for n in ns])}, axis)
+            for i, name in enumerate(("QC updates/s", "QC action query (ms)"))
+        ]
+        figure(panels, title, out / "scaling_samples.png")
     if "dataset" in curves:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
         sizes = sorted(curves["dataset"])
-        rows = [curves["dataset"][s] for s in sizes]
-        axes[0].plot(sizes, [r[0] for r in rows], "o-")
-        axes[1].plot(sizes, [r[1] for r in rows], "o-")
-        axes[2].plot(sizes, [r[2] for r in rows], "o-", label="anonymous")
-        axes[2].plot(sizes, [r[3] for r in rows], "o-", label="file-backed (mapped, reclaimable)")
-        axes[0].set(xlabel="dataset steps", ylabel="sample a batch (ms)", xscale="log")
-        axes[1].set(xlabel="dataset steps", ylabel="QC-FQL updates/s", xscale="log")
-        axes[2].set(xlabel="dataset steps", ylabel="resident memory (MiB)", xscale="log")
-        axes[2].legend()
-        for ax in axes:
-            ax.grid(alpha=0.3)
-        fig.suptitle(title, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "scaling_dataset.png", dpi=120)
+        column = lambda i: (sizes, [curves["dataset"][size][i] for size in sizes])  # noqa: E731
+        axis = dict(xlabel="dataset steps", xscale="log")
+        panels = [
+            ("sample a batch (ms)", {"": column(0)}, axis),
+            ("QC-FQL updates/s", {"": column(1)}, axis),
+            ("resident memory (MiB)", {"anonymous": column(2), "file-backed (mapped, reclaimable)": column(3)}, axis),
+        ]
+        figure(panels, title, out / "scaling_dataset.png")
 
 
 def main() -> None:
