@@ -15,6 +15,7 @@ The store grows by appending steps (online replay) and is built in one go from a
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +178,12 @@ def _mapped_in(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
 
     def allocate(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        return np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+        array = np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+        # batches read scattered rows: without this hint every page fault reads ahead ~128 KiB it will
+        # not use, and a store larger than the page cache thrashes (measured: hundreds of GB read)
+        if hasattr(mmap, "MADV_RANDOM"):  # POSIX only
+            array._mmap.madvise(mmap.MADV_RANDOM)
+        return array
 
     return allocate
 
