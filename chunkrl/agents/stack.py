@@ -149,37 +149,30 @@ class SeedStack:
         return [{k: v[s].detach().float() for k, v in metrics.items()} for s in range(len(self.lanes))]
 
     # ------------------------------------------------------------------ optimizer state per lane
-    def _pairs(self, s: int):
-        lane_optimizer = self.lanes[s].optimizer
-        lane_params = lane_optimizer.param_groups[0]["params"]
-        stacked = self.optimizer.param_groups[0]["params"]
-        if len(lane_params) != len(stacked):
-            raise RuntimeError("a lane's optimizer does not hold the same parameters as the stack")
-        return lane_optimizer, zip(lane_params, stacked, strict=True)
+    def _lane_params(self, s: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(lane ``s``'s parameter, its stacked parameter) in optimizer order."""
+        lane = self.lanes[s].optimizer.param_groups[0]["params"]
+        return list(zip(lane, self.optimizer.param_groups[0]["params"], strict=True))
 
     def export_optimizer(self, s: int) -> None:
         """Copy lane ``s``'s slice of the stacked Adam state into the lane's own optimizer (to save it)."""
-        lane_optimizer, pairs = self._pairs(s)
-        for lane_param, stacked_param in pairs:
+        for lane_param, stacked_param in self._lane_params(s):
             state = self.optimizer.state.get(stacked_param)
             if state:
-                lane_optimizer.state[lane_param] = {
+                self.lanes[s].optimizer.state[lane_param] = {
                     k: v.clone() if k == "step" else v[s].clone() for k, v in state.items()
                 }
 
     def import_optimizer(self) -> None:
         """Stack the lanes' own optimizer states (restored from their checkpoints) into the stacked Adam."""
-        per_lane = [self._pairs(s) for s in range(len(self.lanes))]
-        for stacked_param, *lane_params in zip(
-            self.optimizer.param_groups[0]["params"],
-            *[[p for p, _ in pairs] for _, pairs in per_lane],
-            strict=True,
-        ):
-            states = [optimizer.state.get(p) for (optimizer, _), p in zip(per_lane, lane_params, strict=True)]
+        pairs = [self._lane_params(s) for s in range(len(self.lanes))]
+        for i, stacked_param in enumerate(self.optimizer.param_groups[0]["params"]):
+            states = [lane.optimizer.state.get(p[i][0]) for lane, p in zip(self.lanes, pairs, strict=True)]
             if not any(states):
                 continue
-            if not all(states) or len({float(st["step"]) for st in states}) != 1:
-                raise RuntimeError("the lanes' optimizer states are at different steps; resume them as separate runs")
+            if not all(states) or len({float(state["step"]) for state in states}) != 1:
+                raise RuntimeError("the seeds' optimizer states are at different steps; resume them as separate runs")
             self.optimizer.state[stacked_param] = {
-                k: states[0][k].clone() if k == "step" else torch.stack([st[k] for st in states]) for k in states[0]
+                k: states[0][k].clone() if k == "step" else torch.stack([state[k] for state in states])
+                for k in states[0]
             }
