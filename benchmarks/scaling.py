@@ -21,7 +21,6 @@ machine: the CPU model is printed first. Run it alone (nothing else on the machi
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -51,12 +50,6 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402 - after choosing the file-only backend
 
 
-def with_samples(agent, samples: int):
-    agent.num_samples = samples
-    agent.config = dataclasses.replace(agent.config, num_samples=samples)
-    return agent
-
-
 def horizon_curve(args, device, store) -> dict:
     rows = {}
     for method in ("qc-fql", "qc"):
@@ -76,7 +69,7 @@ def samples_curve(args, device, store) -> dict:
     rows = {}
     sampler = ChunkSampler(store, ChunkSpec(5, 0.99), seed=0)
     for n in args.samples:
-        agent = with_samples(make_agent("qc", args.dims, device)[0], n)
+        agent, _ = make_agent("qc", args.dims, device, num_samples=n)
         rows[n] = (updates_per_second(agent, sampler, device, max(3, args.updates // 5)), query_ms(agent, queries=200))
         print(f"| qc | N {n} | {rows[n][0]:.2f} updates/s | query {rows[n][1]:.2f} ms |", flush=True)
     return rows

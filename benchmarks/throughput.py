@@ -66,13 +66,19 @@ def sync(device: torch.device) -> None:
 
 
 def make_agent(
-    method: str, dims: tuple[int, ...], device: torch.device, precision: str = "fp32", horizon: int = HORIZON
+    method: str,
+    dims: tuple[int, ...],
+    device: torch.device,
+    precision: str = "fp32",
+    horizon: int = HORIZON,
+    num_samples: int = 32,
 ):
-    """The agent of ``method`` at puzzle-3x3 dimensions with ``dims`` networks, and its chunk spec."""
+    """The agent of ``method`` at puzzle-3x3 dimensions with ``dims`` networks, and its chunk spec.
+    Best-of-N agents get ``num_samples`` (32, as the official runner; the puzzle default would be 64)."""
     config = TrainConfig(agent=method, precision=precision, horizon=horizon)
     section = dataclasses.replace(agent_config(config), actor_hidden_dims=dims, critic_hidden_dims=dims)
-    if hasattr(section, "num_samples"):  # best of 32, as the official runner (the puzzle default would be 64)
-        section = dataclasses.replace(section, num_samples=32)
+    if hasattr(section, "num_samples"):
+        section = dataclasses.replace(section, num_samples=num_samples)
     config = resolve_method(dataclasses.replace(config, **{METHODS[method].family: section}))
     return build_agent(config, OBSERVATION_DIM, ACTION_DIM, device), ChunkSpec(config.horizon, 0.99)
 

@@ -45,9 +45,9 @@ class Agent(nn.Module):
 
     history_length: int = 1
     precision: str = "fp32"
+    """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
     noise: GlobalNoise = GLOBAL_NOISE
     """Source of every random draw of ``update`` and ``act`` (``nets/noise.py``)."""
-    """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
 
     def __init__(self, observation_dim: int, action_dim: int, horizon: int):
         super().__init__()
@@ -119,19 +119,23 @@ class ActorCriticAgent(Agent):
     def losses(self, batch: ChunkBatch) -> Losses:
         raise NotImplementedError
 
+    def total_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The sum of the losses, and every loss's metrics with it as ``loss/total``."""
+        parts = self.losses(batch)
+        total = sum(loss for loss, _ in parts)
+        metrics = {name: value for _, part in parts for name, value in part.items()}
+        return total, {**metrics, "loss/total": total}
+
     def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
         """One gradient step on the sum of the losses, then the target critic's Polyak update."""
         with matmul_precision(self.precision):
             with autocast(self.precision, self.device):
-                parts = self.losses(batch)
-            total = sum(loss for loss, _ in parts)
+                total, metrics = self.total_loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()
-        polyak_update(self.target_critic, self.critic, self.target_tau)
+        polyak_update(self.target_critic.parameters(), self.critic.parameters(), self.target_tau)
         self.after_update()
-        metrics = {name: value for _, part in parts for name, value in part.items()}
-        metrics["loss/total"] = total
         return {k: v.detach().float() for k, v in metrics.items()}
 
     def after_update(self) -> None:

@@ -24,22 +24,20 @@ from torch import nn
 
 from chunkrl.agents.base import ActorCriticAgent, make_adam
 from chunkrl.data.chunks import ChunkBatch
+from chunkrl.nets.ensemble import polyak_update
 from chunkrl.nets.noise import GeneratorNoise, NoiseTape, RecordingNoise, TapeMismatch, draw_tape
 from chunkrl.nets.precision import autocast, matmul_precision
 
 
 class _Losses(nn.Module):
-    """``forward(batch)`` = the agent's summed losses and metrics (what ``functional_call`` needs)."""
+    """``forward(batch)`` = the agent's ``total_loss`` (``functional_call`` calls a module's forward)."""
 
     def __init__(self, agent: ActorCriticAgent):
         super().__init__()
         self.agent = agent
 
     def forward(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = self.agent.losses(batch)
-        total = sum(loss for loss, _ in parts)
-        metrics = {name: value for _, part in parts for name, value in part.items()}
-        return total, {**metrics, "loss/total": total}
+        return self.agent.total_loss(batch)
 
 
 class SeedStack:
@@ -71,7 +69,6 @@ class SeedStack:
                 if seed is None:
                     raise ValueError("give noise_seeds for lanes without a GeneratorNoise")
                 lane.noise = GeneratorNoise(seed, self.device)
-        self.template.noise = RecordingNoise()
         self.losses = _Losses(self.template)
         self.params = self._stack(lambda m: m.named_parameters(), parameters=True)
         self.buffers = self._stack(lambda m: m.named_buffers(), parameters=False)
@@ -82,7 +79,7 @@ class SeedStack:
             for name, _ in first.critic.named_parameters()
         ]
         self.requests: list[tuple[str, tuple[int, ...]]] | None = None
-        self._vmapped = torch.func.vmap(self._lane_losses, in_dims=(0, 0, 0, 0), randomness="error")
+        self._vmapped = torch.func.vmap(self._lane_losses, randomness="error")
 
     def _stack(self, named, parameters: bool) -> dict[str, torch.Tensor]:
         """Stack each named tensor over the lanes; point every lane's tensor at its slice."""
@@ -96,9 +93,6 @@ class SeedStack:
                 tensors[name].data = joined.data[s]
             stacked[f"agent.{name}"] = joined
         return stacked
-
-    def __len__(self) -> int:
-        return len(self.lanes)
 
     @property
     def precision(self) -> str:
@@ -141,9 +135,8 @@ class SeedStack:
             self.optimizer.zero_grad(set_to_none=True)
             total.sum().backward()
             self.optimizer.step()
-        with torch.no_grad():
-            targets, sources = zip(*self.target_pairs, strict=True)
-            torch._foreach_lerp_(list(targets), list(sources), self.lanes[0].target_tau)
+        targets, sources = zip(*self.target_pairs, strict=True)
+        polyak_update(targets, sources, self.lanes[0].target_tau)
         for lane in self.lanes:
             lane.after_update()
         return [{k: v[s].detach().float() for k, v in metrics.items()} for s in range(len(self.lanes))]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -129,8 +129,6 @@ def lower_confidence(q_values: torch.Tensor, rho: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """``target <- tau * source + (1 - tau) * target``, parameter by parameter, in place."""
-    target_params = list(target.parameters())
-    source_params = list(source.parameters())
-    torch._foreach_lerp_(target_params, source_params, tau)
+def polyak_update(target: Iterable[torch.Tensor], source: Iterable[torch.Tensor], tau: float) -> None:
+    """``target <- tau * source + (1 - tau) * target``, tensor by tensor, in place (one fused op)."""
+    torch._foreach_lerp_(list(target), list(source), tau)

@@ -40,7 +40,7 @@ def test_aggregation_mean_and_min():
 def test_polyak_update_moves_target_by_tau():
     source, target = MLP(2, (3,), 1), MLP(2, (3,), 1)
     before = [p.clone() for p in target.parameters()]
-    polyak_update(target, source, 0.1)
+    polyak_update(target.parameters(), source.parameters(), 0.1)
     for old, new, src in zip(before, target.parameters(), source.parameters(), strict=True):
         torch.testing.assert_close(new, 0.9 * old + 0.1 * src)
 
