@@ -72,15 +72,17 @@ def make_agent(
     precision: str = "fp32",
     horizon: int = HORIZON,
     num_samples: int = 32,
+    **changes,
 ):
     """The agent of ``method`` at puzzle-3x3 dimensions with ``dims`` networks, and its chunk spec.
-    Best-of-N agents get ``num_samples`` (32, as the official runner; the puzzle default would be 64)."""
+    Best-of-N agents get ``num_samples`` (32, as the official runner; the puzzle default would be 64);
+    ``changes``: other settings of the method's config section (e.g. ``backbone="unet"``)."""
     config = TrainConfig(agent=method, precision=precision, horizon=horizon)
-    section = dataclasses.replace(agent_config(config), actor_hidden_dims=dims, critic_hidden_dims=dims)
+    section = dataclasses.replace(agent_config(config), actor_hidden_dims=dims, critic_hidden_dims=dims, **changes)
     if hasattr(section, "num_samples"):
         section = dataclasses.replace(section, num_samples=num_samples)
-    config = resolve_method(dataclasses.replace(config, **{METHODS[method].family: section}))
-    return build_agent(config, OBSERVATION_DIM, ACTION_DIM, device), ChunkSpec(config.horizon, 0.99)
+    config = resolve_method(dataclasses.replace(config, **{METHODS[method].section: section}))
+    return build_agent(config, OBSERVATION_DIM, ACTION_DIM, device), ChunkSpec(config.horizon, 0.99, config.boundary)
 
 
 def update_flops(agent, batch) -> int:
@@ -107,15 +109,17 @@ def updates_per_second(agent, sampler: ChunkSampler, device: torch.device, updat
     return rate(lambda: agent.update(sampler.sample(BATCH).to_torch(device)), updates, device)
 
 
-def query_ms(agent, queries: int = 1000) -> float:
-    """Median latency (ms) of one action-chunk query for a single observation (or history)."""
+def query_ms(agent, queries: int = 1000, seconds: float = 20.0) -> float:
+    """Median latency (ms) of one action-chunk query for a single observation (or history), over
+    ``queries`` queries or as many as fit in about ``seconds``."""
     history = agent.history_length
     observation = np.zeros((history, OBSERVATION_DIM) if history > 1 else OBSERVATION_DIM, np.float32)
     valid = np.ones(history, np.float32) if history > 1 else None
     for _ in range(max(20, queries // 20)):
         agent.act(observation, history_valid=valid)
     latencies = []
-    for _ in range(queries):
+    deadline = time.perf_counter() + seconds
+    while len(latencies) < queries and (len(latencies) < 10 or time.perf_counter() < deadline):
         started = time.perf_counter()
         agent.act(observation, history_valid=valid)
         latencies.append(time.perf_counter() - started)

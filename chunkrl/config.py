@@ -8,14 +8,14 @@ import functools
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 import pydantic
 import yaml
 
-from chunkrl.agents.configs import FlowAgentConfig, SACAgentConfig
+from chunkrl.agents.configs import CPQLConfig, DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
 from chunkrl.files import write_atomically
 
 
@@ -24,7 +24,8 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper (arXiv 2507.07969)."""
 
     agent: str = "qc-fql"
-    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac or rlpd (see the README's table)."""
+    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql or cpql (see the
+    README's table)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
     """OGBench single-task environment; its dataset is the matching play/noisy dataset."""
     sparse: bool = False
@@ -46,16 +47,18 @@ class TrainConfig:
     """Chunk length h."""
     discount: float = 0.99
     """Per-step discount γ."""
-    boundary: Literal["mask", "truncate"] = "mask"
+    boundary: Literal["mask", "truncate"] | None = None
     """How chunks cut by a trajectory's end are treated: mask (the paper's: padded chunks leave the TD loss) or
-    truncate (semi-Markov: they bootstrap with γ^τ and the chunk critic reads the validity mask)."""
+    truncate (semi-Markov: they bootstrap with γ^τ and the chunk critic reads the validity mask). None: the
+    method's (truncate for diffusion-ql and cpql, mask for the others)."""
     batch_size: int = 256
     """Chunk transitions per gradient step."""
     offline_steps: int | None = None
     """Gradient steps on the dataset before online fine-tuning (0 skips the phase). None: the method's
-    default, 1M for the flow agents and 0 for the RLPD family (online learning with prior data)."""
-    online_steps: int = 1_000_000
-    """Environment steps of online fine-tuning (0 skips the phase)."""
+    default, 1M for the flow and diffusion agents and 0 for the RLPD family (online learning with prior data)."""
+    online_steps: int | None = None
+    """Environment steps of online fine-tuning (0 skips the phase). None: the method's default, 1M, except
+    0 for the offline methods diffusion-ql and cpql."""
     replay: Literal["shared", "symmetric"] | None = None
     """Where online steps go. shared: appended to the dataset, batches uniform over both (the paper's
     offline-to-online setting). symmetric: a separate online replay, every batch half dataset, half online
@@ -103,6 +106,10 @@ class TrainConfig:
     """Settings of the flow agents (qc-fql, fql-n, fql, qc, bfn-n, bfn)."""
     sac: SACAgentConfig = field(default_factory=SACAgentConfig)
     """Settings of the chunked SAC family (qc-rlpd, rlpd-ac, rlpd)."""
+    diffusion: DiffusionQLConfig = field(default_factory=DiffusionQLConfig)
+    """Settings of Diffusion-QL over chunks (diffusion-ql)."""
+    cpql: CPQLConfig = field(default_factory=CPQLConfig)
+    """Settings of CPQL over chunks (cpql)."""
 
 
 def to_dict(config) -> dict:
@@ -192,9 +199,11 @@ def check_values(config: TrainConfig) -> None:
     need(c.horizon >= 1, f"horizon must be >= 1 (got {c.horizon})")
     need(0.0 <= c.discount <= 1.0, f"discount must be in [0, 1] (got {c.discount})")
     need(c.batch_size >= 1, f"batch_size must be >= 1 (got {c.batch_size})")
-    for name in ("online_steps", "start_training", "eval_interval", "checkpoint_interval"):
+    for name in ("start_training", "eval_interval", "checkpoint_interval"):
         need(getattr(c, name) >= 0, f"{name} must be >= 0 (got {getattr(c, name)})")
-    need(c.offline_steps is None or c.offline_steps >= 0, f"offline_steps must be >= 0 (got {c.offline_steps})")
+    for name in ("offline_steps", "online_steps"):  # None: the method's default
+        value = getattr(c, name)
+        need(value is None or value >= 0, f"{name} must be >= 0 (got {value})")
     for name in ("utd_ratio", "eval_episodes", "log_interval", "keep_checkpoints", "generate_workers"):
         need(getattr(c, name) >= 1, f"{name} must be >= 1 (got {getattr(c, name)})")
     need(
@@ -205,22 +214,11 @@ def check_values(config: TrainConfig) -> None:
         c.execute_horizon is None or 1 <= c.execute_horizon <= c.horizon,
         f"execute_horizon must be between 1 and the horizon {c.horizon} (got {c.execute_horizon})",
     )
-    for section in ("flow", "sac"):
-        agent = getattr(c, section)
-        need(agent.learning_rate > 0, f"{section}.learning_rate must be > 0 (got {agent.learning_rate})")
-        need(0.0 < agent.target_tau <= 1.0, f"{section}.target_tau must be in (0, 1] (got {agent.target_tau})")
-        need(agent.num_critics >= 1, f"{section}.num_critics must be >= 1 (got {agent.num_critics})")
-        for dims in ("actor_hidden_dims", "critic_hidden_dims"):
-            widths = getattr(agent, dims)
-            need(all(w >= 1 for w in widths), f"{section}.{dims} must be positive widths (got {list(widths)})")
     need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
-    need(c.flow.flow_steps >= 1, f"flow.flow_steps must be >= 1 (got {c.flow.flow_steps})")
-    need(c.flow.alpha is None or c.flow.alpha >= 0, f"flow.alpha must be >= 0 (got {c.flow.alpha})")
-    need(
-        c.flow.num_samples is None or c.flow.num_samples >= 1,
-        f"flow.num_samples must be >= 1 (got {c.flow.num_samples})",
-    )
-    need(c.sac.rho >= 0, f"sac.rho must be >= 0 (got {c.sac.rho})")
+    for section in fields(c):  # every agent section checks its own values
+        value = getattr(c, section.name)
+        if hasattr(value, "problems"):
+            problems.extend(value.problems(section.name))
     if problems:
         raise ValueError("invalid configuration: " + "; ".join(problems) + ". Nothing was created.")
 

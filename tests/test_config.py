@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chunkrl.config import TrainConfig, load_config, save_config
+from chunkrl.config import TrainConfig, check_values, load_config, save_config
 from chunkrl.train.setup import resolve_method
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
@@ -35,6 +35,31 @@ def test_fql_is_one_step_without_chunking_and_fql_n_keeps_the_horizon():
     assert fql_n.horizon == 5 and fql_n.flow.action_chunking is False
     qc = resolve_method(TrainConfig(agent="qc-fql"))
     assert qc.horizon == 5 and qc.flow.action_chunking is True
+
+
+@pytest.mark.parametrize(
+    ("method", "section", "eta", "norm"), [("diffusion-ql", "diffusion", 0.005, 10.0), ("cpql", "cpql", 0.1, 8.0)]
+)
+def test_offline_diffusion_methods_declare_their_data_and_schedule(method, section, eta, norm):
+    resolved = resolve_method(TrainConfig(agent=method))
+    assert (resolved.boundary, resolved.online_steps, resolved.offline_steps) == ("truncate", 0, 1_000_000)
+    assert (getattr(resolved, section).eta, getattr(resolved, section).max_grad_norm) == (eta, norm)
+    chosen = resolve_method(TrainConfig(agent=method, boundary="mask", online_steps=5))
+    assert (chosen.boundary, chosen.online_steps) == ("mask", 5)  # the user's values win
+    flow = resolve_method(TrainConfig(agent="qc-fql"))
+    assert (flow.boundary, flow.online_steps) == ("mask", 1_000_000)
+
+
+def test_every_agent_section_checks_its_own_values():
+    from chunkrl.agents.configs import CPQLConfig, DiffusionQLConfig, UNetConfig
+
+    bad = TrainConfig(
+        diffusion=DiffusionQLConfig(steps=0, num_critics=1, unet=UNetConfig(channels=(12,))), cpql=CPQLConfig(scales=1)
+    )
+    with pytest.raises(ValueError) as error:
+        check_values(bad)
+    for text in ("diffusion.steps", "diffusion.num_critics", "diffusion.unet.channels", "cpql.scales"):
+        assert text in str(error.value)
 
 
 def test_best_of_n_methods_get_their_sample_counts_unless_set():
@@ -144,7 +169,7 @@ def test_unambiguous_values_are_converted_to_their_field_types(tmp_path):
         ("horizon: 2.5", r"horizon: 2.5 is not a whole number"),
         ("offline_steps: 2.5e0", r"offline_steps: '2.5e0' is not a whole number"),
         ("sparse: maybe", r"sparse: 'maybe' is not a valid bool"),
-        ("boundary: trunc", r"boundary: 'trunc' is not a valid Literal\['mask', 'truncate'\]"),
+        ("boundary: trunc", r"boundary: 'trunc' is not a valid Optional\[Literal\['mask', 'truncate'\]"),
         ("flow:\n  actor_hidden_dims: wide", r"flow.actor_hidden_dims: 'wide'"),
         ("flow: 3", r"flow: expected a mapping"),
         ("eval_episodes: true", r"eval_episodes: True is not a valid int"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +19,17 @@ from chunkrl.nets.precision import autocast, matmul_precision
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted mean of ``values``; zero when every weight is zero (nothing to learn from)."""
     return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def td_loss(
+    q: torch.Tensor, target: torch.Tensor, td_weight: torch.Tensor, members: str = "mean"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Squared TD errors of ensemble values ``q`` [E, B] against ``target`` [B], averaged over the TD samples
+    (``td_weight``) and then averaged (``members="mean"``) or summed (``"sum"``, Diffusion-QL's
+    ``MSE(Q1) + MSE(Q2)``) over the members; with the usual ``critic/*`` metrics."""
+    errors = (q - target).square()
+    loss = masked_mean(errors, td_weight.expand_as(errors)) * (q.shape[0] if members == "sum" else 1)
+    return loss, {"critic/loss": loss, "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}
 
 
 def make_adam(parameters, learning_rate: float) -> torch.optim.Optimizer:
@@ -103,18 +116,98 @@ Losses = list[tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """``(loss, metrics)`` pairs, e.g. ``[critic_loss(batch), actor_loss(batch)]``."""
 
 
-class ActorCriticAgent(Agent):
-    """An agent with a critic ensemble ``critic``, its Polyak target ``target_critic``, and one Adam
-    over every trainable parameter (each loss only reaches the networks it should: targets and frozen
-    critics are detached where the losses are written).
+@dataclass
+class OptimizerGroup:
+    """One optimizer, the parameters it steps, and the gradient-norm bound applied to them first."""
 
-    Subclasses implement ``losses(batch)`` and call ``make_optimizer()`` once their networks exist.
+    optimizer: torch.optim.Optimizer
+    parameters: list[torch.Tensor]
+    max_grad_norm: float | None = None  # None: no clipping
+
+
+class EMA(nn.Module):
+    """An exponential-moving-average copy of a module, as Diffusion-QL and CPQL keep of their actor.
+
+    ``step()`` after every update: from update ``start`` on, every ``every`` updates,
+    ``copy <- decay * copy + (1 - decay) * source``; before ``start`` the copy follows the source exactly
+    (Diffusion-QL's code leaves it at the initial weights until then; following the source keeps an
+    early target sensible and changes nothing after ``start``). The update count is a buffer, saved
+    with checkpoints, and the schedule is computed on the device: no host sync inside the update loop.
+    """
+
+    def __init__(self, source: nn.Module, decay: float, every: int = 1, start: int = 0):
+        super().__init__()
+        if not 0.0 <= decay < 1.0 or every < 1 or start < 0:
+            raise ValueError(f"EMA needs 0 <= decay < 1, every >= 1, start >= 0 (got {decay}, {every}, {start})")
+        self.decay, self.every, self.start = decay, every, start
+        self.module = copy.deepcopy(source).requires_grad_(False)
+        self.source = [source]  # a list: not registered as a submodule (its weights are saved once, by the owner)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def weight(self) -> torch.Tensor:
+        """The share of the source taken at this update: 1 before ``start``, then ``1 - decay`` every
+        ``every`` updates, else 0."""
+        n = self.updates
+        scheduled = (n % self.every == 0).float() * (1.0 - self.decay)
+        return torch.where(n < self.start, torch.ones_like(scheduled), scheduled)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        polyak_update(self.module.parameters(), self.source[0].parameters(), self.weight())
+        self.updates += 1
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+class ActorCriticAgent(Agent):
+    """An agent with a critic ensemble ``critic``, its Polyak target ``target_critic``, and optimizers.
+
+    By default one Adam steps every trainable parameter (``make_optimizer``): each loss only reaches the
+    networks it should, because targets and frozen critics are detached where the losses are written.
+    Methods that want separate optimizers (other learning rates, a gradient-norm bound per network)
+    call ``add_optimizer`` per network instead; ``update`` clips and steps each group, then updates the
+    target critic and every ``EMA`` the agent registered in ``emas``.
+
+    Subclasses implement ``losses(batch)`` and create their optimizers once their networks exist.
     """
 
     target_tau: float
 
+    def __init__(self, observation_dim: int, action_dim: int, horizon: int):
+        super().__init__(observation_dim, action_dim, horizon)
+        self.groups: dict[str, OptimizerGroup] = {}
+        self.emas: list[EMA] = []
+
     def make_optimizer(self, learning_rate: float) -> None:
-        self.optimizer = make_adam([p for p in self.parameters() if p.requires_grad], learning_rate)
+        """One Adam over every trainable parameter (saved as ``optimizer``)."""
+        self.add_optimizer("optimizer", self.parameters(), learning_rate)
+
+    def add_optimizer(self, name: str, parameters, learning_rate: float, max_grad_norm: float | None = None) -> None:
+        """An Adam of its own for ``parameters`` (trainable ones only), clipped to ``max_grad_norm`` first."""
+        if max_grad_norm is not None and max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None (got {max_grad_norm})")
+        trainable = [p for p in parameters if p.requires_grad]
+        self.groups[name] = OptimizerGroup(make_adam(trainable, learning_rate), trainable, max_grad_norm)
+
+    def add_ema(self, name: str, source: nn.Module, decay: float, every: int = 1, start: int = 0) -> EMA:
+        """Register ``EMA(source)`` as submodule ``name`` (saved with checkpoints), stepped after each update."""
+        ema = EMA(source, decay, every, start)
+        setattr(self, name, ema)
+        self.emas.append(ema)
+        return ema
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The single optimizer of an agent with one group (``--seeds`` stacks agents of that kind)."""
+        if len(self.groups) != 1:
+            raise AttributeError(f"{type(self).__name__} has several optimizers: {sorted(self.groups)}")
+        return next(iter(self.groups.values())).optimizer
+
+    @property
+    def stackable(self) -> bool:
+        """Whether ``--seeds`` can train it with stacked parameters: one optimizer, no clipping, no EMA."""
+        return len(self.groups) == 1 and not self.emas and all(g.max_grad_norm is None for g in self.groups.values())
 
     def losses(self, batch: ChunkBatch) -> Losses:
         raise NotImplementedError
@@ -127,14 +220,22 @@ class ActorCriticAgent(Agent):
         return total, {**metrics, "loss/total": total}
 
     def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
-        """One gradient step on the sum of the losses, then the target critic's Polyak update."""
+        """One gradient step on the sum of the losses (each group clipped, then stepped), then the
+        target critic's Polyak update and the EMA copies."""
         with matmul_precision(self.precision):
             with autocast(self.precision, self.device):
                 total, metrics = self.total_loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
+            for group in self.groups.values():
+                group.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            self.optimizer.step()
+            for name, group in self.groups.items():
+                if group.max_grad_norm is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(group.parameters, group.max_grad_norm, foreach=True)
+                    metrics[f"{name}/grad_norm"] = norm
+                group.optimizer.step()
         polyak_update(self.target_critic.parameters(), self.critic.parameters(), self.target_tau)
+        for ema in self.emas:
+            ema.step()
         self.after_update()
         return {k: v.detach().float() for k, v in metrics.items()}
 
@@ -142,4 +243,4 @@ class ActorCriticAgent(Agent):
         """Bookkeeping after each optimizer step (e.g. an update counter kept in a buffer)."""
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"optimizer": self.optimizer}
+        return {name: group.optimizer for name, group in self.groups.items()}

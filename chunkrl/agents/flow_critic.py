@@ -20,7 +20,7 @@ import copy
 
 import torch
 
-from chunkrl.agents.base import ActorCriticAgent, Losses, masked_mean
+from chunkrl.agents.base import ActorCriticAgent, Losses, masked_mean, td_loss
 from chunkrl.agents.configs import FlowAgentConfig
 from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.ensemble import Critic
@@ -80,9 +80,7 @@ class FlowCriticAgent(ActorCriticAgent):
         with torch.no_grad():
             target = batch.reward_h + batch.bootstrap_discount * self.next_values(batch.next_observations)
         q = self.critic(batch.observations, self.policy_actions(batch), batch.valid)  # [E, B]
-        errors = (q - target).square()
-        loss = masked_mean(errors, batch.td_weight.expand_as(errors))
-        return loss, {"critic/loss": loss, "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}
+        return td_loss(q, target, batch.td_weight)
 
     def bc_flow_loss(self, batch: ChunkBatch) -> torch.Tensor:
         """Flow-matching behaviour cloning on the valid dataset actions (padding excluded)."""

@@ -56,6 +56,11 @@ class SeedStack:
         for lane in lanes[1:]:
             if type(lane) is not type(first) or lane.config != first.config:
                 raise ValueError("every lane of a seed stack must be the same agent class with the same config")
+        if not first.stackable:
+            raise ValueError(
+                f"--seeds trains seeds with stacked parameters, which {type(first).__name__} does not support yet "
+                "(it has several optimizers, gradient clipping or an EMA copy); train its seeds as separate runs"
+            )
         if first.has_dropout:
             raise ValueError(
                 "--seeds trains seeds with stacked parameters, which needs networks without dropout "

@@ -39,6 +39,10 @@ class EnsembleLayerNorm(nn.Module):
         return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
 
 
+ACTIVATIONS = {"gelu": F.gelu, "mish": F.mish}
+"""Hidden activations by name: GELU (the paper's JAX networks), Mish (Diffusion-QL's critic)."""
+
+
 class EnsembleMLP(nn.Module):
     """``E`` MLPs with the same architecture, evaluated together.
 
@@ -53,9 +57,11 @@ class EnsembleMLP(nn.Module):
         hidden_dims: Sequence[int],
         output_dim: int,
         layer_norm: bool = True,
+        activation: str = "gelu",
     ):
         super().__init__()
         self.ensemble_size = ensemble_size
+        self.activation = ACTIVATIONS[activation]
         widths = [input_dim, *hidden_dims, output_dim]
         self.linears = nn.ModuleList(
             EnsembleLinear(ensemble_size, i, o) for i, o in zip(widths[:-1], widths[1:], strict=True)
@@ -68,7 +74,7 @@ class EnsembleMLP(nn.Module):
         for i, linear in enumerate(self.linears):
             x = linear(x)
             if i < last:
-                x = F.gelu(x)
+                x = self.activation(x)
                 if self.norms is not None:
                     x = self.norms[i](x)
         return x
@@ -91,13 +97,14 @@ class Critic(nn.Module):
         ensemble_size: int,
         layer_norm: bool = True,
         validity_steps: int = 0,
+        activation: str = "gelu",
     ):
         super().__init__()
         if validity_steps and action_dim % validity_steps:
             raise ValueError(f"a chunk of {action_dim} values does not split into {validity_steps} steps")
         self.validity_steps = validity_steps
         input_dim = observation_dim + action_dim + validity_steps
-        self.members = EnsembleMLP(ensemble_size, input_dim, hidden_dims, 1, layer_norm)
+        self.members = EnsembleMLP(ensemble_size, input_dim, hidden_dims, 1, layer_norm, activation)
 
     def forward(
         self, observations: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor | None = None

@@ -233,14 +233,9 @@ def _saved_config_summary(checkpoint: Path) -> str:
         section = agent_config(saved)
     except (OSError, ValueError, KeyError):  # no readable config, or an agent this version does not know
         return ""
-    actor = list(section.actor_hidden_dims)
-    if getattr(section, "actor", "mlp") == "act":
-        act = section.act
-        actor = f"ACT width {act.width}, {act.decoder_layers} decoder layers, history {act.obs_history}"
-    return (
-        f" (agent {saved.agent}, horizon {saved.horizon}, env {saved.env}, "
-        f"actor {actor}, critic {list(section.critic_hidden_dims)})"
-    )
+    summary = getattr(section, "summary", None)  # every agent config can describe itself
+    networks = f", {summary()}" if callable(summary) else ""
+    return f" (agent {saved.agent}, horizon {saved.horizon}, env {saved.env}{networks})"
 
 
 def read_counters(checkpoint: Path) -> Counters:

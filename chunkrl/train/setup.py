@@ -46,7 +46,8 @@ def seed_everything(seed: int) -> None:
 def resolve_method(config: TrainConfig) -> TrainConfig:
     """Apply the method's defining settings (e.g. FQL is h = 1 without chunking) and its defaults for
     options left at None: the paper's per-domain values (QC-FQL's alpha, QC's N) for the task's domain,
-    and run defaults (e.g. the RLPD family: no offline phase, symmetric replay, random warm-up)."""
+    and run defaults (e.g. the RLPD family: no offline phase, symmetric replay, random warm-up; the offline
+    diffusion methods: no online phase, truncate boundaries)."""
     if config.agent not in METHODS:
         raise ValueError(
             f"Unknown agent '{config.agent}'.{close_matches_hint(config.agent, tuple(METHODS))} "
@@ -60,7 +61,7 @@ def resolve_method(config: TrainConfig) -> TrainConfig:
         for k, v in method.defaults.items()
         if getattr(section, k) is None
     }
-    resolved = {method.family: dataclasses.replace(section, **method.overrides, **unset)}
+    resolved = {method.section: dataclasses.replace(section, **method.overrides, **unset)}
     if method.horizon is not None:
         resolved["horizon"] = method.horizon
     resolved.update({k: v for k, v in method.run_defaults.items() if getattr(config, k) is None})

@@ -343,3 +343,48 @@ def test_the_act_actor_trains_from_the_cli(tiny_puzzle_dataset, tmp_path, agent,
         assert column["actor/bc_weight"][6:] == pytest.approx([1.0 - 0.1 * k for k in range(len(values) - 6)])
     evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
     assert evaluated["agent"] == agent
+
+
+def chunk_policy_tiny(section: str) -> list:
+    """Tiny networks for diffusion-ql / cpql (``section``: diffusion or cpql)."""
+    return [
+        f"--{section}.actor-hidden-dims", 16, f"--{section}.critic-hidden-dims", 16,
+        f"--{section}.unet.channels", 8, 16, f"--{section}.unet.groups", 4, f"--{section}.unet.step-dim", 8,
+        f"--{section}.act-samples", 4, "--batch-size", 16, "--eval-episodes", 1, "--no-tensorboard",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("agent", "section", "backbone"),
+    [("diffusion-ql", "diffusion", "mlp"), ("diffusion-ql", "diffusion", "unet"), ("cpql", "cpql", "mlp"),
+     ("cpql", "cpql", "unet")],
+)  # fmt: skip
+def test_chunk_diffusion_policies_train_evaluate_and_resume_offline(
+    tiny_puzzle_dataset, tmp_path, agent, section, backbone
+):
+    run = tmp_path / f"{agent}-{backbone}"
+    steps = ["--offline-steps", 6, "--log-interval", 3, "--eval-interval", 0, "--checkpoint-interval", 3]
+    chunkrl(*train_args(tiny_puzzle_dataset, run), "--agent", agent, f"--{section}.backbone", backbone,
+            *steps, *chunk_policy_tiny(section))  # fmt: skip
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["agent"] == agent
+    assert summary["counters"] == {"offline_step": 6, "online_step": 0, "online_updates": 0, "episodes": 0}
+    assert set(summary["evaluations"]) == {"latest", "offline_final"}  # an offline method: no online phase
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["boundary"] == "truncate" and config["online_steps"] == 0  # the method's run defaults
+    assert config[section]["backbone"] == backbone and config[section]["eta"] is not None
+    header = (run / "train.csv").read_text().splitlines()[0].split(",")
+    assert {"actor/bc_loss", "actor/q_loss", "actor/grad_norm", "critic/grad_norm"} <= set(header)
+
+    evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
+    assert evaluated["agent"] == agent and 0.0 <= evaluated["success"] <= 1.0
+
+    config["offline_steps"] = 9
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    chunkrl("train", "--resume", run)
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["counters"]["offline_step"] == 9
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "checkpoints" / "step_000000009" / "model.safetensors")
+    assert weights["ema_actor.updates"].item() == 9  # the EMA's schedule went on from the checkpoint

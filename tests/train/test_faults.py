@@ -57,6 +57,32 @@ def test_a_mismatch_with_an_act_checkpoint_names_its_transformer_settings(tmp_pa
         load_weights(ChunkedSACAgent(3, 1, 2, SACAgentConfig(critic_hidden_dims=(8,))), tmp_path)
 
 
+def test_a_mismatch_with_a_diffusion_checkpoint_names_its_denoiser_and_never_needs_known_fields(tmp_path, monkeypatch):
+    from chunkrl.agents import DiffusionQLAgent, DiffusionQLConfig
+    from chunkrl.agents.configs import UNetConfig
+    from chunkrl.config import save_config
+    from chunkrl.train import checkpoint
+    from chunkrl.train.checkpoint import CheckpointError, load_weights
+
+    unet = UNetConfig(channels=(8, 16), groups=4, step_dim=8)
+    saved = DiffusionQLConfig(backbone="unet", unet=unet, critic_hidden_dims=(8,), eta=1.0, max_grad_norm=1.0)
+    save_file(
+        {k: v.contiguous() for k, v in DiffusionQLAgent(3, 1, 2, saved).state_dict().items()},
+        tmp_path / "model.safetensors",
+    )
+    save_config(TrainConfig(agent="diffusion-ql", diffusion=saved), tmp_path / "config.yaml")
+    other = DiffusionQLConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), eta=1.0, max_grad_norm=1.0)
+    with pytest.raises(CheckpointError, match=r"U-Net denoiser \[8, 16\] kernel 5, history 1, critic \[8\]"):
+        load_weights(DiffusionQLAgent(3, 1, 2, other), tmp_path)
+
+    class Bare:  # an agent config with none of the fields other agents have, and no summary
+        pass
+
+    monkeypatch.setattr(checkpoint, "agent_config", lambda config: Bare())
+    with pytest.raises(CheckpointError, match=r"\(agent diffusion-ql, horizon 5, env [^,]+\): "):
+        load_weights(DiffusionQLAgent(3, 1, 2, other), tmp_path)
+
+
 def test_a_nan_before_any_checkpoint_says_none_was_written(tiny_puzzle_dataset, tmp_path, monkeypatch):
     real_update = FQLAgent.update
 
