@@ -173,6 +173,8 @@ class ActorCriticAgent(Agent):
     """
 
     target_tau: float
+    stacks_seeds: bool = True
+    """Whether ``--seeds`` can train this class with stacked parameters (checked before a run starts)."""
 
     def __init__(self, observation_dim: int, action_dim: int, horizon: int):
         super().__init__(observation_dim, action_dim, horizon)
@@ -207,7 +209,8 @@ class ActorCriticAgent(Agent):
     @property
     def stackable(self) -> bool:
         """Whether ``--seeds`` can train it with stacked parameters: one optimizer, no clipping, no EMA."""
-        return len(self.groups) == 1 and not self.emas and all(g.max_grad_norm is None for g in self.groups.values())
+        plain = len(self.groups) == 1 and not self.emas and all(g.max_grad_norm is None for g in self.groups.values())
+        return self.stacks_seeds and plain
 
     def losses(self, batch: ChunkBatch) -> Losses:
         raise NotImplementedError

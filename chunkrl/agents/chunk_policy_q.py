@@ -35,6 +35,8 @@ from chunkrl.nets.unet1d import UNetDenoiser
 class ChunkPolicyQAgent(ActorCriticAgent):
     """A generative chunk policy with a semi-Markov chunk critic (see the module docstring)."""
 
+    stacks_seeds = False  # two optimizers, clipping and an EMA: SeedStack's single stacked Adam cannot do them
+
     def __init__(
         self,
         observation_dim: int,

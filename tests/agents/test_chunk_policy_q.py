@@ -158,3 +158,13 @@ def test_unset_method_values_and_stacked_seeds_are_refused_clearly():
         DiffusionQLAgent(2, 1, 3, DiffusionQLConfig(max_grad_norm=1.0))
     with pytest.raises(ValueError, match="does not support yet"):
         SeedStack([make_agent(), make_agent()], noise_seeds=[0, 1])
+
+
+def test_seeds_for_an_agent_that_cannot_be_stacked_are_refused_before_anything_is_created(tmp_path):
+    from chunkrl.train.loop import train
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tmp_path / "never-read.npz", agent="cpql", seeds=(0, 1))
+    with pytest.raises(ValueError, match="does not support yet.*Nothing was created"):
+        train(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
