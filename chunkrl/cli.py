@@ -60,7 +60,7 @@ def _train(argv: list[str]) -> int:
         base = load_config(known.config) if known.config else TrainConfig()
         description = (
             "Train an action-chunking agent: offline on an OGBench dataset, then online (the RLPD family: "
-            "online only, with the dataset as prior data). "
+            "online only, with the dataset as prior data; diffusion-ql and cpql: offline only). "
             "Extra options: --config FILE (YAML/JSON defaults), --run-dir DIR, --resume RUN_DIR."
         )
         config = tyro.cli(TrainConfig, args=rest, default=base, prog="chunkrl train", description=description)
