@@ -29,6 +29,14 @@ from chunkrl.nets.noise import GeneratorNoise, NoiseTape, RecordingNoise, TapeMi
 from chunkrl.nets.precision import autocast, matmul_precision
 
 
+def unstackable_message(name: str) -> str:
+    """Why ``--seeds`` refuses agent ``name`` and what to do instead (one text for every place that checks)."""
+    return (
+        f"--seeds trains seeds with stacked parameters, which {name} does not support yet (several optimizers, "
+        "gradient clipping or an EMA copy); train its seeds as separate runs (--seed S)"
+    )
+
+
 class _Losses(nn.Module):
     """``forward(batch)`` = the agent's ``total_loss`` (``functional_call`` calls a module's forward)."""
 
@@ -57,10 +65,7 @@ class SeedStack:
             if type(lane) is not type(first) or lane.config != first.config:
                 raise ValueError("every lane of a seed stack must be the same agent class with the same config")
         if not first.stackable:
-            raise ValueError(
-                f"--seeds trains seeds with stacked parameters, which {type(first).__name__} does not support yet "
-                "(it has several optimizers, gradient clipping or an EMA copy); train its seeds as separate runs"
-            )
+            raise ValueError(unstackable_message(type(first).__name__))
         if first.has_dropout:
             raise ValueError(
                 "--seeds trains seeds with stacked parameters, which needs networks without dropout "

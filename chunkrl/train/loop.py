@@ -34,6 +34,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chunkrl.agents import METHODS, Agent
+from chunkrl.agents.stack import unstackable_message
 from chunkrl.config import TrainConfig, check_values, load_config, save_config, to_dict
 from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.sources.ogbench import parse_task
@@ -458,13 +459,8 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
         check_values(config)
         config = resolve_method(config)  # also rejects an unknown agent or environment name
         check_values(config)  # the method's defaults filled in
-        agent_class = METHODS[config.agent].agent
-        if config.seeds and not getattr(agent_class, "stacks_seeds", True):
-            raise ValueError(
-                f"--seeds trains seeds with stacked parameters, which {config.agent} does not support yet (several "
-                "optimizers, gradient clipping or an EMA copy); train its seeds as separate runs (--seed S). "
-                "Nothing was created."
-            )
+        if config.seeds and not getattr(METHODS[config.agent].agent, "stacks_seeds", True):
+            raise ValueError(unstackable_message(config.agent) + ". Nothing was created.")
         run_dir = new_run_dir(config, run_dir)
     with RunDirectoryLock(run_dir):
         if resume is None:
