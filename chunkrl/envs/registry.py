@@ -17,13 +17,40 @@ class SparseReward(gymnasium.RewardWrapper):
         return -1.0 if reward != 0.0 else 0.0
 
 
-def make_env(env_name: str, sparse: bool = False) -> gymnasium.Env:
-    """An OGBench single-task environment (``...-singletask-taskN-v0``) as a gymnasium.Env.
+ALOHA_PREFIX = "aloha-"
+
+
+def is_aloha(env_name: str) -> bool:
+    return env_name.startswith(ALOHA_PREFIX)
+
+
+def env_domain(env_name: str) -> str:
+    """The family's domain: ``aloha``, or the OGBench domain (``puzzle-3x3``, ``scene``, ...)."""
+    if is_aloha(env_name):
+        from chunkrl.envs.aloha import TASKS
+
+        if env_name not in TASKS:
+            raise ValueError(f"unknown ALOHA task '{env_name}'; available: {', '.join(TASKS)}")
+        return "aloha"
+    return parse_task(env_name).domain
+
+
+def make_env(env_name: str, sparse: bool = False, obs_mode: str = "state") -> gymnasium.Env:
+    """An environment by name: an ALOHA task (``aloha-transfer-cube``, ``aloha-insertion``; ``obs_mode``
+    state or pixels) or an OGBench single-task environment (``...-singletask-taskN-v0``).
 
     Unknown names raise ``ValueError`` listing close matches.
     """
-    task = parse_task(env_name)
-    return make_task_env(task, sparse)
+    if is_aloha(env_name):
+        from chunkrl.envs.aloha import AlohaEnv
+
+        if sparse:
+            raise ValueError("--sparse is the OGBench tasks' reward; the ALOHA tasks keep their staged reward (0-4)")
+        env_domain(env_name)
+        return AlohaEnv(env_name, obs_mode)
+    if obs_mode != "state":
+        raise ValueError("--obs-mode pixels is for the ALOHA tasks; the OGBench tasks here give states")
+    return make_task_env(parse_task(env_name), sparse)
 
 
 def make_task_env(task: OGBenchTask, sparse: bool = False) -> gymnasium.Env:
@@ -40,4 +67,9 @@ def make_task_env(task: OGBenchTask, sparse: bool = False) -> gymnasium.Env:
 
 def space_dims(env: gymnasium.Env) -> tuple[int, int]:
     """(observation size, action size) of a flat Box environment."""
+    if not isinstance(env.observation_space, gymnasium.spaces.Box):
+        raise ValueError(
+            "chunkrl's agents read flat state vectors, and this environment gives "
+            f"{type(env.observation_space).__name__} observations (pixels). Train with --obs-mode state."
+        )
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))

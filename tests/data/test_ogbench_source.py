@@ -103,7 +103,7 @@ def test_online_rewards_and_terminals_line_up_with_the_relabelled_dataset(tmp_pa
     rows = {k: [] for k in ("observations", "actions", "terminals", "qpos", "qvel", "button_states")}
     online_rewards, online_terminals = [], []
     for t in range(240):  # up and down while drifting over the button grid: presses some buttons
-        action = np.array([0.3 * np.sin(t / 40), 0.3 * np.cos(t / 55), -1.0 if (t // 15) % 2 == 0 else 1.0, 0, 0])
+        action = np.array([0.8 * np.sin(t / 40), 0.8 * np.cos(t / 55), -1.0 if (t // 15) % 2 == 0 else 1.0, 0, 0])
         next_observation, reward, terminated, _, info = env.step(action)
         last = t == 239
         for key, value in zip(

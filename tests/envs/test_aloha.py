@@ -1,0 +1,60 @@
+"""The ALOHA simulator's state mode and chunk steps (needs the aloha extra, installed by the dev extra)."""
+
+import numpy as np
+import pytest
+
+from chunkrl.envs.aloha import STATE_LAYOUT, AlohaEnv
+from chunkrl.envs.executor import ChunkStepEnv
+
+
+def test_state_observation_layout_and_no_rendering(monkeypatch):
+    env = AlohaEnv("aloha-transfer-cube")
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("state mode rendered a camera")
+
+    monkeypatch.setattr(type(env.physics), "render", no_render)
+    pose = np.array([0.1, 0.5, 0.05, 1.0, 0.0, 0.0, 0.0])
+    observation, info = env.reset(seed=3, options={"object_poses": pose})
+    assert observation.shape == (35,) and env.observation_space.shape == (35,)
+    qpos, qvel, objects = (observation[STATE_LAYOUT[k]] for k in ("qpos", "qvel", "objects"))
+    start_arm = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0]  # the robot's start pose, both arms
+    np.testing.assert_allclose(qpos[:6], start_arm, atol=1e-6)
+    np.testing.assert_allclose(qpos[7:13], start_arm, atol=1e-6)
+    np.testing.assert_allclose(objects, pose, atol=1e-6)
+    np.testing.assert_allclose(qvel, 0.0, atol=1e-6)
+    hold = qpos.copy()
+    for _ in range(5):
+        observation, reward, terminated, truncated, info = env.step(hold)
+    assert reward == 0.0 and not terminated and not truncated
+    assert observation[STATE_LAYOUT["objects"]][2] < 0.05  # the cube falls onto the table
+
+
+def test_insertion_has_two_object_poses():
+    env = AlohaEnv("aloha-insertion")
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (42,)
+
+
+def test_same_seed_same_cube_and_time_limit():
+    env = AlohaEnv("aloha-transfer-cube", max_episode_steps=7)
+    first, _ = env.reset(seed=5)
+    second, _ = env.reset(seed=5)
+    np.testing.assert_array_equal(first, second)
+    chunked = ChunkStepEnv(env, horizon=4, gamma=0.5)
+    observation, _ = chunked.reset(seed=5)
+    hold = np.repeat(observation[None, :14], 4, axis=0)
+    _, _, _, truncated, info = chunked.step(hold)
+    assert info["tau"] == 4 and not truncated
+    _, _, _, truncated, info = chunked.step(hold)
+    assert info["tau"] == 3 and truncated  # the time limit cut the second chunk after 3 of its 4 actions
+
+
+def test_pixel_mode_renders_or_says_how_to_fix_it():
+    env = AlohaEnv("aloha-transfer-cube", obs_mode="pixels", image_size=(48, 64))
+    try:
+        observation, _ = env.reset(seed=0)
+    except RuntimeError as error:
+        assert "MUJOCO_GL=egl" in str(error)
+        pytest.skip(f"no OpenGL here: {error}")
+    assert observation["top"].shape == (48, 64, 3) and observation["state"].shape == (35,)
