@@ -3,7 +3,8 @@
 chunkrl train [--config FILE] [--run-dir DIR] [options]   train (offline, then online)
 chunkrl train --resume RUN_DIR                             continue an interrupted run
 chunkrl eval CHECKPOINT_OR_RUN [--episodes N]              evaluate a checkpoint
-chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench dataset locally
+chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench dataset (or scripted ALOHA
+                                                           demonstrations: aloha-transfer-cube-scripted) locally
 chunkrl data list                                          known datasets and where they are cached
 chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE]            success curves (with the paper's, if known)
 """
@@ -99,10 +100,12 @@ def _eval(argv: list[str]) -> int:
 def _data(argv: list[str]) -> int:
     from chunkrl.data.sources.ogbench import DATASETS, default_cache_dir, generated_dataset_path
 
-    parser = argparse.ArgumentParser(prog="chunkrl data", description="OGBench datasets.")
+    parser = argparse.ArgumentParser(prog="chunkrl data", description="OGBench datasets and scripted ALOHA data.")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
-    gen.add_argument("dataset", help="e.g. scene-play-v0, puzzle-3x3-play-v0, cube-double-noisy-v0")
+    gen.add_argument(
+        "dataset", help="e.g. scene-play-v0, puzzle-3x3-play-v0, cube-double-noisy-v0, aloha-transfer-cube-scripted"
+    )
     gen.add_argument("--episodes", type=positive_int, default=None, help="training episodes (default: OGBench's count)")
     gen.add_argument("--workers", type=positive_int, default=2, help="worker processes (default 2)")
     gen.add_argument("--seed", type=int, default=0)
@@ -117,8 +120,12 @@ def _data(argv: list[str]) -> int:
         print("known datasets:\n  " + "\n  ".join(DATASETS))
         print(f"generated in {root}:\n  " + ("\n  ".join(cached) if cached else "(none)"))
         return 0
-    from chunkrl.data.generate import generate_dataset, official_settings
+    from chunkrl.data.aloha_scripted import DATASETS as SCRIPTED
     from chunkrl.train.logging import generation_progress
+
+    if args.dataset in SCRIPTED:
+        return _generate_scripted(args)
+    from chunkrl.data.generate import generate_dataset, official_settings
 
     settings = official_settings(args.dataset, args.episodes, args.seed)
     out = args.out or generated_dataset_path(args.dataset, settings.episodes, args.cache_dir)
@@ -129,6 +136,32 @@ def _data(argv: list[str]) -> int:
     with generation_progress(console) as report:
         train_path, val_path = generate_dataset(settings, out, args.workers, args.overwrite, report)
     console.print(f"[green]wrote[/] {train_path} and {val_path}")
+    return 0
+
+
+def _generate_scripted(args) -> int:
+    """``chunkrl data generate aloha-transfer-cube-scripted``: scripted ALOHA demonstrations."""
+    from chunkrl.data.aloha_scripted import generate_scripted
+    from chunkrl.data.sources.ogbench import generated_dataset_path
+    from chunkrl.train.logging import generation_progress
+    from chunkrl.train.setup import ALOHA_EPISODES
+
+    episodes = args.episodes or ALOHA_EPISODES
+    out = args.out or generated_dataset_path(args.dataset, episodes, args.cache_dir)
+    console.print(f"Generating {args.dataset}: {episodes} successful scripted episodes -> {out}")
+    with generation_progress(console) as report:
+        counts = generate_scripted(
+            args.dataset,
+            out,
+            episodes,
+            args.seed,
+            overwrite=args.overwrite,
+            progress=lambda ok, _: report(ok, episodes),
+        )
+    console.print(
+        f"[green]wrote[/] {out}: {counts['episodes']} episodes, {counts['steps']} steps; the script succeeded in "
+        f"{counts['episodes']} of {counts['attempts']} attempts ({counts['success_rate']:.0%})"
+    )
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 import pydantic
 import yaml
 
-from chunkrl.agents.configs import CPQLConfig, DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
+from chunkrl.agents.configs import ChunkPPOConfig, CPQLConfig, DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
 from chunkrl.files import write_atomically
 
 
@@ -24,10 +24,14 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper (arXiv 2507.07969)."""
 
     agent: str = "qc-fql"
-    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql or cpql (see the
-    README's table)."""
+    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql, cpql, chunk-bc or
+    chunk-ppo (see the README's table)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
-    """OGBench single-task environment; its dataset is the matching play/noisy dataset."""
+    """OGBench single-task environment (its dataset is the matching play/noisy dataset), or an ALOHA task:
+    aloha-transfer-cube (dataset: the scripted demonstrations) or aloha-insertion (pip install -e ".[aloha]")."""
+    obs_mode: Literal["state", "pixels"] = "state"
+    """ALOHA observations: state (joint positions and velocities, object pose; never renders) or pixels (camera
+    images, for users with an image encoder; chunkrl's agents read state)."""
     sparse: bool = False
     """The paper's sparse reward (-1 unless the task is fully solved), offline and online alike."""
     dataset_path: Path | None = None
@@ -101,7 +105,11 @@ class TrainConfig:
     wandb: bool = False
     """Also log to Weights & Biases (pip install chunkrl[wandb])."""
     init_from: Path | None = None
-    """Start from the agent weights of this checkpoint (a checkpoint directory or run directory)."""
+    """Start from the agent weights of this checkpoint (a checkpoint directory or run directory). chunk-ppo also
+    takes a chunk-bc (imitation) checkpoint: its actor and tokenizer, with a fresh value head."""
+    allow_partial_init: bool = False
+    """With --init-from: load the tensors whose names and shapes match, print exactly what was skipped, and
+    start the rest fresh (default: any mismatch stops the run)."""
     flow: FlowAgentConfig = field(default_factory=FlowAgentConfig)
     """Settings of the flow agents (qc-fql, fql-n, fql, qc, bfn-n, bfn)."""
     sac: SACAgentConfig = field(default_factory=SACAgentConfig)
@@ -110,6 +118,8 @@ class TrainConfig:
     """Settings of Diffusion-QL over chunks (diffusion-ql)."""
     cpql: CPQLConfig = field(default_factory=CPQLConfig)
     """Settings of CPQL over chunks (cpql)."""
+    ppo: ChunkPPOConfig = field(default_factory=ChunkPPOConfig)
+    """Settings of chunk-level PPO and its imitation pre-training (chunk-ppo, chunk-bc)."""
 
 
 def to_dict(config) -> dict:

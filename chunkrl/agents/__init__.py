@@ -14,10 +14,11 @@ from typing import Any
 
 from chunkrl.agents.base import Agent
 from chunkrl.agents.best_of_n import BestOfNAgent
-from chunkrl.agents.configs import CPQLConfig, DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
+from chunkrl.agents.configs import ChunkPPOConfig, CPQLConfig, DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
 from chunkrl.agents.cpql import CPQLAgent
 from chunkrl.agents.diffusion_ql import DiffusionQLAgent
 from chunkrl.agents.fql import FQLAgent
+from chunkrl.agents.ppo import ChunkBCAgent, ChunkPPOAgent
 from chunkrl.agents.sac import ChunkedSACAgent
 
 OFFLINE_TO_ONLINE = {
@@ -37,6 +38,11 @@ OFFLINE_SEMI_MARKOV = {**OFFLINE_TO_ONLINE, "online_steps": 0, "boundary": "trun
 """Run defaults of the offline chunked diffusion methods: 1M gradient steps on the dataset (Diffusion-QL's
 1000 epochs of 1000 steps), no online phase, and semi-Markov targets: every chunk is a TD sample,
 one cut short bootstraps with γ^τ."""
+IMITATION = {**OFFLINE_TO_ONLINE, "offline_steps": 20_000, "online_steps": 0}
+"""Run defaults of imitation pre-training (chunk-bc): gradient steps on the demonstrations, nothing online."""
+ON_POLICY = {**OFFLINE_TO_ONLINE, "offline_steps": 0, "online_steps": 500_000}
+"""Run defaults of chunk-level PPO: no dataset phase, 500k environment steps of rollouts (the agent declares
+``on_policy``: the loop runs the rollout schedule and needs no dataset)."""
 
 
 @dataclass(frozen=True)
@@ -154,10 +160,22 @@ METHODS: dict[str, Method] = {
         section="cpql",
         run_defaults=OFFLINE_SEMI_MARKOV,
     ),
+    "chunk-bc": Method(
+        ChunkBCAgent,
+        "imitation of dataset chunks by a token (FAST-style) or Gaussian chunk policy, to initialise chunk-ppo",
+        section="ppo",
+        run_defaults=IMITATION,
+    ),
+    "chunk-ppo": Method(
+        ChunkPPOAgent,
+        "PPO where one decision is one chunk: token or Gaussian chunk policy, chunk-level GAE (on-policy)",
+        section="ppo",
+        run_defaults=ON_POLICY,
+    ),
 }
 
 
-AgentConfig = FlowAgentConfig | SACAgentConfig | DiffusionQLConfig | CPQLConfig
+AgentConfig = FlowAgentConfig | SACAgentConfig | DiffusionQLConfig | CPQLConfig | ChunkPPOConfig
 
 
 def agent_config(config) -> AgentConfig:
@@ -170,6 +188,9 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "BestOfNAgent",
+    "ChunkBCAgent",
+    "ChunkPPOAgent",
+    "ChunkPPOConfig",
     "CPQLAgent",
     "CPQLConfig",
     "DiffusionQLAgent",

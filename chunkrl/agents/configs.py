@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from chunkrl.nets.tokenizer import TokenizerSettings
+
 
 def network_problems(section: str, config) -> list[str]:
     """Problems of the settings most agents share: learning rate, Polyak rate, ensemble, layer widths."""
@@ -321,3 +323,79 @@ class CPQLConfig(ChunkPolicyQConfig):
             (self.bc_weight >= 0, f"bc_weight must be >= 0 (got {self.bc_weight})"),
         ]
         return super().problems(section) + [f"{section}.{text}" for ok, text in need if not ok]
+
+
+@dataclass
+class ChunkPPOConfig:
+    """Chunk-level PPO (chunk-ppo) and its imitation pre-training (chunk-bc): one decision is one chunk."""
+
+    actor: Literal["tokens", "gaussian"] = "tokens"
+    """tokens: the autoregressive transformer over FAST-style chunk tokens; gaussian: the continuous
+    tanh-Gaussian chunk baseline."""
+    width: int = 128
+    """Transformer width (token actor)."""
+    layers: int = 2
+    """Transformer layers (token actor)."""
+    heads: int = 4
+    """Attention heads (token actor)."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden widths of the value head (and of the Gaussian actor)."""
+    value_input: Literal["state", "state-chunk"] = "state"
+    """V(s), or V(s, chunk) reading the normalised chunk too."""
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
+    """How chunks become tokens (fitted on the dataset; saved with every checkpoint)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (actor and value head)."""
+    num_envs: int = 4
+    """Environments stepped together (gymnasium's vector API)."""
+    chunks_per_update: int = 128
+    """Decisions collected per rollout, over all environments (a multiple of num_envs)."""
+    epochs: int = 4
+    """Passes over each rollout."""
+    minibatch_size: int = 32
+    """Decisions per gradient step."""
+    gae_lambda: float = 0.95
+    """GAE λ, applied once per decision."""
+    clip: float = 0.2
+    """PPO ratio clip ε."""
+    value_clip: float | None = None
+    """Clip the value update to ±value_clip around the collected value (None: plain squared error)."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus (mean entropy per token, or per dimension for the Gaussian actor)."""
+    max_grad_norm: float = 0.5
+    """Gradient norm bound."""
+    target_kl: float | None = 0.05
+    """Stop a rollout's epochs early once a minibatch's approximate KL exceeds this (None: never)."""
+    normalize_advantages: bool = True
+    """Standardise advantages within each minibatch."""
+    temperature: float = 1.0
+    """Sampling temperature while collecting (evaluation acts greedily)."""
+
+    def summary(self) -> str:
+        return f"{self.actor} actor, width {self.width}, layers {self.layers}, value {list(self.hidden_dims)}"
+
+    def problems(self, section: str) -> list[str]:
+        problems = self.tokenizer.problems(f"{section}.tokenizer")
+        positive = ("width", "layers", "heads", "num_envs", "chunks_per_update", "epochs", "minibatch_size")
+        problems += [f"{section}.{n} must be >= 1 (got {getattr(self, n)})" for n in positive if getattr(self, n) < 1]
+        if self.learning_rate <= 0:
+            problems.append(f"{section}.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.width % self.heads:
+            problems.append(f"{section}.width {self.width} must be a multiple of heads {self.heads}")
+        if self.num_envs >= 1 and self.chunks_per_update % self.num_envs:
+            problems.append(
+                f"{section}.chunks_per_update {self.chunks_per_update} must be a multiple of num_envs {self.num_envs}"
+            )
+        if self.minibatch_size > self.chunks_per_update:
+            problems.append(
+                f"{section}.minibatch_size {self.minibatch_size} exceeds chunks_per_update {self.chunks_per_update}"
+            )
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            problems.append(f"{section}.gae_lambda must be in [0, 1] (got {self.gae_lambda})")
+        if self.clip <= 0 or (self.value_clip is not None and self.value_clip <= 0):
+            problems.append(f"{section}.clip and value_clip must be > 0")
+        if self.temperature <= 0:
+            problems.append(f"{section}.temperature must be > 0 (got {self.temperature})")
+        return problems

@@ -146,3 +146,39 @@ def evaluate(executor: ChunkExecutor, policy: Policy, episodes: int) -> dict[str
         "length": float(lengths.mean()),
         "episodes": float(episodes),
     }
+
+
+class ChunkStepEnv(gymnasium.Wrapper):
+    """One step of this environment is one decision: a whole chunk ``[h, A]`` run open loop.
+
+    ``step(chunk)`` executes the first ``execute_horizon`` actions of the chunk (all of them by
+    default), stopping early when the episode ends, and returns the next observation, the chunk's
+    reward ``Σ_{i<τ} γ^i r_i``, terminated, truncated and an info with the executed length ``tau``, the
+    undiscounted reward ``reward_sum`` and ``success``. Wrapped in a gymnasium vector environment it
+    lets every environment make one decision per vector step, whatever the chunks' lengths.
+    """
+
+    def __init__(self, env: gymnasium.Env, horizon: int, gamma: float, execute_horizon: int | None = None):
+        super().__init__(env)
+        self.horizon, self.gamma = horizon, gamma
+        self.execute_horizon = execute_horizon or horizon
+        low, high = env.action_space.low, env.action_space.high
+        shape = (horizon, *env.action_space.shape)
+        self.action_space = gymnasium.spaces.Box(
+            np.broadcast_to(low, shape), np.broadcast_to(high, shape), shape, env.action_space.dtype
+        )
+
+    def step(self, chunk):
+        chunk = np.asarray(chunk).reshape(self.horizon, -1)
+        total, undiscounted, tau = 0.0, 0.0, 0
+        terminated = truncated = False
+        info: dict = {}
+        for action in chunk[: self.execute_horizon]:
+            observation, reward, terminated, truncated, info = self.env.step(action)
+            total += self.gamma**tau * float(reward)
+            undiscounted += float(reward)
+            tau += 1
+            if terminated or truncated:
+                break
+        info = {**info, "tau": tau, "reward_sum": undiscounted, "success": bool(info.get("success", False))}
+        return observation, total, terminated, truncated, info

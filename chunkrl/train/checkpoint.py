@@ -140,6 +140,7 @@ def save_checkpoint(
     rng_states: dict,
     online_steps: StepArrays | None,
     keep: int = 2,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Write a checkpoint atomically and point ``latest`` at it; keep the ``keep`` newest (at least 1)."""
     if keep < 1:
@@ -156,6 +157,8 @@ def save_checkpoint(
     torch.save(rng_states, partial / "rng.pt")
     (partial / "state.json").write_text(json.dumps({"counters": asdict(counters), "agent": config.agent}, indent=2))
     save_config(config, partial / "config.yaml")
+    for file_name, text in (extra_files or {}).items():  # e.g. the tokenizer of a token policy
+        (partial / file_name).write_text(text)
     if online_steps is not None and len(online_steps.rewards):
         _save_online_steps(partial / "replay_online.npz", online_steps)
     digests = {p.name: file_digest(p) for p in sorted(partial.iterdir())}
@@ -225,6 +228,45 @@ def load_weights(agent: torch.nn.Module, checkpoint: Path) -> None:
             + ". Use the same agent, horizon and network sizes as the run that wrote it (see its config.yaml)."
         )
     agent.load_state_dict(tensors)
+
+
+def load_initial_weights(agent: torch.nn.Module, checkpoint: Path, allow_partial: bool, console) -> None:
+    """Start a new run from a checkpoint's weights (``--init-from``).
+
+    An agent may declare ``fresh_on_init`` prefixes (chunk-ppo: ``value_head.``): a checkpoint without
+    any tensor under such a prefix is an imitation checkpoint, and those networks start fresh (said on
+    the console). Every other tensor must be present with the agent's shape; any mismatch stops the run
+    with the list, unless ``allow_partial``: then what matches is loaded and everything skipped is printed.
+    """
+    checkpoint = Path(checkpoint)
+    try:
+        tensors = load_file(checkpoint / "model.safetensors", device=str(agent.device))
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{checkpoint / 'model.safetensors'} cannot be read ({error})") from None
+    expected = agent.state_dict()
+    fresh_prefixes = tuple(getattr(agent, "fresh_on_init", ()))
+    fresh = [p for p in fresh_prefixes if not any(k.startswith(p) for k in tensors)]
+    missing = sorted(k for k in expected if k not in tensors and not k.startswith(tuple(fresh)))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = sorted(k for k in expected if k in tensors and tensors[k].shape != expected[k].shape)
+    kind = "imitation (actor only)" if fresh else "full"
+    problems = [f"{k}: checkpoint {tuple(tensors[k].shape)} vs agent {tuple(expected[k].shape)}" for k in mismatched]
+    problems += [f"{k}: missing from the checkpoint" for k in missing]
+    problems += [f"{k}: not in this agent" for k in unexpected]
+    if problems and not allow_partial:
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise CheckpointError(
+            f"--init-from {checkpoint} ({kind} checkpoint{_saved_config_summary(checkpoint)}) does not fit this "
+            f"agent: {shown}. Use the network settings of the run that wrote it, or pass --allow-partial-init to "
+            "load only the tensors that match (the rest start fresh)."
+        )
+    loaded = {k: v for k, v in tensors.items() if k in expected and v.shape == expected[k].shape}
+    agent.load_state_dict({**expected, **loaded})
+    console.print(f"initialised from {checkpoint}: {kind} checkpoint, {len(loaded)} of {len(expected)} tensors loaded")
+    for prefix in fresh:
+        console.print(f"  fresh (not in the checkpoint): {prefix}*")
+    for problem in problems:
+        console.print(f"  [yellow]skipped[/] {problem}")
 
 
 def _saved_config_summary(checkpoint: Path) -> str:

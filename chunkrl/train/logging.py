@@ -113,3 +113,16 @@ def generation_progress(console: Console):
             progress.update(task, completed=done, total=total)
 
         yield report
+
+
+class SilentLogger:
+    """The logger of a data-parallel rank other than 0: rank 0 alone writes logs."""
+
+    def __init__(self):
+        self.console = Console(stderr=True, quiet=True)
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

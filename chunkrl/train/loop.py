@@ -20,6 +20,7 @@ all of them at once with stacked parameters (``train/seeds.py``), through the ve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -37,19 +38,21 @@ from chunkrl.agents import METHODS, Agent
 from chunkrl.agents.stack import unstackable_message
 from chunkrl.config import TrainConfig, check_values, load_config, save_config, to_dict
 from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec, MixedChunkSampler
-from chunkrl.data.sources.ogbench import parse_task
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
-from chunkrl.envs.registry import make_task_env, space_dims
+from chunkrl.envs.registry import make_env, space_dims
 from chunkrl.files import write_atomically
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
-from chunkrl.train.logging import RunLogger
+from chunkrl.train import distributed
+from chunkrl.train.logging import RunLogger, SilentLogger
+from chunkrl.train.on_policy import on_policy_phase
 from chunkrl.train.setup import (
     RunDirectoryLock,
     build_agent,
     load_dataset,
     new_run_dir,
+    prepare_tokenizer,
     resolve_device,
     resolve_method,
     seed_everything,
@@ -97,14 +100,15 @@ class Trainer:
     config: TrainConfig
     run_dir: Path
     agent: Agent
-    store: Trajectories  # the dataset (and, with shared replay, the online steps after it)
+    store: Trajectories | None  # the dataset (and, with shared replay, the online steps after it); None on-policy
     dataset_size: int
-    replay: Trajectories  # where online steps are added: ``store`` itself, or a separate online replay
-    sampler: ChunkSampler | MixedChunkSampler
+    replay: Trajectories | None  # where online steps are added: ``store`` itself, or a separate online replay
+    sampler: ChunkSampler | MixedChunkSampler | None
     env: object
     eval_executor: ChunkExecutor
-    logger: RunLogger
+    logger: RunLogger | SilentLogger
     device: torch.device
+    rank: int = 0  # this process's rank under torchrun; only rank 0 logs, evaluates and checkpoints
     warmup_policy: UniformRandomPolicy | None = None  # acts before start_training (None: the agent)
     label: str = ""  # which seed this is, when several train together (shown in progress and eval lines)
     before_save: Callable[[], None] | None = None  # brings the agent's optimizer state up to date before a save
@@ -172,6 +176,8 @@ class Trainer:
             self.logger.console.print(f"{phase}{self.label} step {step}: {status}")
 
     def maybe_evaluate(self, phase: str, force: bool = False) -> None:
+        if self.rank != 0:
+            return
         interval = self.config.eval_interval
         step = self.counters.global_step
         if not force and not (interval > 0 and step % interval == 0):
@@ -192,13 +198,15 @@ class Trainer:
 
     def save(self) -> None:
         """Write a checkpoint of the current state (once per step; never after a non-finite loss)."""
-        if self._saved_step == self.counters.global_step:
+        if self._saved_step == self.counters.global_step or self.rank != 0:
             return
         self.check_finite()
         self._saved_step = self.counters.global_step
         if self.before_save is not None:
             self.before_save()
-        rng_states = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng_state()}
+        rng_states = {"torch": torch.get_rng_state()}
+        if self.sampler is not None:
+            rng_states["sampler"] = self.sampler.rng_state()
         if isinstance(self.agent.noise, GeneratorNoise):
             rng_states["noise"] = self.agent.noise.get_state()
         if self.warmup_policy is not None:
@@ -214,12 +222,13 @@ class Trainer:
             rng_states,
             self.online_steps(),
             keep=self.config.keep_checkpoints,
+            extra_files=getattr(self.agent, "extra_files", dict)(),
         )
 
     def online_steps(self) -> StepArrays | None:
         """The steps collected online so far (None before the online phase)."""
         first = self.dataset_size if self.replay is self.store else 0
-        if self.replay.size <= first:
+        if self.replay is None or self.replay.size <= first:
             return None
         steps = self.replay.step_arrays()
         return StepArrays(*(getattr(steps, f.name)[first:] for f in fields(steps)))
@@ -233,7 +242,10 @@ class Trainer:
     def phases(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
         """Both phases: yields every batch to train on, receives each update's metrics."""
         yield from self.offline_phase(progress)
-        yield from self.online_phase(progress)
+        if getattr(self.agent, "on_policy", False):  # the agent declares its schedule: rollouts, not replay
+            yield from on_policy_phase(self, progress)
+        else:
+            yield from self.online_phase(progress)
 
     def offline_phase(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
         if self.counters.offline_step >= self.config.offline_steps:
@@ -296,7 +308,8 @@ class Trainer:
         """Evaluate at the phase's last step (unless just done), record it as the phase's final result, save."""
         if self.evaluations.get("latest", {}).get("step") != self.counters.global_step:
             self.maybe_evaluate(phase, force=True)
-        self.evaluations[f"{phase}_final"] = self.evaluations["latest"]
+        if "latest" in self.evaluations:  # (ranks other than 0 do not evaluate)
+            self.evaluations[f"{phase}_final"] = self.evaluations["latest"]
         self.save()
 
     def summary(self, status: str, started: float) -> dict:
@@ -326,28 +339,45 @@ def _progress(console) -> Progress:
 
 
 def build_trainer(
-    config: TrainConfig, run_dir: Path, checkpoint: Path | None, restart: bool = False, own_noise: bool = False
+    config: TrainConfig,
+    run_dir: Path,
+    checkpoint: Path | None,
+    restart: bool = False,
+    own_noise: bool = False,
+    rank: int = 0,
 ) -> Trainer:
     """Everything a run needs; restores the state of ``checkpoint`` when resuming. ``restart``: the run
     directory holds a run that never wrote a checkpoint, whose log rows are dropped. ``own_noise``: the
     agent draws from a generator of its own (checkpointed) instead of torch's global one."""
     device = resolve_device(config.device)
-    seed_everything(config.seed)
-    task = parse_task(config.env)
-    env = make_task_env(task, config.sparse)
-    eval_env = make_task_env(task, config.sparse)
+    seed_everything(config.seed + 1000 * rank)
+    env = make_env(config.env, config.sparse, config.obs_mode)
+    eval_env = make_env(config.env, config.sparse, config.obs_mode)
     observation_dim, action_dim = space_dims(env)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
-    logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
+    if rank == 0:
+        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
+    else:
+        logger = SilentLogger()
+    method = METHODS[config.agent]
+    on_policy = getattr(method.agent, "on_policy", False)  # rollouts from the environments: no dataset
     shared = config.replay == "shared"
-    store = load_dataset(config, task, env, config.online_steps if shared else 0, logger.console)
-    agent = build_agent(config, observation_dim, action_dim, device)
+    store = replay = sampler = None
+    if not on_policy:
+        store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
+    tokenizer = None
+    if getattr(method.agent, "needs_tokenizer", False):
+        source = checkpoint or (ckpt.resolve_checkpoint(config.init_from) if config.init_from is not None else None)
+        tokenizer = prepare_tokenizer(config, env, store, source, logger.console)
+    agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
     if own_noise:
         agent.noise = GeneratorNoise(config.seed + 30_000, device)
     spec = ChunkSpec(config.horizon, config.discount, config.boundary)
     history = agent.history_length
-    if shared:
+    if on_policy:
+        pass
+    elif shared:
         replay, sampler = store, ChunkSampler(store, spec, seed=config.seed, history=history)
     else:
         replay = Trajectories(observation_dim, action_dim, max(config.online_steps, 1))
@@ -358,7 +388,7 @@ def build_trainer(
         run_dir=run_dir,
         agent=agent,
         store=store,
-        dataset_size=store.size,
+        dataset_size=store.size if store is not None else 0,
         replay=replay,
         sampler=sampler,
         env=env,
@@ -366,8 +396,9 @@ def build_trainer(
         logger=logger,
         device=device,
         warmup_policy=UniformRandomPolicy(env.action_space, seed=config.seed + 2)
-        if config.warmup == "random"
+        if config.warmup == "random" and not on_policy
         else None,
+        rank=rank,
     )
     if checkpoint is not None:
         ckpt.load_weights(agent, checkpoint)
@@ -381,7 +412,13 @@ def build_trainer(
     elif config.init_from is not None:
         source = ckpt.resolve_checkpoint(config.init_from)
         ckpt.verify_checkpoint(source)
-        ckpt.load_weights(agent, source)
+        ckpt.load_initial_weights(agent, source, config.allow_partial_init, logger.console)
+    if torch.distributed.is_initialized():
+        if not hasattr(agent, "distribute"):
+            raise ValueError(
+                f"data-parallel training (torchrun) is for chunk-ppo; {config.agent} trains in one process"
+            )
+        agent.distribute()
     return trainer
 
 
@@ -403,7 +440,8 @@ def restore_rng_states(states: dict, trainer: Trainer) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-    trainer.sampler.set_rng_state(states["sampler"])
+    if trainer.sampler is not None:
+        trainer.sampler.set_rng_state(states["sampler"])
     if "noise" in states and isinstance(trainer.agent.noise, GeneratorNoise):
         trainer.agent.noise.set_state(states["noise"])
     if trainer.warmup_policy is not None and "warmup" in states:
@@ -453,6 +491,7 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
 
             with RunDirectoryLock(Path(resume)):
                 return train_seeds(saved, Path(resume), True, started, console)
+    rank = distributed.init()
     if resume is not None:
         run_dir, checkpoint, config = open_for_resume(Path(resume), console)
     else:
@@ -461,21 +500,26 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
         check_values(config)  # the method's defaults filled in
         if config.seeds and not getattr(METHODS[config.agent].agent, "stacks_seeds", True):
             raise ValueError(unstackable_message(config.agent) + ". Nothing was created.")
-        run_dir = new_run_dir(config, run_dir)
-    with RunDirectoryLock(run_dir):
-        if resume is None:
+        run_dir = distributed.from_rank0(new_run_dir(config, run_dir) if rank == 0 else None)
+    with RunDirectoryLock(run_dir) if rank == 0 else contextlib.nullcontext():
+        if resume is None and rank == 0:
             save_config(config, run_dir / "config.yaml")
         if config.seeds:
             from chunkrl.train.seeds import train_seeds
 
             return train_seeds(config, run_dir, False, started, console)
         try:
-            trainer = build_trainer(config, run_dir, checkpoint, restart=resume is not None and checkpoint is None)
+            trainer = build_trainer(
+                config, run_dir, checkpoint, restart=resume is not None and checkpoint is None, rank=rank
+            )
         except BaseException:
-            if resume is None:  # nothing was trained: leave no half-made run directory behind
+            if resume is None and rank == 0:  # nothing was trained: leave no half-made run directory behind
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        return run_trainer(trainer, started)
+        try:
+            return run_trainer(trainer, started)
+        finally:
+            distributed.finish()
 
 
 def run_trainer(trainer: Trainer, started: float) -> dict:
@@ -504,6 +548,8 @@ def run_trainers(trainers: list[Trainer], started: float, run: Callable[[Progres
         for trainer in trainers:
             summary = trainer.summary(status, started)
             summaries.append(summary)
+            if trainer.rank != 0:
+                continue
             try:  # a derived file: failing to write it must not hide the error that ended the run
                 write_atomically(trainer.run_dir / "summary.json", json.dumps(summary, indent=2))
             except OSError as error:
@@ -529,10 +575,12 @@ def evaluate_checkpoint(
     checkpoint = ckpt.resolve_checkpoint(path)
     ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
-    task = parse_task(config.env)
-    env = make_task_env(task, config.sparse)
+    env = make_env(config.env, config.sparse, config.obs_mode)
     observation_dim, action_dim = space_dims(env)
-    agent = build_agent(config, observation_dim, action_dim, resolve_device(device))
+    tokenizer = None
+    if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):
+        tokenizer = prepare_tokenizer(config, env, None, checkpoint, Console(stderr=True))
+    agent = build_agent(config, observation_dim, action_dim, resolve_device(device), tokenizer)
     ckpt.load_weights(agent, checkpoint)
     seed_everything(config.seed + 20_000)
     executor = ChunkExecutor(

@@ -98,3 +98,24 @@ def test_histories_hold_every_step_and_are_padded_after_each_reset():
         ([2, 3, 4], [1, 1, 1]),
         ([0, 0, 0], [0, 0, 1]),  # a new episode starts a new, padded history
     ]
+
+
+def test_chunk_step_returns_the_discounted_chunk_reward_and_tau():
+    from chunkrl.envs.executor import ChunkStepEnv
+
+    class RewardEnv(CountingEnv):
+        def step(self, action):
+            observation, _, done, truncated, info = super().step(action)
+            return observation, float(self.t), done, truncated, info  # reward t at step t: 1, 2, 3, ...
+
+    env = ChunkStepEnv(RewardEnv(length=5), horizon=3, gamma=0.5)
+    env.reset()
+    _, reward, terminated, _, info = env.step(np.zeros((3, 1)))
+    assert reward == 1 + 0.5 * 2 + 0.25 * 3 and info["tau"] == 3 and info["reward_sum"] == 6 and not terminated
+    _, reward, terminated, _, info = env.step(np.zeros((3, 1)))
+    assert reward == 4 + 0.5 * 5 and info["tau"] == 2 and terminated  # the episode ended inside the chunk
+    assert env.env.actions == [0.0] * 5
+    partial = ChunkStepEnv(RewardEnv(length=5), horizon=3, gamma=0.5, execute_horizon=1)
+    partial.reset()
+    _, reward, _, _, info = partial.step(np.zeros((3, 1)))
+    assert reward == 1 and info["tau"] == 1  # only the first k = 1 action ran

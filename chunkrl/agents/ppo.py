@@ -1,0 +1,197 @@
+"""Chunk-level PPO (``chunk-ppo``) and its imitation pre-training (``chunk-bc``).
+
+One decision is one chunk: the policy (``nets/token_actor.py``: autoregressive tokens, or the Gaussian
+baseline) samples a chunk, the environment runs it open loop (``envs/executor.py: ChunkStepEnv``), and
+PPO's ratio is that of the whole chunk's probability, ``exp(log π_new(chunk|s) - log π_old(chunk|s))``,
+with advantages from chunk-level GAE (``data/rollouts.py``).
+
+Checkpoints keep the actor (``actor_backbone.*``) and the value (``value_head.*``) apart, and the
+tokenizer beside them (``tokenizer.json``). An imitation checkpoint (chunk-bc) holds the actor alone;
+``load_initial_weights`` tells the kinds apart, validates every shape, and stops on any mismatch unless
+``allow_partial`` (then it loads what matches and lists what it skipped).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from chunkrl.agents.base import Agent, make_adam
+from chunkrl.agents.configs import ChunkPPOConfig
+from chunkrl.data.chunks import ChunkBatch
+from chunkrl.data.rollouts import RolloutBatch
+from chunkrl.nets.token_actor import GaussianChunkPolicy, TokenChunkActor, ValueHead
+from chunkrl.nets.tokenizer import ChunkTokenizer
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def clipped_surrogate(log_ratio: torch.Tensor, advantages: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's policy loss ``-mean(min(r A, clip(r, 1 - ε, 1 + ε) A))`` with ``r = exp(log_ratio)``."""
+    ratio = log_ratio.exp()
+    return -torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).mean()
+
+
+def build_actor(observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPPOConfig) -> nn.Module:
+    if config.actor == "tokens":
+        return TokenChunkActor(
+            observation_dim, tokenizer, tokenizer.max_tokens, config.width, config.layers, config.heads
+        )
+    return GaussianChunkPolicy(observation_dim, tokenizer, config.hidden_dims)
+
+
+class TokenPolicyAgent(Agent):
+    """What chunk-bc and chunk-ppo share: the actor, its tokenizer, acting, the tokenizer file."""
+
+    needs_tokenizer = True
+    stacks_seeds = False
+
+    def __init__(self, observation_dim, action_dim, horizon, config: ChunkPPOConfig, boundary=None, tokenizer=None):
+        super().__init__(observation_dim, action_dim, horizon)
+        if tokenizer is None or (tokenizer.horizon, tokenizer.action_dim) != (horizon, action_dim):
+            raise ValueError(f"{type(self).__name__} needs a tokenizer for chunks of {horizon} x {action_dim}")
+        self.config, self.tokenizer = config, tokenizer
+        self.actor_backbone = build_actor(observation_dim, tokenizer, config)
+        self.invalid_decodes = 0  # malformed sampled chunks since the last log (repaired, counted)
+
+    def decode(self, encoded: torch.Tensor) -> np.ndarray:
+        chunks, invalid = self.actor_backbone.decode(encoded)
+        self.invalid_decodes += int(invalid.sum())
+        return chunks
+
+    def act_tensor(self, observations, deterministic=False, history_valid=None) -> torch.Tensor:
+        encoded, _ = self.actor_backbone.sample(
+            observations.float(), self.config.temperature, greedy=deterministic, noise=self.noise
+        )
+        return torch.as_tensor(self.decode(encoded), dtype=torch.float32)
+
+    def extra_files(self) -> dict[str, str]:
+        """Files saved beside the weights in every checkpoint."""
+        return {TOKENIZER_FILE: self.tokenizer.to_json()}
+
+
+class ChunkBCAgent(TokenPolicyAgent):
+    """Imitation: maximise log π(dataset chunk | s) (token cross-entropy), on chunks the trajectory does
+    not cut short."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.optimizer = make_adam(self.actor_backbone.parameters(), self.config.learning_rate)
+
+    def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
+        whole = batch.valid.all(dim=1)
+        encoded = self.actor_backbone.encode(batch.actions.cpu().numpy())
+        log_pi, entropy = self.actor_backbone.evaluate(batch.observations, encoded)
+        loss = -(log_pi * whole).sum() / whole.sum().clamp_min(1)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(self.actor_backbone.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        tokens = (encoded >= 0).sum(1).float().mean() if encoded.dtype == torch.long else torch.tensor(0.0)
+        return {
+            "loss/total": loss.detach(),
+            "bc/nll": loss.detach(),
+            "bc/grad_norm": norm,
+            "bc/tokens": tokens,
+            "bc/token_entropy": entropy.mean().detach(),
+        }
+
+    def optimizers(self):
+        return {"optimizer": self.optimizer}
+
+
+class ChunkPPOAgent(TokenPolicyAgent):
+    """PPO over chunk decisions: clipped surrogate, (optionally clipped) value loss, entropy bonus,
+    advantage normalisation, gradient clipping; the loop stops a rollout's epochs on ``target_kl``."""
+
+    on_policy = True
+    fresh_on_init = ("value_head.",)  # an imitation checkpoint has no value head: it starts fresh
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        chunk_dim = self.horizon * self.action_dim if self.config.value_input == "state-chunk" else 0
+        self.value_head = ValueHead(self.observation_dim, chunk_dim, self.config.hidden_dims)
+        self.optimizer = make_adam(self.parameters(), self.config.learning_rate)
+        self._joint = [_ActorCritic(self.actor_backbone, self.value_head)]  # a list: not a submodule
+
+    def distribute(self) -> None:
+        """Average gradients over the ranks of ``torch.distributed`` (DistributedDataParallel; it also
+        broadcasts rank 0's weights, so that every rank starts from the same ones)."""
+        self._joint[0] = nn.parallel.DistributedDataParallel(self._joint[0])
+
+    def value_chunks(self, encoded: torch.Tensor, chunks: np.ndarray | None = None) -> torch.Tensor | None:
+        """The normalised chunk the value head reads (``state-chunk``), else None."""
+        if not self.value_head.reads_chunk:
+            return None
+        if chunks is None:
+            chunks = self.actor_backbone.decode(encoded)[0]
+        normalized = self.tokenizer.normalize(chunks).reshape(len(chunks), -1)
+        return torch.as_tensor(normalized, dtype=torch.float32, device=encoded.device)
+
+    @torch.no_grad()
+    def collect(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        """(encoded chunks, log π, V, chunks in action units) for a batch of observations."""
+        encoded, log_pi = self.actor_backbone.sample(observations, self.config.temperature, noise=self.noise)
+        chunks = self.decode(encoded)
+        return encoded, log_pi, self.value(observations, encoded, chunks), chunks
+
+    @torch.no_grad()
+    def value(self, observations, encoded=None, chunks=None) -> torch.Tensor:
+        if self.value_head.reads_chunk and encoded is None:
+            encoded, _ = self.actor_backbone.sample(observations, self.config.temperature, noise=self.noise)
+        return self.value_head(observations, self.value_chunks(encoded, chunks) if encoded is not None else None)
+
+    def update(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
+        c = self.config
+        log_pi, entropy, values = self._joint[0](batch.observations, batch.encoded, self.value_chunks(batch.encoded))
+        log_ratio = log_pi - batch.log_probs
+        ratio = log_ratio.exp()
+        advantages = batch.advantages
+        if c.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = clipped_surrogate(log_ratio, advantages, c.clip)
+        value_error = (values - batch.returns).square()
+        if c.value_clip is not None:
+            clipped = batch.values + (values - batch.values).clamp(-c.value_clip, c.value_clip)
+            value_error = torch.max(value_error, (clipped - batch.returns).square())
+        value_loss = 0.5 * value_error.mean()
+        loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(self.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clip_fraction = ((ratio - 1).abs() > c.clip).float().mean()
+        return {
+            "loss/total": loss.detach(),
+            "ppo/policy_loss": policy_loss.detach(),
+            "ppo/value_loss": value_loss.detach(),
+            "ppo/token_entropy": entropy.mean().detach(),
+            "ppo/approx_kl": approx_kl,
+            "ppo/clip_fraction": clip_fraction,
+            "ppo/ratio_mean": ratio.mean().detach(),
+            "ppo/ratio_min": ratio.min().detach(),
+            "ppo/ratio_max": ratio.max().detach(),
+            "ppo/grad_norm": norm,
+        }
+
+    def stop_epochs(self, metrics: dict[str, torch.Tensor]) -> bool:
+        """Whether the latest minibatch moved the policy too far (KL early stopping)."""
+        return self.config.target_kl is not None and float(metrics["ppo/approx_kl"]) > self.config.target_kl
+
+    def optimizers(self):
+        return {"optimizer": self.optimizer}
+
+
+class _ActorCritic(nn.Module):
+    """Actor and value in one forward pass: what DistributedDataParallel wraps."""
+
+    def __init__(self, actor: nn.Module, value: nn.Module):
+        super().__init__()
+        self.actor, self.value = actor, value
+
+    def forward(self, observations, encoded, chunks):
+        log_pi, entropy = self.actor.evaluate(observations, encoded)
+        return log_pi, entropy, self.value(observations, chunks)

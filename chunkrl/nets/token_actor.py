@@ -1,0 +1,188 @@
+"""Chunk policies for on-policy training: the autoregressive token actor and a Gaussian baseline.
+
+The interface the PPO agent relies on (a pretrained VLA can implement the same four methods):
+
+- ``encode(chunks)``: dataset chunks ``[B, h, A]`` (numpy, action units) -> the policy's encoding of
+  them (token ids padded with -1, or a continuous chunk), as a tensor;
+- ``decode(encoded)``: encoding -> (chunks ``[B, h, A]`` numpy in action units, invalid ``[B]`` bool);
+- ``sample(observations, temperature, greedy, noise)``: a sampled encoding and its log-probability;
+- ``evaluate(observations, encoded)``: log-probability ``[B]``, mean entropy per token (or per
+  dimension) ``[B]`` of given encodings; differentiable (the PPO and imitation losses).
+
+The value is a separate module (``ValueHead``) so that checkpoints keep the actor and the value apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from chunkrl.nets.actors import LOG_STD_MAX, LOG_STD_MIN
+from chunkrl.nets.distributions import actions_log_prob
+from chunkrl.nets.mlp import MLP
+from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
+from chunkrl.nets.tokenizer import ChunkTokenizer
+
+
+class TokenChunkActor(nn.Module):
+    """A decoder-only transformer over a chunk's tokens, conditioned on an observation prefix.
+
+    Position 0 holds the observation's embedding; position ``i`` holds token ``i`` of the chunk and
+    predicts token ``i + 1``; after the chunk's last token comes ``EOS`` (id ``vocab_size``). At most
+    ``max_tokens`` tokens precede ``EOS``: at that position only ``EOS`` can be emitted, in sampling and
+    in ``evaluate`` alike. ``log π(chunk | s)`` is the sum of the log-probabilities of the chunk's tokens
+    and its ``EOS``.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        tokenizer: ChunkTokenizer,
+        max_tokens: int,
+        width: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+    ):
+        super().__init__()
+        self.tokenizer, self.max_tokens = tokenizer, max_tokens
+        self.eos = tokenizer.vocab_size
+        self.observation_embedding = MLP(observation_dim, (width,), width)
+        self.token_embedding = nn.Embedding(tokenizer.vocab_size + 1, width)
+        self.position_embedding = nn.Parameter(torch.zeros(max_tokens + 1, width))
+        nn.init.normal_(self.position_embedding, std=0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, tokenizer.vocab_size + 1)
+        last = torch.zeros(tokenizer.vocab_size + 1, dtype=torch.bool)
+        last[: self.eos] = True
+        self.register_buffer("only_eos", last, persistent=False)  # logits masked at the last position
+
+    # ------------------------------------------------------------------ network
+    def logits(self, observations: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [B, L + 1, V + 1] for observation prefixes and L given tokens (ids >= 0)."""
+        length = tokens.shape[1]
+        x = torch.cat([self.observation_embedding(observations)[:, None], self.token_embedding(tokens)], dim=1)
+        x = x + self.position_embedding[: length + 1]
+        mask = nn.Transformer.generate_square_subsequent_mask(length + 1, device=x.device, dtype=x.dtype)
+        logits = self.head(self.norm(self.blocks(x, mask=mask, is_causal=True)))
+        if length == self.max_tokens:  # the position after max_tokens tokens may only end the chunk
+            logits[:, -1] = logits[:, -1].masked_fill(self.only_eos, float("-inf"))
+        return logits
+
+    def evaluate(self, observations: torch.Tensor, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log π of each encoded chunk [B], mean entropy per predicted token [B]); ``encoded`` [B, max+1]
+        holds the chunk's tokens, ``EOS``, then -1."""
+        targets = encoded.long()
+        present = targets >= 0
+        inputs = targets[:, :-1].clamp_min(0)  # padding never reaches a real position (causal mask)
+        log_probs = F.log_softmax(self.logits(observations, inputs).float(), dim=-1)
+        chosen = log_probs.gather(-1, targets.clamp_min(0)[..., None])[..., 0]
+        log_pi = torch.where(present, chosen, 0.0).sum(1)  # padding may sit where only EOS is allowed (-inf)
+        probabilities = log_probs.exp()
+        entropy = -(probabilities * log_probs.nan_to_num(neginf=0.0)).sum(-1)
+        mean_entropy = torch.where(present, entropy, 0.0).sum(1) / present.sum(1).clamp_min(1)
+        return log_pi, mean_entropy
+
+    @torch.no_grad()
+    def sample(
+        self,
+        observations: torch.Tensor,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        noise: GlobalNoise = GLOBAL_NOISE,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Autoregressive sampling (Gumbel-max on ``logits / temperature``, or argmax): (encoded [B, max+1],
+        log π under temperature 1 [B], the distribution ``evaluate`` scores)."""
+        batch = observations.shape[0]
+        encoded = torch.full((batch, self.max_tokens + 1), -1, dtype=torch.long, device=observations.device)
+        log_pi = torch.zeros(batch, device=observations.device)
+        done = torch.zeros(batch, dtype=torch.bool, device=observations.device)
+        for i in range(self.max_tokens + 1):
+            logits = self.logits(observations, encoded[:, :i].clamp_min(0))[:, -1].float()
+            if greedy:
+                token = logits.argmax(-1)
+            else:
+                gumbel = -torch.log(-torch.log(noise.uniform(logits.shape, logits.device).clamp(1e-20, 1.0)))
+                token = (logits / temperature + gumbel).argmax(-1)
+            chosen = F.log_softmax(logits, -1).gather(-1, token[:, None])[:, 0]
+            log_pi += torch.where(done, 0.0, chosen)
+            encoded[:, i] = torch.where(done, -1, token)
+            done |= token == self.eos
+            if bool(done.all()):
+                break
+        return encoded, log_pi
+
+    # ------------------------------------------------------------------ chunks
+    def encode(self, chunks: np.ndarray) -> torch.Tensor:
+        """Chunks [B, h, A] -> encoded [B, max+1] (tokens, EOS, -1); sequences longer than ``max_tokens``
+        are cut (and counted invalid when decoded)."""
+        sequences = self.tokenizer.encode(chunks)
+        encoded = np.full((len(sequences), self.max_tokens + 1), -1, dtype=np.int64)
+        for row, ids in enumerate(sequences):
+            ids = ids[: self.max_tokens]
+            encoded[row, : len(ids)] = ids
+            encoded[row, len(ids)] = self.eos
+        return torch.from_numpy(encoded).to(self.position_embedding.device)
+
+    def decode(self, encoded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        rows = encoded.cpu().numpy()
+        sequences = []
+        for row in rows:
+            stop = np.flatnonzero((row == self.eos) | (row < 0))
+            sequences.append(row[: stop[0] if len(stop) else len(row)])
+        return self.tokenizer.decode(sequences)
+
+
+class GaussianChunkPolicy(nn.Module):
+    """The continuous baseline: a tanh-Gaussian over the flattened normalised chunk (an MLP gives the mean
+    and log-std of each of the ``h * A`` dimensions). The chunk lives in ``[-1, 1]`` and is mapped to
+    action units by the tokenizer's quantile normalisation (no DCT, no tokens)."""
+
+    def __init__(self, observation_dim: int, tokenizer: ChunkTokenizer, hidden_dims=(256, 256)):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.chunk_dim = tokenizer.horizon * tokenizer.action_dim
+        self.net = MLP(observation_dim, hidden_dims, 2 * self.chunk_dim)
+
+    def distribution(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(observations).chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def evaluate(self, observations: torch.Tensor, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log π [B], entropy per dimension of the pre-squash Gaussian [B])."""
+        mean, log_std = self.distribution(observations)
+        entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).mean(-1)
+        return actions_log_prob(mean, log_std, encoded.float(), epsilon=1e-5), entropy
+
+    @torch.no_grad()
+    def sample(self, observations, temperature: float = 1.0, greedy: bool = False, noise: GlobalNoise = GLOBAL_NOISE):
+        mean, log_std = self.distribution(observations)
+        pre_tanh = mean if greedy else mean + temperature * log_std.exp() * noise.normal(mean.shape, mean.device)
+        encoded = torch.tanh(pre_tanh).clamp(-1 + 1e-5, 1 - 1e-5)
+        return encoded, actions_log_prob(mean, log_std, encoded, epsilon=1e-5)
+
+    def encode(self, chunks: np.ndarray) -> torch.Tensor:
+        normalized = self.tokenizer.normalize(np.asarray(chunks, dtype=np.float64)).reshape(len(chunks), -1)
+        return torch.as_tensor(normalized, dtype=torch.float32, device=self.net.linears[0].weight.device)
+
+    def decode(self, encoded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        normalized = encoded.float().cpu().numpy().reshape(-1, self.tokenizer.horizon, self.tokenizer.action_dim)
+        return self.tokenizer.unnormalize(normalized), np.zeros(len(normalized), dtype=bool)
+
+
+class ValueHead(nn.Module):
+    """``V(s)``, or ``V(s, chunk)`` with the normalised chunk ``[h * A]`` as a second input."""
+
+    def __init__(self, observation_dim: int, chunk_dim: int = 0, hidden_dims=(256, 256)):
+        super().__init__()
+        self.reads_chunk = chunk_dim > 0
+        self.net = MLP(observation_dim + chunk_dim, hidden_dims, 1)
+
+    def forward(self, observations: torch.Tensor, chunks: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = (observations, chunks) if self.reads_chunk else (observations,)
+        return self.net(*inputs)[..., 0]

@@ -1,0 +1,41 @@
+"""Data-parallel runs under ``torchrun``: PyTorch's own process group (gloo on CPU, NCCL on GPUs).
+
+``torchrun --nproc_per_node N chunkrl train ...`` starts N processes with ``RANK``/``WORLD_SIZE`` set;
+``init()`` joins them into one group, rank 0 creates the run directory and tells the others where it
+is. Only chunk-ppo trains this way (each rank collects its own rollouts, DistributedDataParallel
+averages the gradients); rank 0 alone logs, evaluates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+
+def init() -> int:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); this process's rank (0 alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if not dist.is_initialized():
+        use_nccl = torch.cuda.is_available()
+        if use_nccl:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    return dist.get_rank()
+
+
+def from_rank0(path: Path | None) -> Path:
+    """Rank 0's value of ``path`` on every rank (no-op in a single process)."""
+    if not dist.is_initialized():
+        return path
+    shared = [str(path) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(shared, src=0)
+    return Path(shared[0])
+
+
+def finish() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

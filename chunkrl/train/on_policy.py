@@ -1,0 +1,164 @@
+"""The on-policy schedule of the training loop: rollout -> chunk-level GAE -> epochs of minibatches.
+
+Each rollout makes ``chunks_per_update`` decisions in ``num_envs`` environments stepped together
+through gymnasium's vector API; each decision is one chunk run open loop (``ChunkStepEnv``), so the
+environment step counter advances by the chunks' executed lengths ``τ``. Logging, evaluation,
+checkpoints, stop signals and resume are the ``Trainer``'s, shared with the off-policy schedule.
+A resumed run starts a fresh rollout with fresh episodes (a half-collected rollout is not saved).
+
+Under ``torchrun`` every rank collects its own rollouts (its environments are seeded apart) and the
+gradients are averaged by DistributedDataParallel; rank 0 alone logs, evaluates and checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+
+import gymnasium
+import numpy as np
+import torch
+
+from chunkrl.data.rollouts import Rollout, RolloutBatch
+from chunkrl.envs.executor import ChunkStepEnv
+from chunkrl.envs.registry import make_env
+
+
+def make_vector_env(config, seed: int) -> gymnasium.vector.VectorEnv:
+    """``num_envs`` copies of the run's environment, each stepping one chunk per call."""
+
+    def build():
+        env = make_env(config.env, config.sparse, config.obs_mode)
+        return ChunkStepEnv(env, config.horizon, config.discount, config.execute_horizon)
+
+    envs = gymnasium.vector.SyncVectorEnv(
+        [build] * config.ppo.num_envs, autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP
+    )
+    envs.reset(seed=seed)
+    return envs
+
+
+def _from_step(info: dict, key: str, done: np.ndarray) -> np.ndarray:
+    """A per-environment step value; environments that just reset report it in ``final_info``."""
+    values = np.asarray(info[key]).copy() if key in info else None
+    if done.any():
+        final = np.asarray(info["final_info"][key])
+        values = final if values is None else np.where(done, final, values)
+    return values
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns): 1 is a perfect value function, 0 no better than a constant."""
+    variance = returns.var()
+    return float(1.0 - (returns - values).var() / variance) if variance > 0 else float("nan")
+
+
+def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torch.Tensor], None]:
+    c, agent, counters = trainer.config, trainer.agent, trainer.counters
+    p = agent.config
+    if counters.online_step >= c.online_steps:
+        return
+    task = progress.add_task(
+        f"on-policy{trainer.label}", total=c.online_steps, completed=counters.online_step, status=""
+    )
+    envs = make_vector_env(c, c.seed + 1 + 1000 * trainer.rank + counters.episodes)
+    observations, _ = envs.reset()
+    rows = p.chunks_per_update // p.num_envs
+    episode_return, episode_length = np.zeros(p.num_envs), np.zeros(p.num_envs, dtype=np.int64)
+    marks = {name: counters.online_step for name in ("log", "eval", "checkpoint")}
+    last = (time.perf_counter(), counters.online_step)
+    shuffle = torch.Generator().manual_seed(c.seed + 7 + counters.online_updates)
+    try:
+        while counters.online_step < c.online_steps:
+            rollout, stats = None, {"chunk_reward": [], "tau": []}
+            for _ in range(rows):
+                obs = torch.as_tensor(observations, dtype=torch.float32, device=trainer.device)
+                encoded, log_pi, value, chunks = agent.collect(obs)
+                if rollout is None:
+                    rollout = Rollout(rows, p.num_envs, obs.shape[1], encoded.shape[1:], encoded.dtype, trainer.device)
+                observations, reward, terminated, truncated, info = envs.step(chunks)
+                done = terminated | truncated
+                tau = _from_step(info, "tau", done)
+                bootstrap = observations.copy()
+                if done.any():
+                    bootstrap[done] = np.stack(info["final_obs"][done])
+                as_tensor = lambda x, dtype=torch.float32: torch.as_tensor(
+                    np.asarray(x), dtype=dtype, device=trainer.device
+                )  # noqa: E731
+                next_value = agent.value(as_tensor(bootstrap))
+                rollout.add(
+                    observations=obs,
+                    encoded=encoded,
+                    log_probs=log_pi,
+                    values=value,
+                    next_values=next_value,
+                    rewards=as_tensor(reward),
+                    taus=as_tensor(tau, torch.long),
+                    terminals=as_tensor(terminated, torch.bool),
+                    ends=as_tensor(done, torch.bool),
+                )
+                stats["chunk_reward"].append(reward)
+                stats["tau"].append(tau)
+                counters.online_step += int(tau.sum())
+                progress.update(task, advance=int(tau.sum()))
+                episode_return += _from_step(info, "reward_sum", done)
+                episode_length += tau
+                successes = _from_step(info, "success", done)
+                for i in np.flatnonzero(done):
+                    counters.episodes += 1
+                    row = {"return": episode_return[i], "length": episode_length[i], "success": float(successes[i])}
+                    trainer.logger.log("episodes", counters.global_step, row, "online")
+                    episode_return[i], episode_length[i] = 0.0, 0
+            batch = rollout.batch(c.discount, p.gae_lambda)
+            metrics, epochs = None, 0
+            for _ in range(p.epochs):
+                epochs += 1
+                order = torch.randperm(len(batch), generator=shuffle).to(trainer.device)
+                stop = False
+                for start in range(0, len(batch), p.minibatch_size):
+                    metrics = yield batch.index(order[start : start + p.minibatch_size])
+                    trainer.track_nonfinite(metrics["loss/total"])
+                    counters.online_updates += 1
+                    stop = agent.stop_epochs(metrics)
+                    if stop:
+                        break
+                if stop:
+                    break
+            step = counters.online_step
+            if step - marks["log"] >= c.log_interval or step >= c.online_steps:
+                marks["log"] = step
+                now = time.perf_counter()
+                rate = (step - last[1]) / max(now - last[0], 1e-9)
+                last = (now, step)
+                values = {k: float(v) for k, v in metrics.items()}
+                values.update(
+                    {
+                        "ppo/chunk_reward": float(np.mean(stats["chunk_reward"])),
+                        "ppo/tau": float(np.mean(stats["tau"])),
+                        "ppo/explained_variance": explained_variance(batch.values, batch.returns),
+                        "ppo/epochs": float(epochs),
+                        "tokenizer/invalid_decodes": float(agent.invalid_decodes),
+                        "steps_per_second": rate,
+                    }
+                )
+                agent.invalid_decodes = 0
+                trainer.check_finite()
+                trainer.logger.log("train", counters.global_step, values, "online")
+                latest = trainer.evaluations.get("latest", {}).get("success")
+                status = (
+                    f"{rate:.0f} env steps/s chunk reward={values['ppo/chunk_reward']:.3g} "
+                    f"kl={values['ppo/approx_kl']:.3g}" + (f", success={latest:.2f}" if latest is not None else "")
+                )
+                progress.update(task, status=status)
+                if not trainer.logger.console.is_terminal:
+                    trainer.logger.console.print(f"on-policy{trainer.label} step {counters.global_step}: {status}")
+            if c.eval_interval > 0 and step - marks["eval"] >= c.eval_interval and step < c.online_steps:
+                marks["eval"] = step
+                trainer.maybe_evaluate("online", force=True)
+            if c.checkpoint_interval > 0 and step - marks["checkpoint"] >= c.checkpoint_interval:
+                marks["checkpoint"] = step
+                trainer.save()
+            trainer.check_signals()
+    finally:
+        envs.close()
+    trainer.finish_phase("online")

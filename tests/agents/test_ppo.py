@@ -1,0 +1,105 @@
+"""Chunk PPO: clipping, an update on a rollout, imitation vs RL checkpoints and shape validation."""
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import save_file
+
+from chunkrl.agents.configs import ChunkPPOConfig
+from chunkrl.agents.ppo import ChunkBCAgent, ChunkPPOAgent, clipped_surrogate
+from chunkrl.data.rollouts import RolloutBatch
+from chunkrl.nets.tokenizer import ChunkTokenizer, TokenizerSettings
+from chunkrl.train.checkpoint import CheckpointError, load_initial_weights
+
+
+def test_clipped_surrogate_stops_the_gradient_beyond_the_clip():
+    advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    log_ratio = torch.log(torch.tensor([1.5, 1.1, 0.5, 0.9])).requires_grad_()
+    loss = clipped_surrogate(log_ratio, advantages, clip=0.2)
+    loss.backward()
+    # ratio 1.5 with A > 0 and ratio 0.5 with A < 0 are past the clip: no gradient; the others move
+    assert log_ratio.grad[0] == 0 and log_ratio.grad[2] == 0
+    assert log_ratio.grad[1] != 0 and log_ratio.grad[3] != 0
+    expected = -(1.2 * 1 + 1.1 * 1 + 0.8 * -1 + 0.9 * -1) / 4  # min(rA, clip(r)A) per row
+    assert abs(loss.item() - expected) < 1e-6
+
+
+def tokenizer_for(horizon=2, action_dim=2):
+    rng = np.random.default_rng(0)
+    return ChunkTokenizer.fit(rng.uniform(-1, 1, (200, horizon, action_dim)), TokenizerSettings(bpe=False, scale=2.0))
+
+
+def agents(config=None, **changes):
+    config = config or ChunkPPOConfig(width=16, layers=1, heads=2, hidden_dims=(16,), **changes)
+    tokenizer = tokenizer_for()
+    torch.manual_seed(0)
+    return ChunkBCAgent(3, 2, 2, config, tokenizer=tokenizer), ChunkPPOAgent(3, 2, 2, config, tokenizer=tokenizer)
+
+
+def test_ppo_update_moves_the_policy_towards_positive_advantages():
+    _, ppo = agents(learning_rate=1e-2, target_kl=None)
+    observations = torch.randn(16, 3)
+    encoded, log_pi, values, _ = ppo.collect(observations)
+    advantages = torch.linspace(-1, 1, 16)
+    batch = RolloutBatch(observations, encoded, log_pi, values, advantages, values + advantages)
+    for _ in range(5):
+        metrics = ppo.update(batch)
+    new_log_pi, _ = ppo.actor_backbone.evaluate(observations, encoded)
+    change = (new_log_pi - log_pi).detach()
+    assert change[advantages > 0].mean() > change[advantages < 0].mean()
+    assert {"ppo/approx_kl", "ppo/clip_fraction", "ppo/ratio_mean", "ppo/value_loss"} <= set(metrics)
+    assert float(metrics["ppo/approx_kl"]) > 0
+
+
+def save_weights(agent, directory):
+    directory.mkdir()
+    save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, directory / "model.safetensors")
+    return directory
+
+
+def test_imitation_checkpoint_loads_the_actor_and_a_fresh_value_head(tmp_path):
+    bc, ppo = agents()
+    with torch.no_grad():
+        for p in bc.parameters():
+            p.add_(1.0)  # tell the BC weights from the PPO agent's own initialisation
+    value_before = {k: v.clone() for k, v in ppo.value_head.state_dict().items()}
+    console = Console(record=True, width=200)
+    load_initial_weights(ppo, save_weights(bc, tmp_path / "bc"), False, console)
+    for name, tensor in bc.actor_backbone.state_dict().items():
+        torch.testing.assert_close(ppo.actor_backbone.state_dict()[name], tensor)
+    for name, tensor in value_before.items():
+        torch.testing.assert_close(ppo.value_head.state_dict()[name], tensor)
+    text = console.export_text()
+    assert "imitation (actor only)" in text and "fresh (not in the checkpoint): value_head." in text
+
+
+def test_rl_checkpoint_loads_both_networks(tmp_path):
+    _, source = agents()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.mul_(-1.0)
+    _, target = agents()
+    console = Console(record=True, width=200)
+    load_initial_weights(target, save_weights(source, tmp_path / "rl"), False, console)
+    for name, tensor in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[name], tensor)
+    assert "full checkpoint" in console.export_text()
+
+
+def test_shape_mismatch_stops_unless_partial_init_is_allowed(tmp_path):
+    _, source = agents()
+    wider = ChunkPPOConfig(width=16, layers=1, heads=2, hidden_dims=(32,))  # value head of another width
+    _, target = agents(wider)
+    path = save_weights(source, tmp_path / "rl")
+    with pytest.raises(
+        CheckpointError, match=r"value_head\.net\.linears\.0\.weight: checkpoint \(16, 3\) vs agent \(32, 3\)"
+    ):
+        load_initial_weights(target, path, False, Console(record=True))
+    before = {k: v.clone() for k, v in target.value_head.state_dict().items()}
+    console = Console(record=True, width=300)
+    load_initial_weights(target, path, True, console)
+    text = console.export_text()
+    assert "skipped value_head.net.linears.0.weight" in text
+    torch.testing.assert_close(target.value_head.net.linears[0].weight, before["net.linears.0.weight"])  # kept fresh
+    torch.testing.assert_close(target.actor_backbone.head.weight, source.actor_backbone.head.weight)  # loaded

@@ -1,0 +1,53 @@
+"""The autoregressive token actor: chunk log-probability = sum of token log-probabilities."""
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from chunkrl.nets.token_actor import TokenChunkActor
+from chunkrl.nets.tokenizer import ChunkTokenizer
+
+
+def small_actor(max_tokens=6, seed=0):
+    torch.manual_seed(seed)
+    tokenizer = ChunkTokenizer(2, 1, [-1.0], [1.0], scale=3.0)  # no BPE: 2 symbols per chunk, alphabet 11
+    return TokenChunkActor(3, tokenizer, max_tokens, width=16, layers=1, heads=2)
+
+
+def test_chunk_log_prob_is_the_sum_of_token_log_probs_step_by_step():
+    actor = small_actor()
+    observations = torch.randn(3, 3)
+    encoded = torch.tensor(
+        [[4, 7, actor.eos, -1, -1, -1, -1], [1, actor.eos, -1, -1, -1, -1, -1], [0, 2, 3, 5, 6, 9, actor.eos]]
+    )
+    log_pi, entropy = actor.evaluate(observations, encoded)
+    for row in range(3):
+        total, prefix = 0.0, []
+        for token in encoded[row].tolist():
+            if token < 0:
+                break
+            logits = actor.logits(observations[row : row + 1], torch.tensor([prefix], dtype=torch.long))[0, -1]
+            total += float(F.log_softmax(logits.detach(), -1)[token])  # one token at a time, from its own prefix
+            prefix.append(token)
+        assert abs(log_pi[row].item() - total) < 1e-4
+    assert torch.all(entropy > 0)
+
+
+def test_sampled_log_prob_matches_evaluate_and_eos_is_forced_at_max_tokens():
+    actor = small_actor(max_tokens=3)
+    observations = torch.randn(64, 3)
+    encoded, log_pi = actor.sample(observations)
+    again, _ = actor.evaluate(observations, encoded)
+    torch.testing.assert_close(log_pi, again, atol=1e-4, rtol=1e-5)
+    lengths = (encoded >= 0).sum(1)
+    assert torch.all(lengths <= 4)
+    assert torch.all(encoded[torch.arange(64), lengths - 1] == actor.eos)  # every sequence ends with EOS
+
+
+def test_encode_decode_through_the_actor():
+    actor = small_actor()
+    chunks = np.array([[[0.5], [-0.5]], [[0.0], [0.9]]])
+    encoded = actor.encode(chunks)
+    assert encoded.shape == (2, 7) and (encoded[:, 2] == actor.eos).all() and (encoded[:, 3:] == -1).all()
+    decoded, invalid = actor.decode(encoded)
+    assert not invalid.any() and np.abs(decoded - chunks).max() <= 0.5 * np.sqrt(2) / 3.0
