@@ -39,3 +39,17 @@ def from_rank0(path: Path | None) -> Path:
 def finish() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def total(value: int) -> int:
+    """The sum of ``value`` over the ranks (``value`` itself in a single process)."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(tensor)
+    return int(tensor)
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank: every rank then takes the same branch (e.g. stops its epochs)."""
+    return total(int(flag)) > 0

@@ -7,7 +7,9 @@ checkpoints, stop signals and resume are the ``Trainer``'s, shared with the off-
 A resumed run starts a fresh rollout with fresh episodes (a half-collected rollout is not saved).
 
 Under ``torchrun`` every rank collects its own rollouts (its environments are seeded apart) and the
-gradients are averaged by DistributedDataParallel; rank 0 alone logs, evaluates and checkpoints.
+gradients are averaged by DistributedDataParallel; the step counter is the sum over ranks and a KL stop
+on any rank stops every rank's epochs, so that all ranks make the same number of updates; rank 0 alone
+logs, evaluates and checkpoints.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from chunkrl.data.rollouts import Rollout, RolloutBatch
 from chunkrl.envs.executor import ChunkStepEnv
 from chunkrl.envs.registry import make_env
+from chunkrl.train import distributed
 
 
 def make_vector_env(config, seed: int) -> gymnasium.vector.VectorEnv:
@@ -99,8 +102,9 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                 )
                 stats["chunk_reward"].append(reward)
                 stats["tau"].append(tau)
-                counters.online_step += int(tau.sum())
-                progress.update(task, advance=int(tau.sum()))
+                executed = distributed.total(int(tau.sum()))  # all ranks share one step budget
+                counters.online_step += executed
+                progress.update(task, advance=executed)
                 episode_return += _from_step(info, "reward_sum", done)
                 episode_length += tau
                 successes = _from_step(info, "success", done)
@@ -119,7 +123,7 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                     metrics = yield batch.index(order[start : start + p.minibatch_size])
                     trainer.track_nonfinite(metrics["loss/total"])
                     counters.online_updates += 1
-                    stop = agent.stop_epochs(metrics)
+                    stop = distributed.any_rank(agent.stop_epochs(metrics))  # every rank makes the same updates
                     if stop:
                         break
                 if stop:

@@ -86,3 +86,24 @@ def test_sigterm_then_resume_finishes_the_run(tmp_path):
     assert summary["status"] == "finished"
     assert summary["counters"]["online_step"] >= stopped["online_step"] + 16
     assert summary["counters"]["online_updates"] > stopped["online_updates"]
+
+
+def test_torchrun_two_ranks_train_and_resume(tmp_path):
+    run = tmp_path / "run"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    environment = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    args = ["chunkrl.cli", "train", "--config", PRESET, "--env", "cube-single-play-singletask-task1-v0", *TINY,
+            "--online-steps", "40", "--run-dir", str(run)]  # fmt: skip
+    result = subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = json.loads((run / "summary.json").read_text())["counters"]
+    assert first["online_step"] >= 40  # the sum over both ranks' environments
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["online_steps"] = first["online_step"] + 40
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    resume = [*launcher, "chunkrl.cli", "train", "--resume", str(run)]
+    result = subprocess.run(resume, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["counters"]["online_step"] >= first["online_step"] + 40
+    assert len(list((run / "checkpoints").glob("step_*"))) == 2  # rank 0 alone wrote checkpoints

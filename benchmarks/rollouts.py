@@ -1,0 +1,88 @@
+"""ALOHA rollout throughput: environment steps per second in state and pixel mode, and chunk-PPO
+collection (token sampling + vectorised environments) per second.
+
+State mode never renders; pixel mode renders the ``top`` camera at 480 x 640 (gym-aloha renders three
+cameras every step: ``--cameras top angle front_close`` measures that). The policy holds the start pose
+(the simulator's cost alone); the collection figure runs ``chunk-ppo``'s own ``collect`` + vector step
+with the token actor from the action bounds (no BPE, ``h x A`` tokens per chunk, the longest case).
+Prints absolute figures with the CPU model.
+
+    python benchmarks/rollouts.py [--steps 400] [--pixel-steps 40] [--num-envs 4] [--horizon 5] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from throughput import cpu_description  # this folder is on sys.path
+
+from chunkrl.agents.configs import ChunkPPOConfig
+from chunkrl.agents.ppo import ChunkPPOAgent
+from chunkrl.config import TrainConfig
+from chunkrl.envs.aloha import AlohaEnv
+from chunkrl.nets.tokenizer import ChunkTokenizer
+from chunkrl.train.on_policy import make_vector_env
+
+
+def env_steps_per_second(env: AlohaEnv, steps: int) -> float:
+    observation, _ = env.reset(seed=0)
+    hold = env.raw_observation["qpos"].copy()
+    started = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(hold)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - started)
+
+
+def collection_steps_per_second(num_envs: int, horizon: int, decisions: int) -> float:
+    config = TrainConfig(agent="chunk-ppo", env="aloha-transfer-cube", horizon=horizon)
+    config.ppo = ChunkPPOConfig(num_envs=num_envs)
+    envs = make_vector_env(config, seed=0)
+    space = envs.single_action_space
+    tokenizer = ChunkTokenizer.for_bounds(horizon, space.low[0], space.high[0])
+    agent = ChunkPPOAgent(
+        envs.single_observation_space.shape[0], space.shape[1], horizon, config.ppo, tokenizer=tokenizer
+    )
+    observations, _ = envs.reset(seed=0)
+    executed = 0
+    started = time.perf_counter()
+    for _ in range(decisions):
+        _, _, _, chunks = agent.collect(torch.as_tensor(observations, dtype=torch.float32))
+        observations, _, _, _, info = envs.step(chunks)
+        executed += int(np.sum(info.get("tau", 0))) + int(np.sum(info.get("final_info", {}).get("tau", 0)))
+    return executed / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=400, help="state-mode steps timed")
+    parser.add_argument("--pixel-steps", type=int, default=40, help="pixel-mode steps timed")
+    parser.add_argument("--cameras", nargs="+", default=["top"])
+    parser.add_argument("--num-envs", type=int, default=4)
+    parser.add_argument("--horizon", type=int, default=5)
+    parser.add_argument("--decisions", type=int, default=20, help="vector steps of chunk-PPO collection timed")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    state = env_steps_per_second(AlohaEnv("aloha-transfer-cube"), args.steps)
+    print(f"state mode:  {state:8.1f} env steps/s (one environment, no rendering)")
+    pixels = env_steps_per_second(
+        AlohaEnv("aloha-transfer-cube", "pixels", cameras=tuple(args.cameras)), args.pixel_steps
+    )
+    print(f"pixel mode:  {pixels:8.1f} env steps/s (one environment, cameras {' '.join(args.cameras)} at 480x640)")
+    print(f"ratio state / pixels: {state / pixels:.0f}x")
+    collected = collection_steps_per_second(args.num_envs, args.horizon, args.decisions)
+    print(
+        f"chunk-PPO collection: {collected:8.1f} env steps/s ({args.num_envs} envs, h {args.horizon}, token actor "
+        f"without BPE: {args.horizon * 14} tokens per chunk, sampled autoregressively)"
+    )
+
+
+if __name__ == "__main__":
+    main()
