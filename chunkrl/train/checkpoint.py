@@ -198,13 +198,17 @@ def load_online_steps(checkpoint: Path) -> Trajectories | None:
         raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
 
 
+def _read_weights(checkpoint: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(checkpoint / "model.safetensors", device=str(device))
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{checkpoint / 'model.safetensors'} cannot be read ({error})") from None
+
+
 def load_weights(agent: torch.nn.Module, checkpoint: Path) -> None:
     """Load agent weights, explaining any mismatch with the agent's configuration."""
     checkpoint = Path(checkpoint)
-    try:
-        tensors = load_file(checkpoint / "model.safetensors", device=str(agent.device))
-    except (OSError, SafetensorError) as error:
-        raise CheckpointError(f"{checkpoint / 'model.safetensors'} cannot be read ({error})") from None
+    tensors = _read_weights(checkpoint, agent.device)
     expected = agent.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -239,10 +243,7 @@ def load_initial_weights(agent: torch.nn.Module, checkpoint: Path, allow_partial
     with the list, unless ``allow_partial``: then what matches is loaded and everything skipped is printed.
     """
     checkpoint = Path(checkpoint)
-    try:
-        tensors = load_file(checkpoint / "model.safetensors", device=str(agent.device))
-    except (OSError, SafetensorError) as error:
-        raise CheckpointError(f"{checkpoint / 'model.safetensors'} cannot be read ({error})") from None
+    tensors = _read_weights(checkpoint, agent.device)
     expected = agent.state_dict()
     fresh_prefixes = tuple(getattr(agent, "fresh_on_init", ()))
     fresh = [p for p in fresh_prefixes if not any(k.startswith(p) for k in tensors)]
