@@ -376,7 +376,7 @@ def build_trainer(
     spec = ChunkSpec(config.horizon, config.discount, config.boundary)
     history = agent.history_length
     if on_policy:
-        pass
+        pass  # rollouts come from the environments (train/on_policy.py): no sampler, no replay
     elif shared:
         replay, sampler = store, ChunkSampler(store, spec, seed=config.seed, history=history)
     else:
