@@ -32,6 +32,9 @@ class TrainConfig:
     obs_mode: Literal["state", "pixels"] = "state"
     """ALOHA observations: state (joint positions and velocities, object pose; never renders) or pixels (camera
     images, for users with an image encoder; chunkrl's agents read state)."""
+    max_episode_steps: int | None = None
+    """Cut every episode (training and evaluation) at this many steps. None: the task's own limit (ALOHA 400,
+    OGBench the task's)."""
     sparse: bool = False
     """The paper's sparse reward (-1 unless the task is fully solved), offline and online alike."""
     dataset_path: Path | None = None
@@ -216,6 +219,10 @@ def check_values(config: TrainConfig) -> None:
         need(value is None or value >= 0, f"{name} must be >= 0 (got {value})")
     for name in ("utd_ratio", "eval_episodes", "log_interval", "keep_checkpoints", "generate_workers"):
         need(getattr(c, name) >= 1, f"{name} must be >= 1 (got {getattr(c, name)})")
+    need(
+        c.max_episode_steps is None or c.max_episode_steps >= 1,
+        f"max_episode_steps must be >= 1 (got {c.max_episode_steps})",
+    )
     need(
         c.dataset_episodes is None or c.dataset_episodes >= 1,
         f"dataset_episodes must be >= 1 (got {c.dataset_episodes})",

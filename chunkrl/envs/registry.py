@@ -35,9 +35,12 @@ def env_domain(env_name: str) -> str:
     return parse_task(env_name).domain
 
 
-def make_env(env_name: str, sparse: bool = False, obs_mode: str = "state") -> gymnasium.Env:
+def make_env(
+    env_name: str, sparse: bool = False, obs_mode: str = "state", max_episode_steps: int | None = None
+) -> gymnasium.Env:
     """An environment by name: an ALOHA task (``aloha-transfer-cube``, ``aloha-insertion``; ``obs_mode``
-    state or pixels) or an OGBench single-task environment (``...-singletask-taskN-v0``).
+    state or pixels) or an OGBench single-task environment (``...-singletask-taskN-v0``). Episodes are
+    cut at ``max_episode_steps`` when given (else the task's own limit).
 
     Unknown names raise ``ValueError`` listing close matches.
     """
@@ -47,10 +50,13 @@ def make_env(env_name: str, sparse: bool = False, obs_mode: str = "state") -> gy
         if sparse:
             raise ValueError("--sparse is the OGBench tasks' reward; the ALOHA tasks keep their staged reward (0-4)")
         env_domain(env_name)
-        return AlohaEnv(env_name, obs_mode)
+        if max_episode_steps is None:
+            return AlohaEnv(env_name, obs_mode)
+        return AlohaEnv(env_name, obs_mode, max_episode_steps)
     if obs_mode != "state":
         raise ValueError("--obs-mode pixels is for the ALOHA tasks; the OGBench tasks here give states")
-    return make_task_env(parse_task(env_name), sparse)
+    env = make_task_env(parse_task(env_name), sparse)
+    return env if max_episode_steps is None else gymnasium.wrappers.TimeLimit(env, max_episode_steps)
 
 
 def make_task_env(task: OGBenchTask, sparse: bool = False) -> gymnasium.Env:

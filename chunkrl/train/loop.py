@@ -351,8 +351,8 @@ def build_trainer(
     agent draws from a generator of its own (checkpointed) instead of torch's global one."""
     device = resolve_device(config.device)
     seed_everything(config.seed + 1000 * rank)
-    env = make_env(config.env, config.sparse, config.obs_mode)
-    eval_env = make_env(config.env, config.sparse, config.obs_mode)
+    env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+    eval_env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
     observation_dim, action_dim = space_dims(env)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
@@ -575,7 +575,7 @@ def evaluate_checkpoint(
     checkpoint = ckpt.resolve_checkpoint(path)
     ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
-    env = make_env(config.env, config.sparse, config.obs_mode)
+    env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
     observation_dim, action_dim = space_dims(env)
     tokenizer = None
     if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):

@@ -31,7 +31,7 @@ def make_vector_env(config, seed: int) -> gymnasium.vector.VectorEnv:
     """``num_envs`` copies of the run's environment, each stepping one chunk per call."""
 
     def build():
-        env = make_env(config.env, config.sparse, config.obs_mode)
+        env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
         return ChunkStepEnv(env, config.horizon, config.discount, config.execute_horizon)
 
     envs = gymnasium.vector.SyncVectorEnv(

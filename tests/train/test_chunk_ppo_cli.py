@@ -19,7 +19,7 @@ PRESET = "configs/chunk-ppo-debug.yaml"
 TINY = [
     "--ppo.width", "16", "--ppo.layers", "1", "--ppo.heads", "2", "--ppo.hidden-dims", "16",
     "--ppo.num-envs", "2", "--ppo.chunks-per-update", "4", "--ppo.minibatch-size", "2",
-    "--eval-episodes", "1", "--log-interval", "1", "--no-tensorboard",
+    "--eval-episodes", "1", "--max-episode-steps", "30", "--log-interval", "1", "--no-tensorboard",
 ]  # fmt: skip
 
 
@@ -41,6 +41,7 @@ def test_debug_preset_trains_on_aloha_and_ogbench(env, tmp_path):
         assert np.isfinite(float(logged[key])) or key == "ppo/explained_variance"
     checkpoint = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
     assert (checkpoint / "tokenizer.json").exists()
+    assert float(rows(run / "eval.csv")[-1]["length"]) <= 30  # --max-episode-steps cut the episodes
     assert yaml.safe_load((run / "config.yaml").read_text())["ppo"]["epochs"] == 2  # from the preset
 
 
