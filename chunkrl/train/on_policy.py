@@ -56,6 +56,10 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
     return float(1.0 - (returns - values).var() / variance) if variance > 0 else float("nan")
 
 
+def _tensor(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values), dtype=dtype, device=device)
+
+
 def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torch.Tensor], None]:
     c, agent, counters = trainer.config, trainer.agent, trainer.counters
     p = agent.config
@@ -85,20 +89,17 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                 bootstrap = observations.copy()
                 if done.any():
                     bootstrap[done] = np.stack(info["final_obs"][done])
-                as_tensor = lambda x, dtype=torch.float32: torch.as_tensor(
-                    np.asarray(x), dtype=dtype, device=trainer.device
-                )  # noqa: E731
-                next_value = agent.value(as_tensor(bootstrap))
+                next_value = agent.value(_tensor(bootstrap, trainer.device))
                 rollout.add(
                     observations=obs,
                     encoded=encoded,
                     log_probs=log_pi,
                     values=value,
                     next_values=next_value,
-                    rewards=as_tensor(reward),
-                    taus=as_tensor(tau, torch.long),
-                    terminals=as_tensor(terminated, torch.bool),
-                    ends=as_tensor(done, torch.bool),
+                    rewards=_tensor(reward, trainer.device),
+                    taus=_tensor(tau, trainer.device, torch.long),
+                    terminals=_tensor(terminated, trainer.device, torch.bool),
+                    ends=_tensor(done, trainer.device, torch.bool),
                 )
                 stats["chunk_reward"].append(reward)
                 stats["tau"].append(tau)
