@@ -371,7 +371,7 @@ class ChunkPPOConfig:
     normalize_advantages: bool = True
     """Standardise advantages within each minibatch."""
     temperature: float = 1.0
-    """Sampling temperature while collecting (evaluation acts greedily)."""
+    """Sampling temperature of the token actor (collection and evaluation alike)."""
 
     def summary(self) -> str:
         return f"{self.actor} actor, width {self.width}, layers {self.layers}, value {list(self.hidden_dims)}"
