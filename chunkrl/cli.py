@@ -6,6 +6,7 @@ chunkrl eval CHECKPOINT_OR_RUN [--episodes N]              evaluate a checkpoint
 chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench dataset (or scripted ALOHA
                                                            demonstrations: aloha-transfer-cube-scripted) locally
 chunkrl data list                                          known datasets and where they are cached
+chunkrl data export --env ENV --out DIR                    write a dataset as a LeRobot v3 folder
 chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE]            success curves (with the paper's, if known)
 """
 
@@ -113,7 +114,17 @@ def _data(argv: list[str]) -> int:
     gen.add_argument("--cache-dir", type=Path, default=None)
     gen.add_argument("--overwrite", action="store_true", help="replace existing files")
     commands.add_parser("list", help="known datasets and the generated ones in the cache")
+    export = commands.add_parser("export", help="write a chunkrl dataset as a LeRobot v3 folder")
+    export.add_argument("--env", required=True, help="the dataset's task, e.g. aloha-transfer-cube or an OGBench task")
+    export.add_argument("--dataset-path", type=Path, default=None, help="default: the task's cached dataset")
+    export.add_argument("--dataset-episodes", type=positive_int, default=None)
+    export.add_argument("--sparse", action="store_true", help="OGBench: the sparse reward")
+    export.add_argument("--out", type=Path, required=True, help="the LeRobot folder to write (new or empty)")
+    export.add_argument("--fps", type=positive_int, default=50, help="frame rate written to meta/info.json")
+    export.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "export":
+        return _export(args)
     if args.command == "list":
         root = default_cache_dir() / "ogbench"
         cached = sorted(str(p) for p in root.glob("*/*.npz") if not p.name.endswith("-val.npz"))
@@ -136,6 +147,23 @@ def _data(argv: list[str]) -> int:
     with generation_progress(console) as report:
         train_path, val_path = generate_dataset(settings, out, args.workers, args.overwrite, report)
     console.print(f"[green]wrote[/] {train_path} and {val_path}")
+    return 0
+
+
+def _export(args) -> int:
+    """``chunkrl data export``: any dataset chunkrl trains on, as a LeRobot v3 folder."""
+    from chunkrl.config import TrainConfig
+    from chunkrl.data.sources.lerobot import write_lerobot
+    from chunkrl.envs.registry import make_env
+    from chunkrl.train.setup import load_dataset
+
+    config = TrainConfig(
+        env=args.env, dataset_path=args.dataset_path, dataset_episodes=args.dataset_episodes, sparse=args.sparse
+    )
+    env = None if args.env == "none" else make_env(args.env, args.sparse)
+    store = load_dataset(config, env, 0, console)
+    out = write_lerobot(store, args.out, args.fps, task=args.env, overwrite=args.overwrite)
+    console.print(f"[green]wrote[/] {out}: {store.num_trajectories} episodes, {store.size} frames (LeRobot v3)")
     return 0
 
 

@@ -27,8 +27,9 @@ class TrainConfig:
     """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql, cpql, chunk-bc or
     chunk-ppo (see the README's table)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
-    """OGBench single-task environment (its dataset is the matching play/noisy dataset), or an ALOHA task:
-    aloha-transfer-cube (dataset: the scripted demonstrations) or aloha-insertion (pip install -e ".[aloha]")."""
+    """OGBench single-task environment (its dataset is the matching play/noisy dataset), an ALOHA task:
+    aloha-transfer-cube (dataset: the scripted demonstrations) or aloha-insertion (pip install -e ".[aloha]"),
+    or none: offline training on --dataset-path (LeRobot or robomimic) without an environment or evaluation."""
     obs_mode: Literal["state", "pixels"] = "state"
     """ALOHA observations: state (joint positions and velocities, object pose; never renders) or pixels (camera
     images, for users with an image encoder; chunkrl's agents read state)."""
@@ -38,7 +39,14 @@ class TrainConfig:
     sparse: bool = False
     """The paper's sparse reward (-1 unless the task is fully solved), offline and online alike."""
     dataset_path: Path | None = None
-    """An OGBench npz file (official or generated). Default: the generated dataset in the cache."""
+    """An OGBench npz file (official or generated), a LeRobot v3 folder, or a robomimic low-dim hdf5 file.
+    Default: the generated dataset in the cache."""
+    state_keys: tuple[str, ...] = ()
+    """LeRobot: extra observation features appended to observation.state; robomimic: the obs keys to
+    concatenate (default: every low-dimensional key, sorted)."""
+    reward_from: Literal["dataset", "success", "constant"] = "dataset"
+    """LeRobot rewards: dataset (next.reward; an error if missing), success (1 on next.success frames, else 0)
+    or constant (-1 on every frame)."""
     dataset_dir: Path | None = None
     """A directory of official OGBench files (<dataset>.npz), e.g. ~/.ogbench/data."""
     dataset_episodes: int | None = None
@@ -232,6 +240,10 @@ def check_values(config: TrainConfig) -> None:
         f"execute_horizon must be between 1 and the horizon {c.horizon} (got {c.execute_horizon})",
     )
     need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
+    need(
+        c.env != "none" or (c.dataset_path is not None and not c.online_steps),
+        "--env none trains offline on --dataset-path only: pass --dataset-path and --online-steps 0",
+    )
     for section in fields(c):  # every agent section checks its own values
         value = getattr(c, section.name)
         if hasattr(value, "problems"):

@@ -24,8 +24,14 @@ def is_aloha(env_name: str) -> bool:
     return env_name.startswith(ALOHA_PREFIX)
 
 
+NO_ENV = "none"
+"""The environment name of offline runs on a dataset with no simulator here (LeRobot, robomimic)."""
+
+
 def env_domain(env_name: str) -> str:
-    """The family's domain: ``aloha``, or the OGBench domain (``puzzle-3x3``, ``scene``, ...)."""
+    """The family's domain: ``aloha``, ``none``, or the OGBench domain (``puzzle-3x3``, ``scene``, ...)."""
+    if env_name == NO_ENV:
+        return NO_ENV
     if is_aloha(env_name):
         from chunkrl.envs.aloha import TASKS
 

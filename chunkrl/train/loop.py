@@ -40,7 +40,7 @@ from chunkrl.config import TrainConfig, check_values, load_config, save_config, 
 from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
-from chunkrl.envs.registry import make_env, space_dims
+from chunkrl.envs.registry import NO_ENV, make_env, space_dims
 from chunkrl.files import write_atomically
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
@@ -105,7 +105,7 @@ class Trainer:
     replay: Trajectories | None  # where online steps are added: ``store`` itself, or a separate online replay
     sampler: ChunkSampler | MixedChunkSampler | None
     env: object
-    eval_executor: ChunkExecutor
+    eval_executor: ChunkExecutor | None  # None: no environment (offline runs on LeRobot or robomimic data)
     logger: RunLogger | SilentLogger
     device: torch.device
     rank: int = 0  # this process's rank under torchrun; only rank 0 logs, evaluates and checkpoints
@@ -176,7 +176,7 @@ class Trainer:
             self.logger.console.print(f"{phase}{self.label} step {step}: {status}")
 
     def maybe_evaluate(self, phase: str, force: bool = False) -> None:
-        if self.rank != 0:
+        if self.rank != 0 or self.eval_executor is None:  # (no environment: offline training only)
             return
         interval = self.config.eval_interval
         step = self.counters.global_step
@@ -351,9 +351,9 @@ def build_trainer(
     agent draws from a generator of its own (checkpointed) instead of torch's global one."""
     device = resolve_device(config.device)
     seed_everything(config.seed + 1000 * rank)
-    env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
-    eval_env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
-    observation_dim, action_dim = space_dims(env)
+    offline_only = config.env == NO_ENV  # a dataset with no simulator here: no evaluation, no online phase
+    env = None if offline_only else make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+    eval_env = None if offline_only else make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
     if rank == 0:
@@ -366,10 +366,12 @@ def build_trainer(
     store = replay = sampler = None
     if not on_policy:
         store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
+    observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
     if getattr(method.agent, "needs_tokenizer", False):
         source = checkpoint or (ckpt.resolve_checkpoint(config.init_from) if config.init_from is not None else None)
-        tokenizer = prepare_tokenizer(config, env, store, source, logger.console)
+        space = env.action_space if env is not None else None
+        tokenizer = prepare_tokenizer(config, action_dim, store, source, logger.console, space)
     agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
     if own_noise:
         agent.noise = GeneratorNoise(config.seed + 30_000, device)
@@ -392,11 +394,13 @@ def build_trainer(
         replay=replay,
         sampler=sampler,
         env=env,
-        eval_executor=ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
+        eval_executor=None
+        if eval_env is None
+        else ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
         logger=logger,
         device=device,
         warmup_policy=UniformRandomPolicy(env.action_space, seed=config.seed + 2)
-        if config.warmup == "random" and not on_policy
+        if config.warmup == "random" and not on_policy and env is not None
         else None,
         rank=rank,
     )
@@ -579,7 +583,7 @@ def evaluate_checkpoint(
     observation_dim, action_dim = space_dims(env)
     tokenizer = None
     if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):
-        tokenizer = prepare_tokenizer(config, env, None, checkpoint, Console(stderr=True))
+        tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True))
     agent = build_agent(config, observation_dim, action_dim, resolve_device(device), tokenizer)
     ckpt.load_weights(agent, checkpoint)
     seed_everything(config.seed + 20_000)

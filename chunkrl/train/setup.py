@@ -168,8 +168,19 @@ def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Pa
 
 def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console) -> Trajectories:
     """The training dataset as single-task trajectories, with room for ``extra_capacity`` online steps:
-    the task's OGBench dataset, or for ALOHA the scripted demonstrations (generated on first use)."""
-    if is_aloha(config.env):
+    a LeRobot v3 folder or robomimic hdf5 file given with --dataset-path, the task's OGBench dataset, or
+    for ALOHA the scripted demonstrations (generated on first use)."""
+    from chunkrl.data.sources.lerobot import is_lerobot_dataset, read_lerobot
+    from chunkrl.data.sources.robomimic import is_robomimic_file, read_robomimic
+
+    given = Path(config.dataset_path).expanduser() if config.dataset_path is not None else None
+    if given is not None and is_lerobot_dataset(given):
+        path, store = given, read_lerobot(given, config.state_keys, config.reward_from, extra_capacity)
+    elif given is not None and is_robomimic_file(given):
+        path, store = given, read_robomimic(given, config.state_keys, extra_capacity)
+    elif env is None:
+        raise DatasetError(f"--env none trains on a LeRobot folder or a robomimic file; {given} is neither")
+    elif is_aloha(config.env):
         from chunkrl.data.aloha_scripted import load_scripted
 
         path = aloha_dataset_file(config, console)
@@ -179,7 +190,21 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
         path = dataset_file(config, task, console)
         store = load_single_task(path, task, env, config.sparse, extra_capacity=extra_capacity)
     console.print(f"dataset {path}: {store.size} transitions in {store.num_trajectories} trajectories")
+    if env is not None:
+        check_dimensions(store, env, path)
     return store
+
+
+def check_dimensions(store: Trajectories, env, path: Path) -> None:
+    """The dataset's observation and action sizes must be the environment's."""
+    observation = int(np.prod(env.observation_space.shape))
+    action = int(np.prod(env.action_space.shape))
+    if (store.observation_dim, store.action_dim) != (observation, action):
+        raise DatasetError(
+            f"{path} has observations of {store.observation_dim} and actions of {store.action_dim} numbers, the "
+            f"environment {observation} and {action}. Pick the matching --env (or --env none to train offline "
+            "without one), or --state-keys to choose the observation features."
+        )
 
 
 ALOHA_EPISODES = 50
@@ -227,16 +252,22 @@ def build_agent(
     return agent.to(device)
 
 
-def prepare_tokenizer(config: TrainConfig, env, store: Trajectories | None, source: Path | None, console: Console):
+def prepare_tokenizer(
+    config: TrainConfig,
+    action_dim: int,
+    store: Trajectories | None,
+    source: Path | None,
+    console: Console,
+    action_space=None,
+):
     """The chunk tokenizer of a token-policy run: the checkpoint's (resume, --init-from, eval); else fitted
     on the dataset's whole chunks (quantiles, BPE); else, for an on-policy run without a dataset, from
-    the action bounds, without BPE (said on the console)."""
+    the bounds of ``action_space``, without BPE (said on the console)."""
     from chunkrl.agents.ppo import TOKENIZER_FILE
     from chunkrl.data.chunks import ChunkSampler, ChunkSpec
     from chunkrl.nets.tokenizer import ChunkTokenizer
     from chunkrl.train.checkpoint import CheckpointError
 
-    action_dim = int(np.prod(env.action_space.shape))
     if source is not None:
         path = Path(source) / TOKENIZER_FILE
         if not path.exists():
@@ -259,7 +290,7 @@ def prepare_tokenizer(config: TrainConfig, env, store: Trajectories | None, sour
             f"{tokenizer.max_tokens} per chunk ({'BPE' if tokenizer.bpe else 'no BPE'})"
         )
         return tokenizer
-    low, high = env.action_space.low.reshape(-1), env.action_space.high.reshape(-1)
+    low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         raise ValueError("the action space is unbounded: fit the tokenizer on demonstrations (chunk-bc, --init-from)")
     console.print(

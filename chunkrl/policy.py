@@ -1,0 +1,111 @@
+"""Deployment without the training stack: load a trained agent and act step by step.
+
+    from chunkrl import Policy
+
+    policy = Policy.from_pretrained("runs/.../my-run", device="cpu")
+    policy.reset()                                   # at the start of every episode
+    while True:
+        action = policy.select_action(observation)  # one action; re-plans every execute_horizon steps
+        observation, ... = robot.step(action)
+
+``from_pretrained`` reads only the checkpoint's ``config.yaml``, ``state.json``, ``model.safetensors`` and
+(token policies) ``tokenizer.json``: no pickle, no optimizer, no dataset, no environment. An observation
+is a flat array, or a LeRobot-style dict whose ``observation.state`` (followed by the run's
+``state_keys``) is concatenated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chunkrl.config import load_config
+
+
+class Policy:
+    """A trained chunk policy with its action queue (and observation history, for agents that read one)."""
+
+    def __init__(self, agent, config, execute_horizon: int | None = None):
+        self.agent, self.config = agent, config
+        self.execute_horizon = execute_horizon or config.execute_horizon or agent.horizon
+        self.queue: deque[np.ndarray] = deque()
+        self.history: deque[np.ndarray] = deque(maxlen=agent.history_length)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: str = "auto", execute_horizon: int | None = None, deterministic: bool = True
+    ) -> Policy:
+        """The policy of a checkpoint directory or of a run directory's latest checkpoint."""
+        from chunkrl.agents import METHODS
+        from chunkrl.train import checkpoint as ckpt
+        from chunkrl.train.setup import build_agent, prepare_tokenizer, resolve_device
+
+        checkpoint = ckpt.resolve_checkpoint(Path(path))
+        ckpt.verify_checkpoint(checkpoint)
+        config = load_config(checkpoint / "config.yaml")
+        state = json.loads((checkpoint / "state.json").read_text())
+        if "observation_dim" in state:
+            observation_dim, action_dim = state["observation_dim"], state["action_dim"]
+        else:  # written before checkpoints recorded the sizes: ask the environment
+            from chunkrl.envs.registry import make_env, space_dims
+
+            observation_dim, action_dim = space_dims(make_env(config.env, config.sparse))
+        tokenizer = None
+        if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):
+            from rich.console import Console
+
+            tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True, quiet=True))
+        agent = build_agent(config, observation_dim, action_dim, resolve_device(device), tokenizer)
+        ckpt.load_weights(agent, checkpoint)
+        agent.eval()
+        policy = cls(agent, config, execute_horizon)
+        policy.deterministic = deterministic
+        return policy
+
+    deterministic: bool = True
+
+    def reset(self) -> None:
+        """Forget the queued actions and the observation history (call at every episode's start)."""
+        self.queue.clear()
+        self.history.clear()
+
+    def _flat(self, observation) -> np.ndarray:
+        if isinstance(observation, dict):
+            keys = ("observation.state", *self.config.state_keys)
+            missing = [k for k in keys if k not in observation]
+            if missing:
+                raise KeyError(f"the observation dict lacks {missing}; this policy reads {list(keys)}")
+            observation = np.concatenate([np.asarray(observation[k], np.float32).reshape(-1) for k in keys])
+        observation = np.asarray(observation, np.float32).reshape(-1)
+        if observation.shape[0] != self.agent.observation_dim:
+            raise ValueError(
+                f"observation of {observation.shape[0]} numbers; "
+                f"this policy was trained on {self.agent.observation_dim}"
+            )
+        return observation
+
+    def predict_chunk(self, observation) -> np.ndarray:
+        """The chunk [h, A] for this observation (does not touch the queue)."""
+        observation = self._flat(observation)
+        self.history.append(observation)
+        if self.agent.history_length == 1:
+            return self.agent.act(observation, deterministic=self.deterministic).reshape(self.agent.horizon, -1)
+        padding = self.agent.history_length - len(self.history)
+        stacked = np.zeros((self.agent.history_length, observation.shape[0]), np.float32)
+        stacked[padding:] = np.stack(self.history)
+        valid = (np.arange(self.agent.history_length) >= padding).astype(np.float32)
+        chunk = self.agent.act(stacked, deterministic=self.deterministic, history_valid=valid)
+        return chunk.reshape(self.agent.horizon, -1)
+
+    @torch.no_grad()
+    def select_action(self, observation) -> np.ndarray:
+        """One action [A]: the next of the queued chunk, planning a new chunk when the queue is empty."""
+        if not self.queue:
+            self.queue.extend(self.predict_chunk(observation)[: self.execute_horizon])
+        elif self.agent.history_length > 1:
+            self.history.append(self._flat(observation))
+        return self.queue.popleft()
