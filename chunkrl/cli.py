@@ -7,7 +7,9 @@ chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench d
                                                            demonstrations: aloha-transfer-cube-scripted) locally
 chunkrl data list                                          known datasets and where they are cached
 chunkrl data export --env ENV --out DIR                    write a dataset as a LeRobot v3 folder
-chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE]            success curves (with the paper's, if known)
+chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE] [--paper]  success (mean, 95% CI over seeds) as PNG + SVG
+chunkrl report RUN_DIR [RUN_DIR ...] [--out FILE.md]       Markdown table of final success, steps, wall time
+chunkrl sweep --agents A.. --envs E.. --seeds 0-4          a grid of runs (process pool, or Ray: --ray-address)
 """
 
 from __future__ import annotations
@@ -194,19 +196,86 @@ def _generate_scripted(args) -> int:
 
 
 def _plot(argv: list[str]) -> int:
-    from chunkrl.train.plot import plot_runs
+    from chunkrl.train.plot import PAPER_CURVES, plot_runs
 
-    parser = argparse.ArgumentParser(prog="chunkrl plot", description="Plot evaluation success over training.")
-    parser.add_argument("runs", type=Path, nargs="+", help="run directories")
-    parser.add_argument("--out", type=Path, default=None, help="image file (default: <first run>/success.png)")
-    parser.add_argument("--reference", type=Path, default=None, help="the paper's curves CSV to overlay")
+    parser = argparse.ArgumentParser(
+        prog="chunkrl plot",
+        description="Mean evaluation success per method and task, with a 95%% bootstrap CI over seeds (PNG + SVG).",
+    )
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one method/task are grouped)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG file (default: <first run>/success.png)")
+    parser.add_argument("--paper", action="store_true", help="overlay the paper's curve for the same task and method")
+    parser.add_argument("--reference", type=Path, default=None, help="another curves CSV to overlay")
     args = parser.parse_args(argv)
-    out = plot_runs(args.runs, args.out, args.reference)
-    console.print(f"[green]wrote[/] {out}")
+    reference = args.reference or (PAPER_CURVES if args.paper else None)
+    out = plot_runs(args.runs, args.out, reference)
+    console.print(f"[green]wrote[/] {out} and {out.with_suffix('.svg')}")
     return 0
 
 
-COMMANDS = {"train": _train, "eval": _eval, "data": _data, "plot": _plot}
+def _report(argv: list[str]) -> int:
+    from chunkrl.train.plot import report_table
+
+    parser = argparse.ArgumentParser(
+        prog="chunkrl report", description="A Markdown table: final success (mean, 95%% CI), steps, wall time."
+    )
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one method/task are grouped)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    table = report_table(args.runs)
+    print(table, end="")
+    if args.out is not None:
+        from chunkrl.files import write_atomically
+
+        write_atomically(args.out, table)
+        console.print(f"[green]wrote[/] {args.out}")
+    return 0
+
+
+def _sweep(argv: list[str]) -> int:
+    from rich.table import Table
+
+    from chunkrl.sweep import Sweep, parse_seeds, run_sweep
+
+    parser = argparse.ArgumentParser(
+        prog="chunkrl sweep",
+        description="Run a grid of agents x environments x seeds (resumable: launch it again to finish it).",
+    )
+    parser.add_argument("--agents", nargs="+", required=True)
+    parser.add_argument("--envs", nargs="+", required=True)
+    parser.add_argument("--seeds", nargs="+", default=["0"], help="seeds or ranges, e.g. 0-4")
+    parser.add_argument("--set", nargs="*", default=[], dest="settings", help="options for every trial: key=value")
+    parser.add_argument("--config", type=Path, default=None, help="a YAML/JSON preset for every trial")
+    parser.add_argument("--out", type=Path, default=Path("sweeps") / "sweep", help="directory of the trials")
+    parser.add_argument("--workers", type=positive_int, default=1, help="trials at a time (process pool)")
+    parser.add_argument("--cpus-per-trial", type=positive_int, default=1, help="threads (and Ray CPUs) per trial")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray GPUs per trial")
+    parser.add_argument("--ray-address", default=None, help="run on Ray: auto, HOST:PORT, or local (a new instance)")
+    args = parser.parse_args(argv)
+    sweep = Sweep(
+        args.agents, args.envs, parse_seeds(args.seeds), args.out, args.settings, args.config,
+        args.cpus_per_trial, args.gpus_per_trial,
+    )  # fmt: skip
+    where = f"Ray {args.ray_address}" if args.ray_address else f"{args.workers} workers"
+    console.print(f"{len(sweep.trials())} trials -> {args.out} ({where})")
+    trials = run_sweep(
+        sweep, args.workers, args.ray_address, lambda t: console.print(f"  {t.env} {t.agent} seed {t.seed}: {t.status}")
+    )
+    table = Table("env", "agent", "seed", "status", "success", "steps", "wall s")
+    for t in trials:
+        success = "" if t.success is None else f"{t.success:.2f}"
+        table.add_row(t.env, t.agent, str(t.seed), t.status, success, str(t.steps or ""), f"{t.wall_seconds:.0f}")
+    console.print(table)
+    console.print(f"table: {args.out / 'sweep.csv'}")
+    failed = [t for t in trials if t.status == "failed"]
+    for t in failed:
+        console.print(
+            f"[red]failed twice[/] {t.run_dir}: {escape(t.error)} (log: {t.run_dir.parent / f'seed_{t.seed}.log'})"
+        )
+    return 1 if failed else 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "data": _data, "plot": _plot, "report": _report, "sweep": _sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,9 @@ A v3 dataset is a folder with ``meta/info.json`` (fps, features and their shapes
   reward's shape);
 - terminals: ``next.success`` where present, else ``next.done`` except where ``next.truncated``;
 - ends: the last frame of each ``episode_index``;
-- next observations: the next frame of the episode; at an episode's last frame ``next.observation.state``
-  when the dataset has it (chunkrl writes it), else the frame's own observation (LeRobot keeps no
-  final observation; only a cut-off episode bootstraps from it).
+- next observations: ``next.observation.state`` when the dataset has it (chunkrl writes it), else the
+  next frame of the episode, and at an episode's last frame the frame's own observation (LeRobot keeps
+  no final observation; only a cut-off episode bootstraps from it).
 
 ``write_lerobot`` writes any chunkrl store in this format (with ``next.observation.state`` so that a
 round trip is exact); other readers see an ordinary v3 dataset with rewards and done flags.
@@ -107,11 +107,12 @@ def read_lerobot(
             terminals &= ~get("next.truncated").reshape(-1).astype(bool)
     else:
         terminals = np.zeros(len(episodes), dtype=bool)
-    next_observations = np.empty_like(observations)
-    next_observations[:-1] = observations[1:]
-    next_observations[ends] = observations[ends]
-    if "next.observation.state" in names and not extra_keys:
-        next_observations[ends] = get("next.observation.state").reshape(len(episodes), -1)[ends]
+    if "next.observation.state" in names and not extra_keys:  # written by chunkrl: exact
+        next_observations = get("next.observation.state").reshape(len(episodes), -1).astype(np.float32)
+    else:
+        next_observations = np.empty_like(observations)
+        next_observations[:-1] = observations[1:]
+        next_observations[ends] = observations[ends]
     steps = StepArrays(observations, actions, rewards, terminals, ends, next_observations)
     return Trajectories.from_arrays(steps, capacity=len(rewards) + extra_capacity)
 

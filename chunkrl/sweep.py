@@ -1,0 +1,182 @@
+"""Grids of runs (methods x tasks x seeds) on a local process pool or a Ray cluster.
+
+Each trial is an ordinary ``chunkrl train`` run in its own directory ``OUT/<env>/<agent>/seed_<n>``, so
+a sweep is resumable by launching it again: a finished trial (its ``summary.json`` says so) is skipped,
+an interrupted one is resumed from its checkpoint, a failed one is retried once (resumed where it
+left a checkpoint) and reported. Trials run as subprocesses, each limited to ``cpus_per_trial`` threads;
+on Ray (``--ray-address auto``, ``HOST:PORT`` or ``local`` for a fresh local instance) each trial is a
+task that declares its CPU and GPU share, and Ray places it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def parse_seeds(texts: list[str]) -> list[int]:
+    """``["0-4"]`` -> 0..4, ``["0", "3"]`` -> 0, 3."""
+    seeds: list[int] = []
+    for text in texts:
+        first, _, last = text.partition("-")
+        try:
+            seeds += list(range(int(first), int(last) + 1)) if last else [int(first)]
+        except ValueError:
+            raise ValueError(f"--seeds takes whole numbers or ranges like 0-4 (got {text!r})") from None
+    return sorted(dict.fromkeys(seeds))
+
+
+def setting_flags(settings: list[str]) -> list[str]:
+    """``["flow.alpha=300", "offline_steps=1000"]`` -> ``["--flow.alpha", "300", "--offline-steps", "1000"]``."""
+    flags = []
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value (got {setting!r}), e.g. --set flow.alpha=300")
+        flags += ["--" + key.replace("_", "-"), *value.split()]
+    return flags
+
+
+@dataclass
+class Trial:
+    agent: str
+    env: str
+    seed: int
+    run_dir: Path
+    status: str = "pending"
+    attempts: int = 0
+    success: float | None = None
+    steps: int | None = None
+    wall_seconds: float = 0.0
+    error: str = ""
+
+    def summary(self) -> dict | None:
+        path = self.run_dir / "summary.json"
+        try:
+            return json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError):
+            return None
+
+
+@dataclass
+class Sweep:
+    agents: list[str]
+    envs: list[str]
+    seeds: list[int]
+    out: Path
+    settings: list[str] = field(default_factory=list)
+    config: Path | None = None
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+
+    def trials(self) -> list[Trial]:
+        return [
+            Trial(agent, env, seed, self.out / env / agent / f"seed_{seed}")
+            for env in self.envs
+            for agent in self.agents
+            for seed in self.seeds
+        ]
+
+    def command(self, trial: Trial) -> list[str]:
+        """The train command of a trial: resume what exists, start what does not."""
+        base = [sys.executable, "-m", "chunkrl.cli", "train"]
+        if (trial.run_dir / "config.yaml").exists():
+            return [*base, "--resume", str(trial.run_dir)]
+        config = ["--config", str(self.config)] if self.config else []
+        flags = ["--agent", trial.agent, "--env", trial.env, "--seed", str(trial.seed), *setting_flags(self.settings)]
+        return [*base, *config, *flags, "--run-dir", str(trial.run_dir)]
+
+
+def run_command(command: list[str], threads: int, log: str) -> tuple[int, str]:
+    """Run one trial's command; (exit code, the end of its output). Also the body of a Ray task."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as output:
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+    tail = Path(log).read_text()[-600:]
+    return result.returncode, tail
+
+
+def run_sweep(
+    sweep: Sweep, workers: int = 1, ray_address: str | None = None, report: Callable[[Trial], None] | None = None
+) -> list[Trial]:
+    """Run every trial not yet finished (each failed one retried once); the trials with their outcome."""
+    trials = sweep.trials()
+    pending = []
+    for trial in trials:
+        summary = trial.summary()
+        if summary is not None and summary.get("status") == "finished":
+            trial.status = "skipped (finished)"
+            _read_outcome(trial, summary)
+        else:
+            pending.append(trial)
+    launch = _ray_launcher(sweep, ray_address) if ray_address else _pool_launcher(sweep, workers)
+    for attempt in (1, 2):
+        if not pending:
+            break
+        results = launch([(sweep.command(t), str(t.run_dir.parent / f"seed_{t.seed}.log")) for t in pending])
+        failed = []
+        for trial, (code, tail) in zip(pending, results, strict=True):
+            trial.attempts = attempt
+            summary = trial.summary()
+            if code == 0 and summary is not None and summary.get("status") == "finished":
+                trial.status = "finished" if attempt == 1 else "finished (retried)"
+                _read_outcome(trial, summary)
+            else:
+                trial.status, trial.error = "failed", tail.strip().splitlines()[-1] if tail.strip() else f"exit {code}"
+                failed.append(trial)
+            if report is not None:
+                report(trial)
+        pending = failed
+    _write_table(sweep.out, trials)
+    return trials
+
+
+def _read_outcome(trial: Trial, summary: dict) -> None:
+    evaluations = summary.get("evaluations", {})
+    final = evaluations.get("online_final") or evaluations.get("offline_final") or {}
+    trial.success = final.get("success")
+    counters = summary.get("counters", {})
+    trial.steps = counters.get("offline_step", 0) + counters.get("online_step", 0)
+    trial.wall_seconds = summary.get("wall_seconds", 0.0)
+
+
+def _pool_launcher(sweep: Sweep, workers: int):
+    def launch(jobs):
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # each job is a subprocess: threads only wait
+            return list(pool.map(lambda job: run_command(job[0], sweep.cpus_per_trial, job[1]), jobs))
+
+    return launch
+
+
+def _ray_launcher(sweep: Sweep, address: str):
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError('--ray-address needs Ray: pip install -e ".[ray]"') from None
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=sweep.cpus_per_trial, num_gpus=sweep.gpus_per_trial)(run_command)
+
+    def launch(jobs):
+        return ray.get([task.remote(command, sweep.cpus_per_trial, log) for command, log in jobs])
+
+    return launch
+
+
+def _write_table(out: Path, trials: list[Trial]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["agent,env,seed,status,attempts,success,steps,wall_seconds,run_dir"]
+    for t in trials:
+        success = "" if t.success is None else f"{t.success:.4f}"
+        lines.append(
+            f"{t.agent},{t.env},{t.seed},{t.status},{t.attempts},{success},{t.steps or ''},"
+            f"{t.wall_seconds:.1f},{t.run_dir}"
+        )
+    (out / "sweep.csv").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,110 @@
+"""LeRobot v3 folders and robomimic hdf5 files: fixtures written here, mappings checked by hand, round trips."""
+
+import json
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from chunkrl.data.sources.lerobot import read_lerobot, write_lerobot
+from chunkrl.data.sources.robomimic import read_robomimic
+from chunkrl.data.trajectories import DatasetError
+from tests.conftest import make_store
+
+
+def write_frames(root, columns, features=None):
+    """A minimal LeRobot v3 folder, as LeRobot writes it: info.json and one data parquet file."""
+    (root / "meta").mkdir(parents=True)
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    info = {"codebase_version": "v3.0", "fps": 10, "features": features or {k: {} for k in columns}}
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    table = {}
+    for key, values in columns.items():
+        values = np.asarray(values)
+        if values.ndim == 2:
+            table[key] = pa.FixedSizeListArray.from_arrays(
+                pa.array(values.reshape(-1).astype(np.float32)), values.shape[1]
+            )
+        else:
+            table[key] = pa.array(values)
+    pq.write_table(pa.table(table), root / "data" / "chunk-000" / "file-000.parquet")
+    return root
+
+
+def frames(**extra):
+    # two episodes: 3 frames (success at its last frame) then 2 frames (cut by a time limit)
+    columns = {
+        "observation.state": [[0, 0], [1, 1], [2, 2], [10, 10], [11, 11]],
+        "observation.gripper": [[5], [6], [7], [8], [9]],
+        "action": [[0.1], [0.2], [0.3], [0.4], [0.5]],
+        "episode_index": [0, 0, 0, 1, 1],
+        "frame_index": [0, 1, 2, 0, 1],
+        "index": [0, 1, 2, 3, 4],
+        "next.done": [False, False, True, False, True],
+        "next.truncated": [False, False, False, False, True],
+    }
+    columns.update(extra)
+    return columns
+
+
+def test_lerobot_frames_map_to_steps(tmp_path):
+    root = write_frames(tmp_path / "ds", frames(**{"next.reward": [0.0, 0.0, 1.0, 0.0, 0.0]}))
+    steps = read_lerobot(root, extra_keys=("observation.gripper",)).step_arrays()
+    np.testing.assert_array_equal(steps.observations[:, 2], [5, 6, 7, 8, 9])  # extra key appended
+    np.testing.assert_array_equal(steps.observations[1], [1, 1, 6])
+    np.testing.assert_array_equal(steps.rewards, [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(steps.terminals, [False, False, True, False, False])  # done but not truncated
+    np.testing.assert_array_equal(steps.ends, [False, False, True, False, True])  # episode boundaries
+    np.testing.assert_array_equal(steps.next_observations[0], steps.observations[1])
+    np.testing.assert_array_equal(steps.next_observations[2], steps.observations[2])  # no final frame stored
+
+
+def test_missing_rewards_need_an_explicit_choice(tmp_path):
+    root = write_frames(tmp_path / "ds", frames(**{"next.success": [False, False, True, False, False]}))
+    with pytest.raises(DatasetError, match="--reward-from success .* or --reward-from constant"):
+        read_lerobot(root)
+    np.testing.assert_array_equal(read_lerobot(root, reward_from="success").step_arrays().rewards, [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(read_lerobot(root, reward_from="constant").step_arrays().rewards, [-1] * 5)
+
+
+def test_export_then_read_back_is_identical(tmp_path):
+    store = make_store(
+        rewards=[0, 1, 0, 0, 2, 0], terminals=[0, 1, 0, 0, 0, 0], ends=[0, 0, 1, 0, 0, 1], obs_dim=3, action_dim=2
+    )
+    out = write_lerobot(store, tmp_path / "exported", fps=20, task="a task")
+    back = read_lerobot(out).step_arrays()
+    original = store.step_arrays()
+    for name in ("observations", "actions", "rewards", "terminals", "ends", "next_observations"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(original, name), err_msg=name)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 2 and info["fps"] == 20
+    assert info["features"]["observation.state"]["shape"] == [3]
+    episodes = pq.read_table(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pydict()
+    assert episodes["length"] == [3, 3] and episodes["dataset_from_index"] == [0, 3]
+    with pytest.raises(FileExistsError):
+        write_lerobot(store, out)  # never overwritten
+
+
+def test_robomimic_demos_with_the_papers_reward_offset(tmp_path):
+    path = tmp_path / "low_dim.hdf5"
+    with h5py.File(path, "w") as file:
+        for i, length in enumerate((3, 2)):
+            demo = file.create_group(f"data/demo_{i}")
+            demo["actions"] = np.full((length, 7), i, np.float32)
+            demo["rewards"] = np.array([0.0] * (length - 1) + [1.0])
+            demo["dones"] = np.array([0] * (length - 1) + [1])
+            demo["obs/robot0_eef_pos"] = np.arange(length * 3, dtype=np.float32).reshape(length, 3) + 100 * i
+            demo["obs/object"] = np.ones((length, 2), np.float32) * i
+            demo["obs/agentview_image"] = np.zeros((length, 8, 8, 3), np.uint8)  # left out: not low-dim
+    steps = read_robomimic(path).step_arrays()
+    assert steps.observations.shape == (5, 5)  # object (2) then robot0_eef_pos (3): sorted keys, no image
+    np.testing.assert_array_equal(steps.observations[3], [1, 1, 100, 101, 102])
+    np.testing.assert_array_equal(steps.rewards, [-1, -1, 0, -1, 0])  # reward - 1
+    np.testing.assert_array_equal(steps.terminals, [False, False, True, False, True])
+    np.testing.assert_array_equal(steps.ends, [False, False, True, False, True])
+    only = read_robomimic(path, keys=("robot0_eef_pos",)).step_arrays()
+    assert only.observations.shape == (5, 3)
+    with pytest.raises(DatasetError, match="no obs keys"):
+        read_robomimic(path, keys=("nope",))

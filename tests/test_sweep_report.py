@@ -1,0 +1,72 @@
+"""chunkrl sweep (process pool and local Ray), bootstrap confidence intervals, plot and report."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from chunkrl.sweep import Sweep, parse_seeds, run_sweep, setting_flags
+from chunkrl.train.plot import bootstrap_ci, plot_runs, report_table
+
+
+def test_seed_ranges_and_settings():
+    assert parse_seeds(["0-2", "5", "1"]) == [0, 1, 2, 5]
+    assert setting_flags(["flow.alpha=300", "flow.actor_hidden_dims=16 16"]) == [
+        "--flow.alpha", "300", "--flow.actor-hidden-dims", "16", "16"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="key=value"):
+        setting_flags(["alpha"])
+
+
+def test_bootstrap_ci_by_hand():
+    assert bootstrap_ci([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2))
+    # two seeds 0 and 1: resampled means are 0, 0.5 or 1 with probability 1/4, 1/2, 1/4,
+    # so the 2.5th and 97.5th percentiles are 0 and 1
+    mean, low, high = bootstrap_ci([0.0, 1.0])
+    assert (mean, low, high) == (0.5, 0.0, 1.0)
+    mean, low, high = bootstrap_ci(np.linspace(0, 1, 50))
+    assert low < mean < high and high - low < 0.4
+
+
+def tiny_sweep(tmp_path, dataset, seeds):
+    settings = [f"dataset_path={dataset}", "offline_steps=3", "online_steps=0", "batch_size=8",
+                "flow.actor_hidden_dims=8", "flow.critic_hidden_dims=8", "flow.flow_steps=2",
+                "eval_episodes=1", "no_tensorboard="]  # fmt: skip
+    return Sweep(["qc-fql", "fql"], ["puzzle-3x3-play-singletask-task1-v0"], seeds, tmp_path / "sweep", settings)
+
+
+@pytest.mark.slow
+def test_sweep_process_pool_resumes_and_retries(tiny_puzzle_dataset, tmp_path):
+    sweep = tiny_sweep(tmp_path, tiny_puzzle_dataset, [0, 1])
+    trials = run_sweep(sweep, workers=2)
+    assert [t.status for t in trials] == ["finished"] * 4
+    assert all(json.loads((t.run_dir / "summary.json").read_text())["status"] == "finished" for t in trials)
+    again = run_sweep(sweep, workers=2)
+    assert [t.status for t in again] == ["skipped (finished)"] * 4
+    rows = list(csv.DictReader((sweep.out / "sweep.csv").open()))
+    assert len(rows) == 4 and rows[0]["agent"] == "qc-fql" and rows[0]["success"] != ""
+    broken = Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [7], tmp_path / "bad", ["batch_size=0"])
+    (failed,) = run_sweep(broken)
+    assert failed.status == "failed" and failed.attempts == 2 and "batch_size must be >= 1" in failed.error
+    # report and plot over the sweep's runs: one row / one curve per method, seeds grouped
+    runs = [t.run_dir for t in trials]
+    table = report_table(runs)
+    assert "| qc-fql | puzzle-3x3-play-task1 | 2 |" in table and "| fql | puzzle-3x3-play-task1 | 2 |" in table
+    out = plot_runs(runs, tmp_path / "curves.png")
+    assert out.exists() and out.with_suffix(".svg").exists()
+
+
+@pytest.mark.slow
+def test_sweep_on_a_local_ray_instance(tiny_puzzle_dataset, tmp_path):
+    import ray
+
+    sweep = tiny_sweep(tmp_path, tiny_puzzle_dataset, [0])
+    try:
+        trials = run_sweep(sweep, ray_address="local")
+    finally:
+        ray.shutdown()
+    assert [t.status for t in trials] == ["finished", "finished"]
+    config = yaml.safe_load((trials[0].run_dir / "config.yaml").read_text())
+    assert config["agent"] == "qc-fql" and config["offline_steps"] == 3
