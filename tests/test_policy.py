@@ -37,6 +37,7 @@ def test_select_action_replans_every_execute_horizon_steps(trained_run):
 def test_weights_match_the_checkpoint_and_dicts_are_accepted(trained_run):
     policy = Policy.from_pretrained(trained_run, device="cpu")
     saved = ckpt.resolve_checkpoint(trained_run)
+    assert saved.name.startswith("step_")
     from safetensors.torch import load_file
 
     tensors = load_file(saved / "model.safetensors")

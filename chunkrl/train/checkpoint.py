@@ -156,9 +156,9 @@ def save_checkpoint(
     torch.save({k: opt.state_dict() for k, opt in optimizers.items()}, partial / "optimizer.pt")
     torch.save(rng_states, partial / "rng.pt")
     state = {"counters": asdict(counters), "agent": config.agent}
-    for name in ("observation_dim", "action_dim"):  # what a deployed Policy needs to rebuild the agent
-        if hasattr(agent, name):
-            state[name] = int(getattr(agent, name))
+    for size in ("observation_dim", "action_dim"):  # what a deployed Policy needs to rebuild the agent
+        if hasattr(agent, size):
+            state[size] = int(getattr(agent, size))
     (partial / "state.json").write_text(json.dumps(state, indent=2))
     save_config(config, partial / "config.yaml")
     for file_name, text in (extra_files or {}).items():  # e.g. the tokenizer of a token policy
