@@ -120,7 +120,8 @@ def plot_runs(runs: list[Path], out: Path | None = None, reference: Path | None 
         ax.set_xlabel(f"{phase} {unit}")
         ax.set_title(phase)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a phase no run had (e.g. offline-only runs) stays empty
+            ax.legend(fontsize=7)
     axes[0].set_ylabel("evaluation success (mean, 95% bootstrap CI over seeds)")
     axes[0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
