@@ -49,6 +49,7 @@ from chunkrl.train.logging import RunLogger, SilentLogger
 from chunkrl.train.on_policy import on_policy_phase
 from chunkrl.train.setup import (
     RunDirectoryLock,
+    agent_from_checkpoint,
     build_agent,
     load_dataset,
     new_run_dir,
@@ -159,15 +160,25 @@ class Trainer:
         progress.update(task, advance=1)
         if metrics is None or step % self.config.log_interval != 0:
             return  # nothing to log before the first update (online warm-up)
-        self.check_finite()
-        now = time.perf_counter()
-        rate = (step - self._last_log[1]) / max(now - self._last_log[0], 1e-9)
-        self._last_log = (now, step)
         values = {k: float(v) for k, v in metrics.items()}
-        self.logger.log("train", step, {**values, "steps_per_second": rate}, phase)
         shown = " ".join(
             f"{k.replace('/loss', '')}={values[k]:.3g}" for k in ("critic/loss", "actor/loss") if k in values
         )
+        self.write_train_log(values, phase, progress, task, shown)
+
+    def restart_rate_clock(self) -> None:
+        """Count steps/s from now on (at the start of a phase)."""
+        self._last_log = (time.perf_counter(), self.counters.global_step)
+
+    def write_train_log(self, values: dict[str, float], phase: str, progress: Progress, task, shown: str) -> None:
+        """One ``train`` row (with the steps/s since the previous one), shown beside the progress bar
+        together with the latest evaluation's success."""
+        self.check_finite()
+        step = self.counters.global_step
+        now = time.perf_counter()
+        rate = (step - self._last_log[1]) / max(now - self._last_log[0], 1e-9)
+        self._last_log = (now, step)
+        self.logger.log("train", step, {**values, "steps_per_second": rate}, phase)
         last_success = self.evaluations.get("latest", {}).get("success")
         success = f", success={last_success:.2f}" if last_success is not None else ""
         status = f"{rate:.1f} steps/s {shown}{success}"
@@ -253,7 +264,7 @@ class Trainer:
         task = progress.add_task(
             f"offline{self.label}", total=self.config.offline_steps, completed=self.counters.offline_step, status=""
         )
-        self._last_log = (time.perf_counter(), self.counters.global_step)
+        self.restart_rate_clock()
         while self.counters.offline_step < self.config.offline_steps:
             self.counters.offline_step += 1
             metrics = yield from self.gradient_step()
@@ -271,7 +282,7 @@ class Trainer:
         executor = ChunkExecutor(self.env, c.execute_horizon, seed=seed, history=self.agent.history_length)
         episode_return, episode_length = 0.0, 0
         metrics = None
-        self._last_log = (time.perf_counter(), self.counters.global_step)
+        self.restart_rate_clock()
         while self.counters.online_step < c.online_steps:
             warming_up = self.warmup_policy is not None and self.counters.online_step < c.start_training
             step = executor.step(self.warmup_policy if warming_up else self.agent.act)
@@ -368,8 +379,9 @@ def build_trainer(
         store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
     observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
+    initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
     if getattr(method.agent, "needs_tokenizer", False):
-        source = checkpoint or (ckpt.resolve_checkpoint(config.init_from) if config.init_from is not None else None)
+        source = checkpoint or initial
         space = env.action_space if env is not None else None
         tokenizer = prepare_tokenizer(config, action_dim, store, source, logger.console, space)
     agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
@@ -413,10 +425,9 @@ def build_trainer(
         if online is not None:
             replay.extend(online)
         trainer.evaluations = previous_evaluations(run_dir / "summary.json", logger.console)
-    elif config.init_from is not None:
-        source = ckpt.resolve_checkpoint(config.init_from)
-        ckpt.verify_checkpoint(source)
-        ckpt.load_initial_weights(agent, source, config.allow_partial_init, logger.console)
+    elif initial is not None:
+        ckpt.verify_checkpoint(initial)
+        ckpt.load_initial_weights(agent, initial, config.allow_partial_init, logger.console)
     if torch.distributed.is_initialized():
         if not hasattr(agent, "distribute"):
             raise ValueError(
@@ -580,12 +591,7 @@ def evaluate_checkpoint(
     ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
     env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
-    observation_dim, action_dim = space_dims(env)
-    tokenizer = None
-    if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):
-        tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True))
-    agent = build_agent(config, observation_dim, action_dim, resolve_device(device), tokenizer)
-    ckpt.load_weights(agent, checkpoint)
+    agent = agent_from_checkpoint(checkpoint, config, *space_dims(env), resolve_device(device))
     seed_everything(config.seed + 20_000)
     executor = ChunkExecutor(
         env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length

@@ -14,7 +14,6 @@ logs, evaluates and checkpoints.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator
 
 import gymnasium
@@ -73,7 +72,7 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
     rows = p.chunks_per_update // p.num_envs
     episode_return, episode_length = np.zeros(p.num_envs), np.zeros(p.num_envs, dtype=np.int64)
     marks = {name: counters.online_step for name in ("log", "eval", "checkpoint")}
-    last = (time.perf_counter(), counters.online_step)
+    trainer.restart_rate_clock()
     shuffle = torch.Generator().manual_seed(c.seed + 7 + counters.online_updates)
     try:
         while counters.online_step < c.online_steps:
@@ -132,9 +131,6 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
             step = counters.online_step
             if step - marks["log"] >= c.log_interval or step >= c.online_steps:
                 marks["log"] = step
-                now = time.perf_counter()
-                rate = (step - last[1]) / max(now - last[0], 1e-9)
-                last = (now, step)
                 values = {k: float(v) for k, v in metrics.items()}
                 values.update(
                     {
@@ -143,20 +139,11 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                         "ppo/explained_variance": explained_variance(batch.values, batch.returns),
                         "ppo/epochs": float(epochs),
                         "tokenizer/invalid_decodes": float(agent.invalid_decodes),
-                        "steps_per_second": rate,
                     }
                 )
                 agent.invalid_decodes = 0
-                trainer.check_finite()
-                trainer.logger.log("train", counters.global_step, values, "online")
-                latest = trainer.evaluations.get("latest", {}).get("success")
-                status = (
-                    f"{rate:.0f} env steps/s chunk reward={values['ppo/chunk_reward']:.3g} "
-                    f"kl={values['ppo/approx_kl']:.3g}" + (f", success={latest:.2f}" if latest is not None else "")
-                )
-                progress.update(task, status=status)
-                if not trainer.logger.console.is_terminal:
-                    trainer.logger.console.print(f"on-policy{trainer.label} step {counters.global_step}: {status}")
+                shown = f"chunk reward={values['ppo/chunk_reward']:.3g} kl={values['ppo/approx_kl']:.3g}"
+                trainer.write_train_log(values, "online", progress, task, shown)
             if c.eval_interval > 0 and step - marks["eval"] >= c.eval_interval and step < c.online_steps:
                 marks["eval"] = step
                 trainer.maybe_evaluate("online", force=True)
