@@ -171,27 +171,12 @@ def _export(args) -> int:
 
 def _generate_scripted(args) -> int:
     """``chunkrl data generate aloha-transfer-cube-scripted``: scripted ALOHA demonstrations."""
-    from chunkrl.data.aloha_scripted import generate_scripted
     from chunkrl.data.sources.ogbench import generated_dataset_path
-    from chunkrl.train.logging import generation_progress
-    from chunkrl.train.setup import ALOHA_EPISODES
+    from chunkrl.train.setup import ALOHA_EPISODES, generate_scripted_dataset
 
     episodes = args.episodes or ALOHA_EPISODES
     out = args.out or generated_dataset_path(args.dataset, episodes, args.cache_dir)
-    console.print(f"Generating {args.dataset}: {episodes} successful scripted episodes -> {out}")
-    with generation_progress(console) as report:
-        counts = generate_scripted(
-            args.dataset,
-            out,
-            episodes,
-            args.seed,
-            overwrite=args.overwrite,
-            progress=lambda ok, _: report(ok, episodes),
-        )
-    console.print(
-        f"[green]wrote[/] {out}: {counts['episodes']} episodes, {counts['steps']} steps; the script succeeded in "
-        f"{counts['episodes']} of {counts['attempts']} attempts ({counts['success_rate']:.0%})"
-    )
+    generate_scripted_dataset(args.dataset, out, episodes, console, args.seed, args.overwrite)
     return 0
 
 

@@ -21,16 +21,16 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from chunkrl.config import load_config
+from chunkrl.envs.executor import stacked_history
 
 
 class Policy:
     """A trained chunk policy with its action queue (and observation history, for agents that read one)."""
 
-    def __init__(self, agent, config, execute_horizon: int | None = None):
-        self.agent, self.config = agent, config
+    def __init__(self, agent, config, execute_horizon: int | None = None, deterministic: bool = True):
+        self.agent, self.config, self.deterministic = agent, config, deterministic
         self.execute_horizon = execute_horizon or config.execute_horizon or agent.horizon
         self.queue: deque[np.ndarray] = deque()
         self.history: deque[np.ndarray] = deque(maxlen=agent.history_length)
@@ -40,9 +40,8 @@ class Policy:
         cls, path: str | Path, device: str = "auto", execute_horizon: int | None = None, deterministic: bool = True
     ) -> Policy:
         """The policy of a checkpoint directory or of a run directory's latest checkpoint."""
-        from chunkrl.agents import METHODS
         from chunkrl.train import checkpoint as ckpt
-        from chunkrl.train.setup import build_agent, prepare_tokenizer, resolve_device
+        from chunkrl.train.setup import agent_from_checkpoint, resolve_device
 
         checkpoint = ckpt.resolve_checkpoint(Path(path))
         ckpt.verify_checkpoint(checkpoint)
@@ -54,19 +53,8 @@ class Policy:
             from chunkrl.envs.registry import make_env, space_dims
 
             observation_dim, action_dim = space_dims(make_env(config.env, config.sparse))
-        tokenizer = None
-        if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):
-            from rich.console import Console
-
-            tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True, quiet=True))
-        agent = build_agent(config, observation_dim, action_dim, resolve_device(device), tokenizer)
-        ckpt.load_weights(agent, checkpoint)
-        agent.eval()
-        policy = cls(agent, config, execute_horizon)
-        policy.deterministic = deterministic
-        return policy
-
-    deterministic: bool = True
+        agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, resolve_device(device))
+        return cls(agent, config, execute_horizon, deterministic)
 
     def reset(self) -> None:
         """Forget the queued actions and the observation history (call at every episode's start)."""
@@ -94,14 +82,10 @@ class Policy:
         self.history.append(observation)
         if self.agent.history_length == 1:
             return self.agent.act(observation, deterministic=self.deterministic).reshape(self.agent.horizon, -1)
-        padding = self.agent.history_length - len(self.history)
-        stacked = np.zeros((self.agent.history_length, observation.shape[0]), np.float32)
-        stacked[padding:] = np.stack(self.history)
-        valid = (np.arange(self.agent.history_length) >= padding).astype(np.float32)
+        stacked, valid = stacked_history(self.history, self.agent.history_length)
         chunk = self.agent.act(stacked, deterministic=self.deterministic, history_valid=valid)
         return chunk.reshape(self.agent.horizon, -1)
 
-    @torch.no_grad()
     def select_action(self, observation) -> np.ndarray:
         """One action [A]: the next of the queued chunk, planning a new chunk when the queue is empty."""
         if not self.queue:

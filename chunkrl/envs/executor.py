@@ -19,6 +19,15 @@ import numpy as np
 Policy = Callable[..., np.ndarray]  # observation [obs_dim] (or history [T, obs_dim], history_valid=[T]) -> [h, A]
 
 
+def stacked_history(history, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last observations of an episode as ``[length, obs]``, zero-padded before the episode's start,
+    and the validity of each position (1 for a real observation)."""
+    padding = length - len(history)
+    stacked = np.zeros((length, *np.shape(history[-1])), np.float32)
+    stacked[padding:] = np.stack(history)
+    return stacked, (np.arange(length) >= padding).astype(np.float32)
+
+
 @dataclass
 class Step:
     """One executed environment step."""
@@ -74,11 +83,8 @@ class ChunkExecutor:
         """The policy's chunk [h, A] for the current observation (or history)."""
         if self.history_length == 1:
             return np.asarray(policy(self.observation))
-        padding = self.history_length - len(self.history)
-        stacked = np.zeros((self.history_length, *self.observation.shape), np.float32)
-        stacked[padding:] = np.stack(self.history)
-        valid = np.arange(self.history_length) >= padding
-        return np.asarray(policy(stacked, history_valid=valid.astype(np.float32)))
+        stacked, valid = stacked_history(self.history, self.history_length)
+        return np.asarray(policy(stacked, history_valid=valid))
 
     def step(self, policy: Policy) -> Step:
         """Execute one action (querying ``policy`` first if the queue is empty)."""

@@ -25,7 +25,7 @@ from chunkrl.data.sources.ogbench import (
     parse_task,
 )
 from chunkrl.data.trajectories import DatasetError, Trajectories
-from chunkrl.envs.registry import env_domain, is_aloha
+from chunkrl.envs.registry import env_domain, is_aloha, space_dims
 from chunkrl.train.logging import generation_progress
 
 
@@ -197,8 +197,7 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
 
 def check_dimensions(store: Trajectories, env, path: Path) -> None:
     """The dataset's observation and action sizes must be the environment's."""
-    observation = int(np.prod(env.observation_space.shape))
-    action = int(np.prod(env.action_space.shape))
+    observation, action = space_dims(env)
     if (store.observation_dim, store.action_dim) != (observation, action):
         raise DatasetError(
             f"{path} has observations of {store.observation_dim} and actions of {store.action_dim} numbers, the "
@@ -213,7 +212,7 @@ ALOHA_EPISODES = 50
 
 def aloha_dataset_file(config: TrainConfig, console: Console) -> Path:
     """The scripted demonstrations of an ALOHA task: explicit path, or the cache (generated if missing)."""
-    from chunkrl.data.aloha_scripted import DATASETS, generate_scripted
+    from chunkrl.data.aloha_scripted import DATASETS
 
     if config.dataset_path is not None:
         return Path(config.dataset_path).expanduser()
@@ -231,11 +230,27 @@ def aloha_dataset_file(config: TrainConfig, console: Console) -> Path:
         raise DatasetError(
             f"{path} is not in the cache; generate it with `chunkrl data generate {names[0]} --episodes {episodes}`"
         )
-    console.print(f"[bold]Generating {names[0]}[/] ({episodes} successful scripted episodes) into {path}; once.")
-    with generation_progress(console) as report:
-        counts = generate_scripted(names[0], path, episodes, progress=lambda ok, tried: report(ok, episodes))
-    console.print(f"scripted success rate {counts['success_rate']:.2f} ({counts['episodes']}/{counts['attempts']})")
+    console.print(f"[bold]Generating {names[0]}[/] into the cache; this happens once.")
+    generate_scripted_dataset(names[0], path, episodes, console)
     return path
+
+
+def generate_scripted_dataset(
+    name: str, out: Path, episodes: int, console: Console, seed: int = 0, overwrite: bool = False
+) -> dict:
+    """Scripted ALOHA demonstrations into ``out`` with a progress bar; says the script's success rate."""
+    from chunkrl.data.aloha_scripted import generate_scripted
+
+    console.print(f"Generating {name}: {episodes} successful scripted episodes -> {out}")
+    with generation_progress(console) as report:
+        counts = generate_scripted(
+            name, out, episodes, seed, overwrite=overwrite, progress=lambda ok, _: report(ok, episodes)
+        )
+    console.print(
+        f"[green]wrote[/] {out}: {counts['episodes']} episodes, {counts['steps']} steps; the script succeeded in "
+        f"{counts['episodes']} of {counts['attempts']} attempts ({counts['success_rate']:.0%})"
+    )
+    return counts
 
 
 def build_agent(
@@ -250,6 +265,21 @@ def build_agent(
     )
     agent.precision = config.precision
     return agent.to(device)
+
+
+def agent_from_checkpoint(
+    checkpoint: Path, config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device
+) -> Agent:
+    """The agent a checkpoint holds (with its tokenizer, if the method needs one), weights loaded from
+    ``model.safetensors``, in evaluation mode."""
+    from chunkrl.train.checkpoint import load_weights
+
+    tokenizer = None
+    if getattr(METHODS[config.agent].agent, "needs_tokenizer", False):
+        tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True, quiet=True))
+    agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
+    load_weights(agent, checkpoint)
+    return agent.eval()
 
 
 def prepare_tokenizer(
