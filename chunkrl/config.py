@@ -47,6 +47,16 @@ class TrainConfig:
     reward_from: Literal["dataset", "success", "constant"] = "dataset"
     """LeRobot rewards: dataset (next.reward; an error if missing), success (1 on next.success frames, else 0)
     or constant (-1 on every frame)."""
+    action_norm: Literal["auto", "none", "min_max", "quantile", "bounds"] = "auto"
+    """How actions are mapped into the agents' [-1, 1]: none, min_max (the data's range), quantile (its 1st-99th
+    percentiles, beyond clipped), bounds (the environment's action bounds), or auto: bounds when the environment's
+    bounds are finite and not [-1, 1], none when the data already lies in [-1, 1] (OGBench), else min_max. The
+    statistics are saved with every checkpoint and inverted when acting. Token policies (chunk-bc, chunk-ppo)
+    normalise chunks in their tokenizer instead: none for them."""
+    obs_norm: Literal["auto", "none", "mean_std"] = "auto"
+    """Observation normalisation: none, mean_std (the data's per-dimension mean and std, LeRobot's default for
+    states), or auto: none on OGBench tasks (the paper's setting) and for runs without a dataset, else
+    mean_std."""
     dataset_dir: Path | None = None
     """A directory of official OGBench files (<dataset>.npz), e.g. ~/.ogbench/data."""
     dataset_episodes: int | None = None

@@ -8,10 +8,16 @@
         action = policy.select_action(observation)  # one action; re-plans every execute_horizon steps
         observation, ... = robot.step(action)
 
-``from_pretrained`` reads only the checkpoint's ``config.yaml``, ``state.json``, ``model.safetensors`` and
-(token policies) ``tokenizer.json``: no pickle, no optimizer, no dataset, no environment. An observation
-is a flat array, or a LeRobot-style dict whose ``observation.state`` (followed by the run's
-``state_keys``) is concatenated.
+``from_pretrained`` reads only the checkpoint's ``config.yaml``, ``state.json``, ``model.safetensors``,
+``normalization.json`` and (token policies) ``tokenizer.json``: no pickle, no optimizer, no dataset, no
+environment. An observation is a flat array in the dataset's units, or a LeRobot-style dict whose
+``observation.state`` (followed by the run's ``state_keys``) is concatenated; actions come back in the
+dataset's units (the run's normalisation is inverted).
+
+By default the policy samples its chunks exactly as the run's evaluations did (``deterministic=False``),
+so the success rate a run reports is the deployed policy's; ``deterministic=True`` asks the agent for its
+deterministic chunk instead (the mean for the SAC family, greedy decoding for token policies, the
+best-valued candidate for best-of-N and the diffusion methods).
 """
 
 from __future__ import annotations
@@ -29,19 +35,22 @@ from chunkrl.envs.executor import stacked_history
 class Policy:
     """A trained chunk policy with its action queue (and observation history, for agents that read one)."""
 
-    def __init__(self, agent, config, execute_horizon: int | None = None, deterministic: bool = True):
+    def __init__(self, agent, config, execute_horizon: int | None = None, deterministic: bool = False, normalizer=None):
+        from chunkrl.data.normalize import Normalizer
+
         self.agent, self.config, self.deterministic = agent, config, deterministic
+        self.normalizer = normalizer or Normalizer.identity(agent.observation_dim, agent.action_dim)
         self.execute_horizon = execute_horizon or config.execute_horizon or agent.horizon
         self.queue: deque[np.ndarray] = deque()
         self.history: deque[np.ndarray] = deque(maxlen=agent.history_length)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str = "auto", execute_horizon: int | None = None, deterministic: bool = True
+        cls, path: str | Path, device: str = "auto", execute_horizon: int | None = None, deterministic: bool = False
     ) -> Policy:
         """The policy of a checkpoint directory or of a run directory's latest checkpoint."""
         from chunkrl.train import checkpoint as ckpt
-        from chunkrl.train.setup import agent_from_checkpoint, resolve_device
+        from chunkrl.train.setup import agent_from_checkpoint, checkpoint_normalizer, resolve_device
 
         checkpoint = ckpt.resolve_checkpoint(Path(path))
         ckpt.verify_checkpoint(checkpoint)
@@ -54,7 +63,8 @@ class Policy:
 
             observation_dim, action_dim = space_dims(make_env(config.env, config.sparse))
         agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, resolve_device(device))
-        return cls(agent, config, execute_horizon, deterministic)
+        normalizer = checkpoint_normalizer(checkpoint, observation_dim, action_dim)
+        return cls(agent, config, execute_horizon, deterministic, normalizer)
 
     def reset(self) -> None:
         """Forget the queued actions and the observation history (call at every episode's start)."""
@@ -77,19 +87,21 @@ class Policy:
         return observation
 
     def predict_chunk(self, observation) -> np.ndarray:
-        """The chunk [h, A] for this observation (does not touch the queue)."""
-        observation = self._flat(observation)
+        """The chunk [k, A] for this observation in the dataset's units: k actions (the agent's chunk; one for
+        single-action agents such as fql or rlpd). Does not touch the queue."""
+        observation = self.normalizer.normalize_observations(self._flat(observation))
         self.history.append(observation)
         if self.agent.history_length == 1:
-            return self.agent.act(observation, deterministic=self.deterministic).reshape(self.agent.horizon, -1)
-        stacked, valid = stacked_history(self.history, self.agent.history_length)
-        chunk = self.agent.act(stacked, deterministic=self.deterministic, history_valid=valid)
-        return chunk.reshape(self.agent.horizon, -1)
+            chunk = self.agent.act(observation, deterministic=self.deterministic)
+        else:
+            stacked, valid = stacked_history(self.history, self.agent.history_length)
+            chunk = self.agent.act(stacked, deterministic=self.deterministic, history_valid=valid)
+        return self.normalizer.denormalize_actions(chunk.reshape(-1, self.agent.action_dim))
 
     def select_action(self, observation) -> np.ndarray:
         """One action [A]: the next of the queued chunk, planning a new chunk when the queue is empty."""
         if not self.queue:
             self.queue.extend(self.predict_chunk(observation)[: self.execute_horizon])
         elif self.agent.history_length > 1:
-            self.history.append(self._flat(observation))
+            self.history.append(self.normalizer.normalize_observations(self._flat(observation)))
         return self.queue.popleft()

@@ -18,7 +18,7 @@ def trained_run(tiny_puzzle_dataset, tmp_path_factory):
 
 
 def test_select_action_replans_every_execute_horizon_steps(trained_run):
-    policy = Policy.from_pretrained(trained_run, device="cpu")
+    policy = Policy.from_pretrained(trained_run, device="cpu", deterministic=True)
     observation = np.random.default_rng(0).normal(size=policy.agent.observation_dim).astype(np.float32)
     chunk = policy.predict_chunk(observation)
     assert chunk.shape == (4, policy.agent.action_dim)
@@ -35,7 +35,7 @@ def test_select_action_replans_every_execute_horizon_steps(trained_run):
 
 
 def test_weights_match_the_checkpoint_and_dicts_are_accepted(trained_run):
-    policy = Policy.from_pretrained(trained_run, device="cpu")
+    policy = Policy.from_pretrained(trained_run, device="cpu", deterministic=True)
     saved = ckpt.resolve_checkpoint(trained_run)
     assert saved.name.startswith("step_")
     from safetensors.torch import load_file
@@ -51,3 +51,69 @@ def test_weights_match_the_checkpoint_and_dicts_are_accepted(trained_run):
         policy.predict_chunk(np.zeros(3))
     with pytest.raises(KeyError, match="observation.state"):
         policy.predict_chunk({"state": observation})
+
+
+def test_the_deployed_policy_samples_as_the_runs_evaluation_did_by_default(trained_run):
+    policy = Policy.from_pretrained(trained_run, device="cpu")
+    assert policy.deterministic is False  # evaluate() calls agent.act(..., deterministic=False) too
+    observation = np.zeros(policy.agent.observation_dim, np.float32)
+    draws = np.stack([policy.predict_chunk(observation) for _ in range(4)])
+    assert not np.allclose(draws[0], draws[1:])  # a flow policy's chunks differ with its noise
+
+
+# The number of actions each method's policy emits per query (h = 4): chunked actors emit the chunk; the
+# n-step baselines and the h = 1 methods emit one action.
+ACTIONS_PER_QUERY = {
+    "qc-fql": 4, "fql-n": 1, "fql": 1, "qc": 4, "bfn-n": 1, "bfn": 1, "qc-rlpd": 4, "rlpd-ac": 4, "rlpd": 1,
+    "diffusion-ql": 4, "cpql": 4, "chunk-bc": 4, "chunk-ppo": 4,
+}  # fmt: skip
+
+
+def tiny_method_config(agent: str):
+    from chunkrl.agents.configs import (
+        ChunkPPOConfig,
+        CPQLConfig,
+        DiffusionQLConfig,
+        FlowAgentConfig,
+        SACAgentConfig,
+    )
+    from chunkrl.config import TrainConfig
+    from chunkrl.train.setup import resolve_method
+
+    nets = dict(actor_hidden_dims=(8,), critic_hidden_dims=(8,))
+    return resolve_method(
+        TrainConfig(
+            agent=agent,
+            horizon=4,
+            flow=FlowAgentConfig(**nets, flow_steps=2, num_samples=2),
+            sac=SACAgentConfig(**nets, num_critics=2),
+            diffusion=DiffusionQLConfig(**nets, act_samples=2),
+            cpql=CPQLConfig(**nets, act_samples=2),
+            ppo=ChunkPPOConfig(width=16, layers=1, heads=2, hidden_dims=(8,)),
+        )
+    )
+
+
+@pytest.mark.parametrize("agent", sorted(ACTIONS_PER_QUERY))
+def test_every_method_deploys_actions_of_the_action_size_in_the_datas_units(agent):
+    from chunkrl.agents import METHODS
+    from chunkrl.data.normalize import Normalizer
+    from chunkrl.nets.tokenizer import ChunkTokenizer
+    from chunkrl.train.setup import build_agent
+
+    assert set(ACTIONS_PER_QUERY) == set(METHODS)  # a new method gets its line here
+    config = tiny_method_config(agent)
+    action_dim, scale = 3, np.array([3.0, 0.5, 2.0])
+    tokenizer = ChunkTokenizer.for_bounds(config.horizon, -scale, scale, 4.0)  # token policies: their own units
+    agent_ = build_agent(config, 5, action_dim, torch.device("cpu"), tokenizer).eval()
+    normalizer = Normalizer("min_max", "none", np.zeros(action_dim), scale, np.zeros(5), np.ones(5))
+    if not agent_.unit_actions:
+        normalizer = Normalizer.identity(5, action_dim)
+    policy = Policy(agent_, config, normalizer=normalizer)
+    rng = np.random.default_rng(0)
+    chunk = policy.predict_chunk(rng.normal(size=5))
+    assert chunk.shape == (ACTIONS_PER_QUERY[agent], action_dim)
+    actions = np.stack([policy.select_action(rng.normal(size=5)) for _ in range(40)])
+    assert actions.shape == (40, action_dim)
+    assert (np.abs(actions) <= scale + 1e-5).all()  # inside the data's range, in its units
+    assert (np.abs(actions) > 1.0).any(axis=0)[[0, 2]].all()  # beyond the agents' [-1, 1] where the data is

@@ -45,6 +45,10 @@ ON_POLICY = {**OFFLINE_TO_ONLINE, "offline_steps": 0, "online_steps": 500_000}
 ``on_policy``: the loop runs the rollout schedule and needs no dataset)."""
 
 
+CPQL_TARGETS = {"target_update": "polyak", "next_actor": "ema"}
+"""CPQL's target rules (see the README's CPQL section for the measurement behind them)."""
+
+
 @dataclass(frozen=True)
 class PerDomain:
     """A default that the paper tuned per OGBench domain, with the value used for other domains."""
@@ -149,14 +153,14 @@ METHODS: dict[str, Method] = {
     "diffusion-ql": Method(
         DiffusionQLAgent,
         "Diffusion-QL over action chunks: DDPM chunk policy, semi-Markov chunk critic (offline)",
-        defaults={"eta": DIFFUSION_QL_ETA, "max_grad_norm": 10.0},
+        defaults={"eta": DIFFUSION_QL_ETA, "max_grad_norm": 10.0, "target_update": "polyak", "next_actor": "ema"},
         section="diffusion",
         run_defaults=OFFLINE_SEMI_MARKOV,
     ),
     "cpql": Method(
         CPQLAgent,
         "CPQL over action chunks: one-step consistency chunk policy, semi-Markov chunk critic (offline)",
-        defaults={"eta": CPQL_ETA, "max_grad_norm": 8.0},
+        defaults={"eta": CPQL_ETA, "max_grad_norm": 8.0, **CPQL_TARGETS},
         section="cpql",
         run_defaults=OFFLINE_SEMI_MARKOV,
     ),

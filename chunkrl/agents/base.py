@@ -61,6 +61,9 @@ class Agent(nn.Module):
     """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
     noise: GlobalNoise = GLOBAL_NOISE
     """Source of every random draw of ``update`` and ``act`` (``nets/noise.py``)."""
+    unit_actions: bool = True
+    """The agent emits actions in [-1, 1] (tanh, clip or clamp): the run maps the data's actions into that
+    range (``data/normalize.py``). Token policies normalise inside their tokenizer and set False."""
 
     def __init__(self, observation_dim: int, action_dim: int, horizon: int):
         super().__init__()
@@ -144,12 +147,12 @@ class EMA(nn.Module):
         self.source = [source]  # a list: not registered as a submodule (its weights are saved once, by the owner)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    def weight(self) -> torch.Tensor:
-        """The share of the source taken at this update: 1 before ``start``, then ``1 - decay`` every
-        ``every`` updates, else 0."""
+    def weight(self, before_start: float = 1.0) -> torch.Tensor:
+        """The share of the source taken at this update: ``before_start`` before ``start`` (1: follow the
+        source; 0: hold the copy still), then ``1 - decay`` every ``every`` updates, else 0."""
         n = self.updates
         scheduled = (n % self.every == 0).float() * (1.0 - self.decay)
-        return torch.where(n < self.start, torch.ones_like(scheduled), scheduled)
+        return torch.where(n < self.start, torch.full_like(scheduled, before_start), scheduled)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -236,11 +239,16 @@ class ActorCriticAgent(Agent):
                     norm = torch.nn.utils.clip_grad_norm_(group.parameters, group.max_grad_norm, foreach=True)
                     metrics[f"{name}/grad_norm"] = norm
                 group.optimizer.step()
-        polyak_update(self.target_critic.parameters(), self.critic.parameters(), self.target_tau)
+        self.update_target_critic()
         for ema in self.emas:
             ema.step()
         self.after_update()
         return {k: v.detach().float() for k, v in metrics.items()}
+
+    def update_target_critic(self) -> None:
+        """Move the target critic towards the critic (after every update, before the EMAs step): Polyak
+        with ``target_tau``."""
+        polyak_update(self.target_critic.parameters(), self.critic.parameters(), self.target_tau)
 
     def after_update(self) -> None:
         """Bookkeeping after each optimizer step (e.g. an update counter kept in a buffer)."""

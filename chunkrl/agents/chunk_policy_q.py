@@ -3,7 +3,8 @@
 - ``actor``: a denoiser over the chunk [h, A] (``nets/denoisers.py`` MLP or ``nets/unet1d.py`` U-Net),
   conditioned on the observation or on an observation history of ``obs_horizon`` steps; the subclass
   says how it is trained (behaviour cloning) and sampled (DDPM chain, consistency function).
-- ``ema_actor``: its exponential moving average, which proposes the next chunk ``a'`` of the target.
+- ``ema_actor``: its exponential moving average, which proposes the next chunk ``a'`` of the target
+  (``next_actor: ema``, Diffusion-QL's code; ``online``: the actor itself, CPQL's code).
 - ``critic``: two (or more) Mish MLP heads ``Q(s, a_{t:t+h})``. In ``truncate`` mode (the default of both
   methods) every chunk is a TD sample, the chunk critic reads which action positions are valid, and the
   target is semi-Markov: ``y = R + (1 - done) γ^τ min_e Q'_e(s_{t+τ}, a')`` with ``R = Σ_{i<τ} γ^i r_{t+i}``
@@ -15,7 +16,8 @@
   critic's weights are frozen in this term, so it trains the actor only.
 - acting: ``act_samples`` candidate chunks from the actor, picked by a softmax over their target-critic
   value (the official procedure) or greedily.
-- two Adams (actor, critics), each clipped to ``max_grad_norm``; Polyak target critics; the EMA.
+- two Adams (actor, critics), each clipped to ``max_grad_norm``; target critics by Polyak averaging every
+  update (``target_update: polyak``) or on the EMA's schedule (``ema``, CPQL's code); the EMA.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from chunkrl.agents.base import ActorCriticAgent, Losses, call_frozen, masked_me
 from chunkrl.agents.configs import ChunkPolicyQConfig
 from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.denoisers import MLPDenoiser
-from chunkrl.nets.ensemble import Critic
+from chunkrl.nets.ensemble import Critic, polyak_update
 from chunkrl.nets.unet1d import UNetDenoiser
 
 
@@ -47,7 +49,7 @@ class ChunkPolicyQAgent(ActorCriticAgent):
     ):
         super().__init__(observation_dim, action_dim, horizon)
         c = self.config = config
-        for name in ("eta", "max_grad_norm"):
+        for name in ("eta", "max_grad_norm", "target_update", "next_actor"):
             if getattr(c, name) is None:
                 raise ValueError(
                     f"{type(c).__name__}.{name} is unset: set it, or build the agent from a run config resolved "
@@ -124,15 +126,24 @@ class ChunkPolicyQAgent(ActorCriticAgent):
         return self.conditioning(batch.observation_history, batch.history_valid)
 
     # ------------------------------------------------------------------ losses
+    def update_target_critic(self) -> None:
+        """Polyak every update, or (``target_update: ema``) the EMA actor's schedule, held before its start."""
+        if self.config.target_update == "ema":
+            polyak_update(self.target_critic.parameters(), self.critic.parameters(), self.ema_actor.weight(0.0))
+        else:
+            super().update_target_critic()
+
     def target_values(self, batch: ChunkBatch) -> torch.Tensor:
-        """``min_e Q'_e(s_{t+τ}, a')`` [B], ``a'`` from the EMA actor (best of several per head with max_q_backup)."""
+        """``min_e Q'_e(s_{t+τ}, a')`` [B], ``a'`` from the EMA actor or the actor (``next_actor``); the best of
+        several per head with max_q_backup."""
         conditioning = self.batch_conditioning(batch, following=True)
         next_observations = batch.next_observations
         samples = self.config.max_q_samples if self.config.max_q_backup else 1
         if samples > 1:
             conditioning = conditioning.repeat_interleave(samples, dim=0)
             next_observations = next_observations.repeat_interleave(samples, dim=0)
-        chunks = self.sample_chunks(self.ema_actor, conditioning)
+        proposer = self.ema_actor if self.config.next_actor == "ema" else self.actor
+        chunks = self.sample_chunks(proposer, conditioning)
         q = self.target_critic(next_observations, chunks.flatten(1))  # [E, B * samples]
         q = q.view(q.shape[0], -1, samples).max(dim=-1).values
         return q.min(dim=0).values

@@ -228,7 +228,14 @@ class ChunkPolicyQConfig:
     """Gradient-norm bound of the actor and of the critics (each clipped separately); None: the
     method's value (Diffusion-QL 10, from its Kitchen setting; CPQL 8, from its Adroit pen setting)."""
     target_tau: float = 0.005
-    """Polyak rate of the target critics."""
+    """Polyak rate of the target critics (with target_update polyak)."""
+    target_update: Literal["polyak", "ema"] | None = None
+    """How the target critics follow the critics: polyak (every update at target_tau, Diffusion-QL's code)
+    or ema (the EMA actor's schedule: ema_decay every ema_every updates from ema_start, held at the initial
+    weights before it, as CPQL's code). None: the method's (see the README)."""
+    next_actor: Literal["ema", "online"] | None = None
+    """Which actor proposes the next chunk a' of the TD target: the EMA actor (Diffusion-QL's code) or the
+    actor itself (CPQL's code). None: the method's."""
     eta: float | None = None
     """Weight of the normalised Q term in the actor loss; None: the method's value for the task's domain
     (see the README: Diffusion-QL 0.005, its Kitchen value; CPQL 0.1, its Adroit pen value)."""

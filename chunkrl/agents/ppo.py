@@ -45,6 +45,7 @@ class TokenPolicyAgent(Agent):
     """What chunk-bc and chunk-ppo share: the actor, its tokenizer, acting, the tokenizer file."""
 
     needs_tokenizer = True
+    unit_actions = False  # the tokenizer maps the demonstrations' quantiles itself
     stacks_seeds = False
 
     def __init__(self, observation_dim, action_dim, horizon, config: ChunkPPOConfig, boundary=None, tokenizer=None):

@@ -149,7 +149,9 @@ class ChunkTokenizer:
         return np.clip(2.0 * (actions - self.low) / (self.high - self.low) - 1.0, -1.0, 1.0)
 
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
-        return (np.asarray(normalized) + 1.0) / 2.0 * (self.high - self.low) + self.low
+        """[-1, 1] -> [low, high]; decoded coefficients of a sampled sequence can land past ±1, and the
+        actions stay inside the bounds the tokenizer was made for (as encoding clips them)."""
+        return (np.clip(normalized, -1.0, 1.0) + 1.0) / 2.0 * (self.high - self.low) + self.low
 
     def symbols(self, chunks: np.ndarray) -> np.ndarray:
         """Chunks [N, h, A] -> integer symbols [N, h * A] in ``[0, num_symbols)``, frequency-major."""

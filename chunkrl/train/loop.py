@@ -38,9 +38,12 @@ from chunkrl.agents import METHODS, Agent
 from chunkrl.agents.stack import unstackable_message
 from chunkrl.config import TrainConfig, check_values, load_config, save_config, to_dict
 from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec, MixedChunkSampler
+from chunkrl.data.normalize import FILE as NORMALIZATION_FILE
+from chunkrl.data.normalize import Normalizer
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
-from chunkrl.envs.registry import NO_ENV, make_env, space_dims
+from chunkrl.envs.normalized import in_agent_units
+from chunkrl.envs.registry import NO_ENV, space_dims
 from chunkrl.files import write_atomically
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
@@ -51,11 +54,16 @@ from chunkrl.train.setup import (
     RunDirectoryLock,
     agent_from_checkpoint,
     build_agent,
+    checkpoint_normalizer,
     load_dataset,
     new_run_dir,
     prepare_tokenizer,
+    record_normalization,
+    report_clipped,
     resolve_device,
     resolve_method,
+    run_env,
+    run_normalizer,
     seed_everything,
 )
 
@@ -101,6 +109,7 @@ class Trainer:
     config: TrainConfig
     run_dir: Path
     agent: Agent
+    normalizer: Normalizer  # the data's units <-> the agent's (saved with every checkpoint)
     store: Trajectories | None  # the dataset (and, with shared replay, the online steps after it); None on-policy
     dataset_size: int
     replay: Trajectories | None  # where online steps are added: ``store`` itself, or a separate online replay
@@ -233,7 +242,7 @@ class Trainer:
             rng_states,
             self.online_steps(),
             keep=self.config.keep_checkpoints,
-            extra_files=getattr(self.agent, "extra_files", dict)(),
+            extra_files={**getattr(self.agent, "extra_files", dict)(), NORMALIZATION_FILE: self.normalizer.to_json()},
         )
 
     def online_steps(self) -> StepArrays | None:
@@ -363,8 +372,7 @@ def build_trainer(
     device = resolve_device(config.device)
     seed_everything(config.seed + 1000 * rank)
     offline_only = config.env == NO_ENV  # a dataset with no simulator here: no evaluation, no online phase
-    env = None if offline_only else make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
-    eval_env = None if offline_only else make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+    env = None if offline_only else run_env(config)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
     if rank == 0:
@@ -380,6 +388,14 @@ def build_trainer(
     observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
     initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
+    normalizer = run_normalizer(config, store, env, checkpoint or initial, logger.console)
+    config = record_normalization(config, normalizer)
+    if rank == 0 and checkpoint is None:  # the run's config records the modes auto resolved to
+        save_config(config, run_dir / "config.yaml")
+    if store is not None:
+        report_clipped(normalizer.apply_to(store), normalizer, logger.console)
+    env = None if env is None else in_agent_units(env, normalizer)
+    eval_env = None if offline_only else in_agent_units(run_env(config), normalizer)
     if getattr(method.agent, "needs_tokenizer", False):
         source = checkpoint or initial
         space = env.action_space if env is not None else None
@@ -401,6 +417,7 @@ def build_trainer(
         config=config,
         run_dir=run_dir,
         agent=agent,
+        normalizer=normalizer,
         store=store,
         dataset_size=store.size if store is not None else 0,
         replay=replay,
@@ -590,8 +607,10 @@ def evaluate_checkpoint(
     checkpoint = ckpt.resolve_checkpoint(path)
     ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
-    env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
-    agent = agent_from_checkpoint(checkpoint, config, *space_dims(env), resolve_device(device))
+    raw_env = run_env(config)
+    dims = space_dims(raw_env)
+    env = in_agent_units(raw_env, checkpoint_normalizer(checkpoint, *dims))
+    agent = agent_from_checkpoint(checkpoint, config, *dims, resolve_device(device))
     seed_everything(config.seed + 20_000)
     executor = ChunkExecutor(
         env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length

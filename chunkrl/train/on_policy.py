@@ -22,15 +22,16 @@ import torch
 
 from chunkrl.data.rollouts import Rollout, RolloutBatch
 from chunkrl.envs.executor import ChunkStepEnv
+from chunkrl.envs.normalized import in_agent_units
 from chunkrl.envs.registry import make_env
 from chunkrl.train import distributed
 
 
-def make_vector_env(config, seed: int) -> gymnasium.vector.VectorEnv:
-    """``num_envs`` copies of the run's environment, each stepping one chunk per call."""
+def make_vector_env(config, seed: int, normalizer=None) -> gymnasium.vector.VectorEnv:
+    """``num_envs`` copies of the run's environment (in the agent's units), each stepping one chunk per call."""
 
     def build():
-        env = make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+        env = in_agent_units(make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps), normalizer)
         return ChunkStepEnv(env, config.horizon, config.discount, config.execute_horizon)
 
     envs = gymnasium.vector.SyncVectorEnv(
@@ -67,7 +68,7 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
     task = progress.add_task(
         f"on-policy{trainer.label}", total=c.online_steps, completed=counters.online_step, status=""
     )
-    envs = make_vector_env(c, c.seed + 1 + 1000 * trainer.rank + counters.episodes)
+    envs = make_vector_env(c, c.seed + 1 + 1000 * trainer.rank + counters.episodes, trainer.normalizer)
     observations, _ = envs.reset()
     rows = p.chunks_per_update // p.num_envs
     episode_return, episode_length = np.zeros(p.num_envs), np.zeros(p.num_envs, dtype=np.int64)

@@ -16,6 +16,8 @@ from rich.console import Console
 from chunkrl.agents import METHODS, Agent, PerDomain, agent_config
 from chunkrl.config import TrainConfig
 from chunkrl.data.generate import generate_dataset, official_settings
+from chunkrl.data.normalize import FILE as NORMALIZATION_FILE
+from chunkrl.data.normalize import Normalizer, fit_normalizer
 from chunkrl.data.sources.ogbench import (
     OGBenchTask,
     cached_episode_counts,
@@ -25,7 +27,7 @@ from chunkrl.data.sources.ogbench import (
     parse_task,
 )
 from chunkrl.data.trajectories import DatasetError, Trajectories
-from chunkrl.envs.registry import env_domain, is_aloha, space_dims
+from chunkrl.envs.registry import NO_ENV, env_domain, is_aloha, make_env, space_dims
 from chunkrl.train.logging import generation_progress
 
 
@@ -328,3 +330,101 @@ def prepare_tokenizer(
         "Start from a chunk-bc checkpoint (--init-from) for the BPE tokenizer fitted on demonstrations."
     )
     return ChunkTokenizer.for_bounds(config.horizon, low, high, settings.scale)
+
+
+def run_env(config: TrainConfig):
+    """A fresh environment of the run in its own units (``in_agent_units`` maps it to the agent's)."""
+    return make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+
+
+def checkpoint_normalizer(checkpoint: Path, observation_dim: int, action_dim: int) -> Normalizer:
+    """The statistics a checkpoint saved (``normalization.json``); none (identity) for checkpoints written
+    before runs normalised their data, which all trained in the data's own units."""
+    path = Path(checkpoint) / NORMALIZATION_FILE
+    if not path.exists():
+        return Normalizer.identity(observation_dim, action_dim)
+    normalizer = Normalizer.from_json(path.read_text(), str(path))
+    sizes = (len(normalizer.observation_center), len(normalizer.action_center))
+    if sizes != (observation_dim, action_dim):
+        raise DatasetError(
+            f"{path} normalises observations of {sizes[0]} and actions of {sizes[1]} numbers, this run has "
+            f"{observation_dim} and {action_dim}: the checkpoint belongs to another task"
+        )
+    return normalizer
+
+
+def run_normalizer(config: TrainConfig, store: Trajectories | None, env, source: Path | None, console) -> Normalizer:
+    """The run's normaliser: the one ``source`` (the checkpoint resumed, or --init-from's) saved, else fitted
+    on the dataset (before any online step) with the run's modes; checked against what the agent can emit."""
+    if env is not None:
+        observation_dim, action_dim = space_dims(env)
+    else:
+        observation_dim, action_dim = store.observation_dim, store.action_dim
+    unit_actions = METHODS[config.agent].agent.unit_actions
+    if source is not None:
+        normalizer = checkpoint_normalizer(source, observation_dim, action_dim)
+        if not normalizer.is_identity:
+            console.print(f"normalisation from {source}: {describe(normalizer)}")
+        return normalizer
+    action_mode = config.action_norm
+    if not unit_actions:
+        if action_mode not in ("auto", "none"):
+            raise ValueError(
+                f"--action-norm {action_mode}: {config.agent} normalises action chunks in its tokenizer (quantiles "
+                "of the demonstrations); leave --action-norm at auto or none"
+            )
+        action_mode = "none"
+    space = getattr(env, "action_space", None)
+    low, high = (None, None) if space is None else (space.low.reshape(-1), space.high.reshape(-1))
+    domain = env_domain(config.env)
+    normalizer = fit_normalizer(
+        action_mode, config.obs_norm, store, observation_dim, action_dim, low, high, domain not in ("aloha", NO_ENV)
+    )
+    if unit_actions:
+        check_reachable(normalizer, store, low, high)
+    console.print(f"normalisation: {describe(normalizer)}")
+    return normalizer
+
+
+def check_reachable(normalizer: Normalizer, store: Trajectories | None, low, high) -> None:
+    """With ``--action-norm none`` the agent's [-1, 1] must be where the data and the environment's actions are."""
+    if normalizer.action_mode != "none":
+        return
+    if store is not None and store.size:
+        reach = float(abs(store.actions[: store.size]).max())
+        if reach > 1.0 + 1e-6:
+            raise DatasetError(
+                f"the dataset's actions reach {reach:.4g}, outside [-1, 1], which this agent cannot emit (tanh, clip); "
+                "use --action-norm min_max or quantile (or auto) to map them into its range"
+            )
+    finite = low is not None and bool(abs(low).max() < float("inf")) and bool(abs(high).max() < float("inf"))
+    if finite and not (abs(low + 1).max() < 1e-6 and abs(high - 1).max() < 1e-6):
+        raise DatasetError(
+            f"the environment's action bounds are [{low.min():.4g}, {high.max():.4g}] (per dimension), not [-1, 1], "
+            "which this agent emits; use --action-norm bounds (or auto) to map [-1, 1] onto them"
+        )
+
+
+def describe(normalizer: Normalizer) -> str:
+    modes = {
+        "none": "as they are",
+        "min_max": "dataset min/max -> [-1, 1]",
+        "quantile": "dataset 1st/99th percentiles -> [-1, 1], beyond clipped",
+        "bounds": "environment bounds -> [-1, 1]",
+    }
+    observations = "mean/std of the dataset" if normalizer.observation_mode == "mean_std" else "as they are"
+    return f"actions {modes[normalizer.action_mode]}, observations {observations}"
+
+
+def record_normalization(config: TrainConfig, normalizer: Normalizer) -> TrainConfig:
+    """The config with the modes the run uses (``auto`` resolved), saved with it."""
+    return dataclasses.replace(config, action_norm=normalizer.action_mode, obs_norm=normalizer.observation_mode)
+
+
+def report_clipped(clipped: int, normalizer: Normalizer, console) -> None:
+    """Say how many dataset action numbers fell outside the normalised range and were clipped."""
+    if clipped:
+        console.print(
+            f"[yellow]normalisation ({normalizer.action_mode}): {clipped} action values of the dataset lay outside "
+            "the mapped range and were clipped to [-1, 1][/]"
+        )

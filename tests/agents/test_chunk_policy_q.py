@@ -12,7 +12,15 @@ from chunkrl.agents.stack import SeedStack
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from tests.conftest import make_store
 
-SMALL = dict(actor_hidden_dims=(16,), critic_hidden_dims=(16,), eta=1.0, max_grad_norm=10.0, act_samples=4)
+SMALL = dict(
+    actor_hidden_dims=(16,),
+    critic_hidden_dims=(16,),
+    eta=1.0,
+    max_grad_norm=10.0,
+    act_samples=4,
+    target_update="polyak",
+    next_actor="ema",
+)
 
 
 def make_agent(kind="diffusion-ql", horizon=3, boundary="truncate", obs_dim=2, action_dim=1, **changes):
@@ -110,6 +118,40 @@ def test_ema_follows_before_its_start_then_averages_every_k_updates():
     # update 4: 0.5·3 + 0.5·16 = 9.5
     assert values == [1.0, 2.0, 3.0, 3.0, 9.5]
     assert ema.updates.item() == 5 and "updates" in dict(ema.named_buffers())
+
+
+def test_the_ema_target_rule_holds_the_target_critic_before_the_start_then_averages_every_k_updates(
+    ends_and_terminal,
+):
+    agent = make_agent("cpql", target_update="ema", ema_start=2, ema_every=2, ema_decay=0.5)
+    sampler = ChunkSampler(ends_and_terminal, ChunkSpec(3, 0.5, "truncate"), seed=0)
+    initial = [p.clone() for p in agent.target_critic.parameters()]
+    expected = initial
+    for update in range(5):
+        agent.update(sampler.sample(8).to_torch())
+        critic = [p.detach().clone() for p in agent.critic.parameters()]
+        if update >= 2 and update % 2 == 0:  # CPQL's code: 0.5 of the way every 2nd update from update 2
+            expected = [0.5 * e + 0.5 * c for e, c in zip(expected, critic, strict=True)]
+        target = list(agent.target_critic.parameters())
+        assert all(torch.allclose(t, e) for t, e in zip(target, expected, strict=True)), update
+        if update < 2:  # held at its initial weights (not following the critic, unlike the EMA actor)
+            assert all(torch.equal(t, i) for t, i in zip(target, initial, strict=True))
+
+
+@pytest.mark.parametrize("next_actor", ["ema", "online"])
+def test_the_next_chunk_of_the_target_comes_from_the_actor_the_option_names(ends_and_terminal, next_actor):
+    agent = make_agent("cpql", next_actor=next_actor)
+    used = []
+    original = agent.sample_chunks
+
+    def recording(model, conditioning):
+        used.append(model)
+        return original(model, conditioning)
+
+    agent.sample_chunks = recording
+    batch = ChunkSampler(ends_and_terminal, ChunkSpec(3, 0.5, "truncate"), seed=0).sample(8).to_torch()
+    agent.td_target(batch)
+    assert used == [agent.ema_actor if next_actor == "ema" else agent.actor]
 
 
 def test_an_update_clips_each_optimizers_gradients_and_steps_the_ema(ends_and_terminal):

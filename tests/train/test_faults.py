@@ -65,13 +65,14 @@ def test_a_mismatch_with_a_diffusion_checkpoint_names_its_denoiser_and_never_nee
     from chunkrl.train.checkpoint import CheckpointError, load_weights
 
     unet = UNetConfig(channels=(8, 16), groups=4, step_dim=8)
-    saved = DiffusionQLConfig(backbone="unet", unet=unet, critic_hidden_dims=(8,), eta=1.0, max_grad_norm=1.0)
+    resolved = dict(eta=1.0, max_grad_norm=1.0, target_update="polyak", next_actor="ema")
+    saved = DiffusionQLConfig(backbone="unet", unet=unet, critic_hidden_dims=(8,), **resolved)
     save_file(
         {k: v.contiguous() for k, v in DiffusionQLAgent(3, 1, 2, saved).state_dict().items()},
         tmp_path / "model.safetensors",
     )
     save_config(TrainConfig(agent="diffusion-ql", diffusion=saved), tmp_path / "config.yaml")
-    other = DiffusionQLConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), eta=1.0, max_grad_norm=1.0)
+    other = DiffusionQLConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), **resolved)
     with pytest.raises(CheckpointError, match=r"U-Net denoiser \[8, 16\] kernel 5, history 1, critic \[8\]"):
         load_weights(DiffusionQLAgent(3, 1, 2, other), tmp_path)
 
