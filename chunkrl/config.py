@@ -98,7 +98,8 @@ class TrainConfig:
     offline-to-online code, whose policy was pre-trained). None: the method's default (RLPD family random,
     flow agents policy)."""
     execute_horizon: int | None = None
-    """Actions of each chunk executed open loop before re-planning (None: the whole chunk)."""
+    """Actions of each chunk executed open loop before re-planning. None: the method's, the whole chunk except
+    for a SAC first-action critic with the standard objective, which re-plans every step (1)."""
     eval_interval: int = 100_000
     """Steps between evaluations (0: only at the end of each phase)."""
     eval_episodes: int = 50

@@ -30,8 +30,17 @@ def network_problems(section: str, config) -> list[str]:
     return problems
 
 
+class AgentSection:
+    """What every agent's config section answers besides its own fields (``summary`` and ``problems`` are
+    written per section)."""
+
+    def execute_horizon_default(self) -> int | None:
+        """Actions executed per query when --execute-horizon is not given; None: the whole chunk."""
+        return None
+
+
 @dataclass
-class FlowAgentConfig:
+class FlowAgentConfig(AgentSection):
     """The flow agents: FQL family (qc-fql, fql-n, fql) and best-of-N family (qc, bfn-n, bfn).
     Defaults: the paper's."""
 
@@ -111,7 +120,7 @@ class ACTActorConfig:
 
 
 @dataclass
-class SACAgentConfig:
+class SACAgentConfig(AgentSection):
     """The chunked SAC family: QC-RLPD, RLPD-AC and RLPD. Defaults: the paper's RLPD settings."""
 
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
@@ -127,6 +136,10 @@ class SACAgentConfig:
     rho: float = 0.0
     """Pessimism of the ensemble's value: mean - rho * std over members, in the TD target and the actor
     objective. 0 (default): the plain mean over the 10 critics, as in the paper's code."""
+    q_aggregation: Literal["mean", "min"] = "mean"
+    """The ensemble's value in the TD target and the actor objective: mean (minus rho * std; the paper's code)
+    or min, the true minimum over all critics (the SAC-with-Q-chunking specification's target; mean - rho * std
+    equals it only for two critics and rho = 1)."""
     learning_rate: float = 3e-4
     """Adam learning rate of the actor, critic and temperature."""
     target_tau: float = 0.005
@@ -147,6 +160,9 @@ class SACAgentConfig:
     bc_alpha: float | None = None
     """Weight of the behaviour-cloning term on dataset chunks (the start weight when it decays);
     None: the method's default (QC-RLPD 0.01, RLPD-AC and RLPD 0)."""
+    bc_rows: Literal["all", "dataset"] = "all"
+    """Which chunks of a batch the BC term imitates: all (the paper's code: with symmetric replay the online
+    half too, i.e. the agent's own actions) or dataset (the demonstrations only, as the specification)."""
     bc_loss: Literal["nll", "mse"] = "nll"
     """BC term: negative log-likelihood of the dataset chunk (the paper's), or the squared error of the
     deterministic chunk tanh(mean) against it."""
@@ -173,6 +189,13 @@ class SACAgentConfig:
     backup_entropy: bool = False
     """Subtract the entropy bonus in the TD target (classic SAC). The paper's RLPD code does not."""
 
+    def execute_horizon_default(self) -> int | None:
+        """A first-action critic with the standard objective trains only the chunk's first action by Q: such an
+        agent re-plans every step (executes one action), as the specification's select_action does."""
+        if self.critic_input == "first_action" and self.actor_objective == "standard":
+            return 1
+        return None
+
     def summary(self) -> str:
         actor = f"actor {list(self.actor_hidden_dims)}"
         if self.actor == "act":
@@ -184,6 +207,8 @@ class SACAgentConfig:
         problems = network_problems(section, self)
         if self.rho < 0:
             problems.append(f"{section}.rho must be >= 0 (got {self.rho})")
+        if self.q_aggregation == "min" and self.rho != 0:
+            problems.append(f"{section}.rho applies to q_aggregation mean; with min leave it at 0 (got {self.rho})")
         return problems
 
 
@@ -203,7 +228,7 @@ class UNetConfig:
 
 
 @dataclass
-class ChunkPolicyQConfig:
+class ChunkPolicyQConfig(AgentSection):
     """What Diffusion-QL and CPQL share: the denoiser, the critic pair, the EMA actor, the Q term and
     how actions are chosen. Defaults: Diffusion-QL's (arXiv 2208.06193 and its code)."""
 
@@ -333,7 +358,7 @@ class CPQLConfig(ChunkPolicyQConfig):
 
 
 @dataclass
-class ChunkPPOConfig:
+class ChunkPPOConfig(AgentSection):
     """Chunk-level PPO (chunk-ppo) and its imitation pre-training (chunk-bc): one decision is one chunk."""
 
     actor: Literal["tokens", "gaussian"] = "tokens"
@@ -347,8 +372,9 @@ class ChunkPPOConfig:
     """Attention heads (token actor)."""
     hidden_dims: tuple[int, ...] = (256, 256)
     """Hidden widths of the value head (and of the Gaussian actor)."""
-    value_input: Literal["state", "state-chunk"] = "state"
-    """V(s), or V(s, chunk) reading the normalised chunk too."""
+    value_input: Literal["state"] = "state"
+    """What the value head reads: the state, V(s). (state-chunk, V(s, chunk), was removed: an action-dependent
+    baseline makes every advantage about 0 once it fits, so PPO learned nothing with it.)"""
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
     """How chunks become tokens (fitted on the dataset; saved with every checkpoint)."""
     learning_rate: float = 3e-4
@@ -378,7 +404,8 @@ class ChunkPPOConfig:
     normalize_advantages: bool = True
     """Standardise advantages within each minibatch."""
     temperature: float = 1.0
-    """Sampling temperature of the token actor (collection and evaluation alike)."""
+    """Sampling temperature of the token actor (evaluation and, for chunk-bc, acting). chunk-ppo needs 1: it
+    trains the policy it samples from, and its stored log-probabilities are those of temperature 1."""
 
     def summary(self) -> str:
         return f"{self.actor} actor, width {self.width}, layers {self.layers}, value {list(self.hidden_dims)}"

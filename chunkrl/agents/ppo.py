@@ -111,8 +111,13 @@ class ChunkPPOAgent(TokenPolicyAgent):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        chunk_dim = self.horizon * self.action_dim if self.config.value_input == "state-chunk" else 0
-        self.value_head = ValueHead(self.observation_dim, chunk_dim, self.config.hidden_dims)
+        if self.config.temperature != 1.0:
+            raise ValueError(
+                f"chunk-ppo trains the policy it samples from, so ppo.temperature must be 1 (got "
+                f"{self.config.temperature}): the stored log-probabilities and the PPO ratio are those of temperature "
+                "1. Sample at another temperature when evaluating a chunk-bc policy, or after training."
+            )
+        self.value_head = ValueHead(self.observation_dim, self.config.hidden_dims)
         self.optimizer = make_adam(self.parameters(), self.config.learning_rate)
         self._joint = [_ActorCritic(self.actor_backbone, self.value_head)]  # a list: not a submodule
 
@@ -121,31 +126,21 @@ class ChunkPPOAgent(TokenPolicyAgent):
         broadcasts rank 0's weights, so that every rank starts from the same ones)."""
         self._joint[0] = nn.parallel.DistributedDataParallel(self._joint[0])
 
-    def value_chunks(self, encoded: torch.Tensor, chunks: np.ndarray | None = None) -> torch.Tensor | None:
-        """The normalised chunk the value head reads (``state-chunk``), else None."""
-        if not self.value_head.reads_chunk:
-            return None
-        if chunks is None:
-            chunks = self.actor_backbone.decode(encoded)[0]
-        normalized = self.tokenizer.normalize(chunks).reshape(len(chunks), -1)
-        return torch.as_tensor(normalized, dtype=torch.float32, device=encoded.device)
-
     @torch.no_grad()
     def collect(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
         """(encoded chunks, log π, V, chunks in action units) for a batch of observations."""
         encoded, log_pi = self.actor_backbone.sample(observations, self.config.temperature, noise=self.noise)
         chunks = self.decode(encoded)
-        return encoded, log_pi, self.value(observations, encoded, chunks), chunks
+        return encoded, log_pi, self.value(observations), chunks
 
     @torch.no_grad()
-    def value(self, observations, encoded=None, chunks=None) -> torch.Tensor:
-        if self.value_head.reads_chunk and encoded is None:
-            encoded, _ = self.actor_backbone.sample(observations, self.config.temperature, noise=self.noise)
-        return self.value_head(observations, self.value_chunks(encoded, chunks) if encoded is not None else None)
+    def value(self, observations: torch.Tensor) -> torch.Tensor:
+        """``V(s)`` [B]."""
+        return self.value_head(observations)
 
     def update(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
         c = self.config
-        log_pi, entropy, values = self._joint[0](batch.observations, batch.encoded, self.value_chunks(batch.encoded))
+        log_pi, entropy, values = self._joint[0](batch.observations, batch.encoded)
         log_ratio = log_pi - batch.log_probs
         ratio = log_ratio.exp()
         advantages = batch.advantages
@@ -193,6 +188,6 @@ class _ActorCritic(nn.Module):
         super().__init__()
         self.actor, self.value = actor, value
 
-    def forward(self, observations, encoded, chunks):
+    def forward(self, observations, encoded):
         log_pi, entropy = self.actor.evaluate(observations, encoded)
-        return log_pi, entropy, self.value(observations, chunks)
+        return log_pi, entropy, self.value(observations)

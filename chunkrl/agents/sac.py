@@ -35,6 +35,14 @@ from chunkrl.nets.actors import GaussianChunkActor, MLPChunkActor, chunk_log_lik
 from chunkrl.nets.ensemble import Critic, lower_confidence
 
 
+def ensemble_value(q_values: torch.Tensor, config: SACAgentConfig) -> torch.Tensor:
+    """The ensemble's value [B] of member values [E, B]: the minimum over members (``q_aggregation: min``) or
+    the mean minus ``rho`` standard deviations."""
+    if config.q_aggregation == "min":
+        return q_values.min(dim=0).values
+    return lower_confidence(q_values, config.rho)
+
+
 def target_entropy(config: SACAgentConfig, horizon: int, action_dim: int) -> float:
     """The entropy the temperature steers towards: ``-multiplier * A`` times 1, h or sqrt(h)."""
     if config.target_entropy is not None:
@@ -164,13 +172,12 @@ class ChunkedSACAgent(ActorCriticAgent):
 
     def actor_values(self, observations: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
         """What the actor maximises [B]; the critic's weights are frozen (gradients reach the chunk only)."""
-        rho = self.config.rho
         if self.config.critic_input == "chunk" or self.config.actor_objective == "standard":
-            return lower_confidence(call_frozen(self.critic, observations, self.critic_actions(chunks)), rho)
+            return ensemble_value(call_frozen(self.critic, observations, self.critic_actions(chunks)), self.config)
         batch = observations.shape[0]
         per_step = chunks.view(batch, self.horizon, self.action_dim).transpose(0, 1).reshape(-1, self.action_dim)
         repeated = observations.repeat(self.horizon, 1)  # block t of the h*B rows scores a_{t} at s
-        values = lower_confidence(call_frozen(self.critic, repeated, per_step), rho).view(self.horizon, batch)
+        values = ensemble_value(call_frozen(self.critic, repeated, per_step), self.config).view(self.horizon, batch)
         if self.config.actor_objective == "conservative":
             return values.min(dim=0).values
         return (self.step_weights[:, None] * values).sum(dim=0)
@@ -182,7 +189,7 @@ class ChunkedSACAgent(ActorCriticAgent):
         sampled from the actor at ``s'`` (minus the entropy bonus with ``backup_entropy``)."""
         next_chunks, next_log_prob, _, _ = self.actor.sample(*self.actor_inputs(batch, following=True), self.noise)
         next_q = self.target_critic(batch.next_observations, self.critic_actions(next_chunks))
-        next_value = lower_confidence(next_q, self.config.rho)
+        next_value = ensemble_value(next_q, self.config)
         if self.config.backup_entropy:
             next_value = next_value - self.temperature * next_log_prob
         return batch.reward_h + batch.bootstrap_discount * next_value
@@ -203,11 +210,15 @@ class ChunkedSACAgent(ActorCriticAgent):
         return loss, metrics
 
     def bc_term(self, mean: torch.Tensor, log_std: torch.Tensor, batch: ChunkBatch) -> torch.Tensor:
-        """The unweighted BC loss on the dataset chunks' valid actions: NLL or squared error of tanh(mean)."""
+        """The unweighted BC loss on the batch's chunks' valid actions (``bc_rows: dataset``: the dataset's chunks
+        only): NLL or squared error of tanh(mean)."""
+        rows = torch.ones_like(batch.reward_h)
+        if self.config.bc_rows == "dataset" and batch.from_dataset is not None:
+            rows = batch.from_dataset
         if self.config.bc_loss == "mse":
-            weights = batch.valid.repeat_interleave(self.action_dim, dim=1)
+            weights = batch.valid.repeat_interleave(self.action_dim, dim=1) * rows[:, None]
             return masked_mean((torch.tanh(mean) - batch.actions.flatten(1)).square(), weights)
-        return -chunk_log_likelihood(mean, log_std, batch.actions, batch.valid).mean()
+        return masked_mean(-chunk_log_likelihood(mean, log_std, batch.actions, batch.valid), rows)
 
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """SAC actor loss on the joint log-probability plus the weighted BC term (BC alone while

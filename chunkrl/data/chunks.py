@@ -73,6 +73,7 @@ class ChunkBatch:
     history_valid: np.ndarray | torch.Tensor | None = None  # [B, T], 0 before the trajectory's start
     next_observation_history: np.ndarray | torch.Tensor | None = None  # [B, T, obs_dim], ending at s_{t+τ}
     next_history_valid: np.ndarray | torch.Tensor | None = None  # [B, T]
+    from_dataset: np.ndarray | torch.Tensor | None = None  # [B], 1 for a chunk of the dataset, 0 for an online one
 
     def to_torch(self, device: torch.device | str = "cpu") -> ChunkBatch:
         """Tensors on ``device`` (floats as float32, ``tau`` as int64)."""
@@ -124,6 +125,7 @@ def enumerate_chunks(trajectories: Trajectories, spec: ChunkSpec) -> ChunkBatch:
         out.bootstrap_discount[t] = 0.0 if terminal_stop else gamma**tau
         padded = out.valid[t].sum() < h
         out.td_weight[t] = 0.0 if (spec.boundary == "mask" and padded) else 1.0
+    out.from_dataset = np.ones(n, np.float32)  # every step of a store is the dataset's unless a sampler says
     return out
 
 
@@ -136,6 +138,8 @@ class ChunkSampler:
         seed: seed of the sampler's own random generator.
         history: observations per history (1: no history fields in the batches).
         partial_returns: also return the running discounted sums (diagnostics; off in training).
+        dataset_steps: how many leading steps of the store are the dataset's (the rest were collected
+            online): batches mark their chunks ``from_dataset``. None: every step is the dataset's.
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class ChunkSampler:
         seed: int = 0,
         history: int = 1,
         partial_returns: bool = False,
+        dataset_steps: int | None = None,
     ):
         if history < 1:
             raise ValueError(f"history must be >= 1, got {history}")
@@ -152,6 +157,7 @@ class ChunkSampler:
         self.spec = spec
         self.history = history
         self.partial_returns = partial_returns
+        self.dataset_steps = dataset_steps
         self.rng = np.random.default_rng(seed)
         self._offsets = np.arange(spec.horizon, dtype=np.int64)
         self._powers = (spec.discount**self._offsets).astype(np.float64)
@@ -193,6 +199,7 @@ class ChunkSampler:
         else:
             td_weight = np.ones(len(starts), np.float32)
         extra = self.histories(starts, stop) if self.history > 1 else {}
+        dataset_steps = store.size if self.dataset_steps is None else self.dataset_steps
         if self.partial_returns:
             extra["partial_returns"] = np.cumsum(step_rewards, axis=1).astype(np.float32)
         return ChunkBatch(
@@ -204,6 +211,7 @@ class ChunkSampler:
             bootstrap_discount=bootstrap.astype(np.float32),
             next_observations=store.next_observations[stop],
             td_weight=td_weight,
+            from_dataset=(starts < dataset_steps).astype(np.float32),
             **extra,
         )
 

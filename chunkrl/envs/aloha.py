@@ -191,13 +191,16 @@ class AlohaEnv(gymnasium.Env):
         self._steps += 1
         try:
             step = self._env.step(action)
-        except self._physics_error as error:  # a wild action made the simulation diverge: the episode stops here
+        except self._physics_error as error:
+            # a wild action made the simulation diverge: the episode ends here as a failure, and its state is no
+            # state to bootstrap a value from (terminal, not a time-limit truncation)
             observation = self._observation(self._task.get_observation(self.physics))
-            return observation, 0.0, False, True, {"success": False, "physics_error": str(error)}
+            return observation, 0.0, True, False, {"success": False, "diverged": True, "physics_error": str(error)}
         reward = float(step.reward)
         success = reward >= SUCCESS_REWARD
         truncated = not success and self._steps >= self.max_episode_steps
-        return self._observation(step.observation), reward, success, truncated, {"success": success}
+        info = {"success": success, "diverged": False}
+        return self._observation(step.observation), reward, success, truncated, info
 
     def render(self):
         return render(self.physics, "top", *self._task.image_size)

@@ -186,5 +186,11 @@ class ChunkStepEnv(gymnasium.Wrapper):
             tau += 1
             if terminated or truncated:
                 break
-        info = {**info, "tau": tau, "reward_sum": undiscounted, "success": bool(info.get("success", False))}
+        info = {
+            **info,
+            "tau": tau,
+            "reward_sum": undiscounted,
+            "success": bool(info.get("success", False)),
+            "diverged": bool(info.get("diverged", False)),
+        }
         return observation, total, terminated, truncated, info

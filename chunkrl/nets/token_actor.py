@@ -176,13 +176,12 @@ class GaussianChunkPolicy(nn.Module):
 
 
 class ValueHead(nn.Module):
-    """``V(s)``, or ``V(s, chunk)`` with the normalised chunk ``[h * A]`` as a second input."""
+    """``V(s)``: the baseline of chunk-level GAE. (A value of the state and the chosen chunk would be an
+    action-dependent baseline: once it fits, every advantage is about 0 and PPO learns nothing.)"""
 
-    def __init__(self, observation_dim: int, chunk_dim: int = 0, hidden_dims=(256, 256)):
+    def __init__(self, observation_dim: int, hidden_dims=(256, 256)):
         super().__init__()
-        self.reads_chunk = chunk_dim > 0
-        self.net = MLP(observation_dim + chunk_dim, hidden_dims, 1)
+        self.net = MLP(observation_dim, hidden_dims, 1)
 
-    def forward(self, observations: torch.Tensor, chunks: torch.Tensor | None = None) -> torch.Tensor:
-        inputs = (observations, chunks) if self.reads_chunk else (observations,)
-        return self.net(*inputs)[..., 0]
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(observations)[..., 0]

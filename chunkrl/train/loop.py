@@ -408,11 +408,13 @@ def build_trainer(
     if on_policy:
         pass  # rollouts come from the environments (train/on_policy.py): no sampler, no replay
     elif shared:
-        replay, sampler = store, ChunkSampler(store, spec, seed=config.seed, history=history)
+        replay = store
+        sampler = ChunkSampler(store, spec, seed=config.seed, history=history, dataset_steps=store.size)
     else:
         replay = Trajectories(observation_dim, action_dim, max(config.online_steps, 1))
         offline = ChunkSampler(store, spec, seed=config.seed, history=history)
-        sampler = MixedChunkSampler(offline, ChunkSampler(replay, spec, seed=config.seed + 1, history=history))
+        online = ChunkSampler(replay, spec, seed=config.seed + 1, history=history, dataset_steps=0)
+        sampler = MixedChunkSampler(offline, online)
     trainer = Trainer(
         config=config,
         run_dir=run_dir,

@@ -73,6 +73,7 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
     rows = p.chunks_per_update // p.num_envs
     episode_return, episode_length = np.zeros(p.num_envs), np.zeros(p.num_envs, dtype=np.int64)
     marks = {name: counters.online_step for name in ("log", "eval", "checkpoint")}
+    diverged_since_log = 0  # episodes whose physics diverged (ended as failures, without bootstrapping)
     trainer.restart_rate_clock()
     shuffle = torch.Generator().manual_seed(c.seed + 7 + counters.online_updates)
     try:
@@ -109,9 +110,16 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                 episode_return += _from_step(info, "reward_sum", done)
                 episode_length += tau
                 successes = _from_step(info, "success", done)
+                diverged = _from_step(info, "diverged", done)
+                diverged_since_log += int(diverged[done].sum())
                 for i in np.flatnonzero(done):
                     counters.episodes += 1
-                    row = {"return": episode_return[i], "length": episode_length[i], "success": float(successes[i])}
+                    row = {
+                        "return": episode_return[i],
+                        "length": episode_length[i],
+                        "success": float(successes[i]),
+                        "diverged": float(diverged[i]),
+                    }
                     trainer.logger.log("episodes", counters.global_step, row, "online")
                     episode_return[i], episode_length[i] = 0.0, 0
             batch = rollout.batch(c.discount, p.gae_lambda)
@@ -139,10 +147,11 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                         "ppo/tau": float(np.mean(stats["tau"])),
                         "ppo/explained_variance": explained_variance(batch.values, batch.returns),
                         "ppo/epochs": float(epochs),
+                        "episodes/diverged": float(diverged_since_log),
                         "tokenizer/invalid_decodes": float(agent.invalid_decodes),
                     }
                 )
-                agent.invalid_decodes = 0
+                agent.invalid_decodes = diverged_since_log = 0
                 shown = f"chunk reward={values['ppo/chunk_reward']:.3g} kl={values['ppo/approx_kl']:.3g}"
                 trainer.write_train_log(values, "online", progress, task, shown)
             if c.eval_interval > 0 and step - marks["eval"] >= c.eval_interval and step < c.online_steps:

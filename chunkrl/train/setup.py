@@ -64,9 +64,12 @@ def resolve_method(config: TrainConfig) -> TrainConfig:
         for k, v in method.defaults.items()
         if getattr(section, k) is None
     }
-    resolved = {method.section: dataclasses.replace(section, **method.overrides, **unset)}
+    settings = dataclasses.replace(section, **method.overrides, **unset)
+    resolved = {method.section: settings}
     if method.horizon is not None:
         resolved["horizon"] = method.horizon
+    if config.execute_horizon is None:  # e.g. a first-action critic re-plans every step
+        resolved["execute_horizon"] = settings.execute_horizon_default()
     resolved.update({k: v for k, v in method.run_defaults.items() if getattr(config, k) is None})
     return dataclasses.replace(config, **resolved)
 

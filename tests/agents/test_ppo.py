@@ -52,6 +52,37 @@ def test_ppo_update_moves_the_policy_towards_positive_advantages():
     assert float(metrics["ppo/approx_kl"]) > 0
 
 
+def test_on_a_two_armed_chunk_bandit_ppo_raises_the_probability_of_the_better_chunk():
+    """One decision per episode: a chunk whose first action is positive pays 1, any other 0. The advantage is
+    chunk GAE against V(s) (the only value input kept), and V learns alongside; P(better chunk) must rise."""
+    from chunkrl.data.rollouts import chunk_gae
+
+    config = ChunkPPOConfig(width=16, layers=1, heads=2, hidden_dims=(16,), learning_rate=3e-3, target_kl=None)
+    torch.manual_seed(0)
+    ppo = ChunkPPOAgent(3, 2, 2, config, tokenizer=tokenizer_for())
+    observations = torch.ones(256, 3)
+
+    def better(chunks):
+        return torch.as_tensor(chunks[:, 0, 0] > 0, dtype=torch.float32)
+
+    start = better(ppo.collect(observations)[3]).mean()
+    for _ in range(6):  # rollouts
+        encoded, log_pi, values, chunks = ppo.collect(observations)
+        one = torch.ones(1, 256)
+        rewards = better(chunks)[None]
+        advantages, returns = chunk_gae(rewards, values[None], 0 * one, one.long(), one.bool(), one.bool(), 0.99, 0.95)
+        batch = RolloutBatch(observations, encoded, log_pi, values, advantages[0], returns[0])
+        for _ in range(4):  # epochs of one full batch
+            ppo.update(batch)
+    end = better(ppo.collect(observations)[3]).mean()
+    assert end > start + 0.15, (start, end)
+
+
+def test_chunk_ppo_refuses_a_sampling_temperature_it_would_not_train_at():
+    with pytest.raises(ValueError, match="ppo.temperature must be 1"):
+        agents(temperature=0.5)
+
+
 def save_weights(agent, directory):
     directory.mkdir()
     save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, directory / "model.safetensors")

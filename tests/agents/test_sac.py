@@ -130,6 +130,55 @@ def test_the_actor_maximises_the_plain_mean_by_default_and_the_lower_bound_with_
         torch.testing.assert_close(agent.actor_values(observations, chunks), expected)
 
 
+class ThreeMembers(nn.Module):
+    """Q = obs[0] + a[0] + (0, 3, -1): mean + 2/3, min - 1, population std sqrt(26/9)."""
+
+    def forward(self, observations, actions):
+        base = observations[:, 0] + actions[:, 0]
+        return torch.stack([base, base + 3.0, base - 1.0])
+
+
+def test_min_aggregation_takes_the_true_minimum_over_every_critic_in_target_and_objective():
+    agent = make_agent(num_critics=3, q_aggregation="min")
+    agent.target_critic, agent.critic = ThreeMembers(), ThreeMembers()
+    batch = make_batch()
+    torch.manual_seed(3)
+    next_chunks = agent.actor.sample(batch.next_observations)[0]
+    value = batch.next_observations[:, 0] + next_chunks[:, 0] - 1.0  # the lowest member, not mean - std
+    torch.manual_seed(3)
+    assert torch.allclose(agent.td_target(batch), batch.reward_h + batch.bootstrap_discount * value, atol=1e-6)
+    observations, chunks = torch.randn(4, OBS), torch.rand(4, H * ACT) * 2 - 1
+    expected = observations[:, 0] + chunks[:, 0] - 1.0
+    torch.testing.assert_close(agent.actor_values(observations, chunks), expected)
+    # mean - rho * std would be 2/3 - rho * 1.70: no rho gives the minimum for three members in general
+    assert SACAgentConfig(q_aggregation="min", rho=1.0).problems("sac") == [
+        "sac.rho applies to q_aggregation mean; with min leave it at 0 (got 1.0)"
+    ]
+
+
+@pytest.mark.parametrize("rows", ["all", "dataset"])
+def test_bc_imitates_the_online_half_of_a_batch_only_when_asked(rows):
+    agent = make_agent(bc_rows=rows)
+    batch = make_batch(batch_size=4)
+    batch.from_dataset = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    mean, log_std = torch.randn(4, H * ACT), torch.randn(4, H * ACT) * 0.3
+    per_row = -chunk_log_likelihood(mean, log_std, batch.actions, batch.valid)
+    expected = per_row[:2].mean() if rows == "dataset" else per_row.mean()
+    torch.testing.assert_close(agent.bc_term(mean, log_std, batch), expected)
+
+
+def test_a_first_action_critic_with_the_standard_objective_replans_every_step_by_default():
+    from chunkrl.config import TrainConfig
+    from chunkrl.train.setup import resolve_method
+
+    first = SACAgentConfig(critic_input="first_action")
+    assert resolve_method(TrainConfig(agent="qc-rlpd", sac=first)).execute_horizon == 1
+    conservative = SACAgentConfig(critic_input="first_action", actor_objective="conservative")
+    assert resolve_method(TrainConfig(agent="qc-rlpd", sac=conservative)).execute_horizon is None  # whole chunk
+    assert resolve_method(TrainConfig(agent="qc-rlpd", sac=first, execute_horizon=3)).execute_horizon == 3
+    assert resolve_method(TrainConfig(agent="qc-rlpd")).execute_horizon is None
+
+
 def test_the_entropy_backup_subtracts_the_temperature_times_log_prob():
     agent = make_agent(rho=0.0, backup_entropy=True, init_temperature=0.5)
     agent.target_critic = KnownCritic()

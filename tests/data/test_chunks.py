@@ -183,3 +183,10 @@ def test_observation_histories_are_padded_and_masked_at_trajectory_starts(two_tr
     mixed = ChunkSampler(two_trajectories, ChunkSpec(horizon=1), history=3).gather(np.array([5]))
     np.testing.assert_array_equal(mixed.next_history_valid, [[0, 1, 1]])  # s_6's history: (pad), s_5, s_6
     np.testing.assert_array_equal(mixed.next_observation_history[0, :, 0], [0, 5, 105])
+
+
+def test_batches_mark_the_chunks_that_start_in_the_dataset(two_trajectories):
+    sampler = ChunkSampler(two_trajectories, ChunkSpec(2, 0.9, "mask"), dataset_steps=5)
+    np.testing.assert_array_equal(sampler.gather(np.array([0, 4, 5, 7])).from_dataset, [1, 1, 0, 0])
+    every = ChunkSampler(two_trajectories, ChunkSpec(2, 0.9, "mask"))  # a store of dataset steps only
+    np.testing.assert_array_equal(every.gather(np.array([0, 7])).from_dataset, [1, 1])
