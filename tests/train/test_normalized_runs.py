@@ -67,9 +67,9 @@ def test_a_dataset_in_its_own_units_trains_and_the_policy_answers_in_those_units
     policy = Policy.from_pretrained(run, device="cpu")
     rng = np.random.default_rng(1)
     actions = []
-    for episode in range(10):
+    for _ in range(10):
         policy.reset()
-        actions += [policy.select_action(rng.normal(10.0, 4.0, 5)) for _ in range(6)]
+        actions += [policy.select_action(rng.normal(10.0, 4.0, 5)) for _step in range(6)]
     actions = np.stack(actions)
     assert (np.abs(actions) <= 3.0 + 1e-4).all()
     assert np.abs(actions).max() > 1.5  # the [-1, 1] of the agent reaches the data's ±3
