@@ -51,22 +51,46 @@ def frames(**extra):
 
 def test_lerobot_frames_map_to_steps(tmp_path):
     root = write_frames(tmp_path / "ds", frames(**{"next.reward": [0.0, 0.0, 1.0, 0.0, 0.0]}))
-    steps = read_lerobot(root, extra_keys=("observation.gripper",)).step_arrays()
-    np.testing.assert_array_equal(steps.observations[:, 2], [5, 6, 7, 8, 9])  # extra key appended
+    with pytest.warns(UserWarning, match="dropped the last frame of 1 episodes"):
+        steps = read_lerobot(root, extra_keys=("observation.gripper",)).step_arrays()
+    # episode 0 (frames 0-2) ends on a success: kept whole; episode 1 (frames 3-4) is cut off by a time limit:
+    # its last frame has no next observation in the dataset, so it is dropped and frame 3 ends the episode
+    np.testing.assert_array_equal(steps.observations[:, 2], [5, 6, 7, 8])  # extra key appended
     np.testing.assert_array_equal(steps.observations[1], [1, 1, 6])
-    np.testing.assert_array_equal(steps.rewards, [0, 0, 1, 0, 0])
-    np.testing.assert_array_equal(steps.terminals, [False, False, True, False, False])  # done but not truncated
-    np.testing.assert_array_equal(steps.ends, [False, False, True, False, True])  # episode boundaries
+    np.testing.assert_array_equal(steps.rewards, [0, 0, 1, 0])
+    np.testing.assert_array_equal(steps.terminals, [False, False, True, False])  # done but not truncated
+    np.testing.assert_array_equal(steps.ends, [False, False, True, True])  # episode boundaries
     np.testing.assert_array_equal(steps.next_observations[0], steps.observations[1])
-    np.testing.assert_array_equal(steps.next_observations[2], steps.observations[2])  # no final frame stored
+    np.testing.assert_array_equal(steps.next_observations[2], steps.observations[2])  # terminal: never bootstrapped
+    np.testing.assert_array_equal(steps.next_observations[3], [11, 11, 9])  # the dropped frame's observation
+
+
+def test_lerobot_reads_only_the_columns_it_uses(tmp_path):
+    columns = frames(**{"next.reward": [0.0, 0.0, 1.0, 0.0, 0.0]})
+    root = write_frames(tmp_path / "ds", columns)
+    # a second file whose image column has another type: reading that column would fail to concatenate
+    images = {**{k: v[3:] for k, v in columns.items()}, "observation.images.top": ["a", "b"]}
+    images.update(episode_index=[2, 2], index=[5, 6])  # a third episode, cut off like the second
+    write_frames(tmp_path / "other", images)
+    (tmp_path / "other" / "data" / "chunk-000" / "file-000.parquet").rename(
+        root / "data" / "chunk-000" / "file-001.parquet"
+    )
+    table = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet")
+    pq.write_table(table.append_column("observation.images.top", pa.array([1, 2, 3, 4, 5])),
+                   root / "data" / "chunk-000" / "file-000.parquet")  # fmt: skip
+    with pytest.warns(UserWarning):
+        assert len(read_lerobot(root)) == 5  # both files: 3 + 2 + 2 frames, each cut-off episode loses its last
 
 
 def test_missing_rewards_need_an_explicit_choice(tmp_path):
     root = write_frames(tmp_path / "ds", frames(**{"next.success": [False, False, True, False, False]}))
     with pytest.raises(DatasetError, match="--reward-from success .* or --reward-from constant"):
         read_lerobot(root)
-    np.testing.assert_array_equal(read_lerobot(root, reward_from="success").step_arrays().rewards, [0, 0, 1, 0, 0])
-    np.testing.assert_array_equal(read_lerobot(root, reward_from="constant").step_arrays().rewards, [-1] * 5)
+    with pytest.warns(UserWarning, match="dropped the last frame"):
+        success = read_lerobot(root, reward_from="success").step_arrays().rewards
+        constant = read_lerobot(root, reward_from="constant").step_arrays().rewards
+    np.testing.assert_array_equal(success, [0, 0, 1, 0])  # the cut-off episode's last frame is dropped
+    np.testing.assert_array_equal(constant, [-1] * 4)
 
 
 def test_export_then_read_back_is_identical(tmp_path):
@@ -85,6 +109,36 @@ def test_export_then_read_back_is_identical(tmp_path):
     assert episodes["length"] == [3, 3] and episodes["dataset_from_index"] == [0, 3]
     with pytest.raises(FileExistsError):
         write_lerobot(store, out)  # never overwritten
+
+
+def test_the_exported_metadata_has_what_lerobots_own_code_reads(tmp_path):
+    import pandas as pd
+
+    store = make_store(rewards=[0, 1, 0, 0], terminals=[0, 1, 0, 0], ends=[0, 1, 0, 1], obs_dim=2, action_dim=1)
+    out = write_lerobot(store, tmp_path / "exported", task="stack the cubes")
+    # lerobot/datasets/utils.py, load_tasks: pd.read_parquet(meta/tasks.parquet), indexed by the task text;
+    # LeRobotDataset.__getitem__ turns a frame's task_index into item["task"] = tasks.iloc[task_index].name
+    tasks = pd.read_parquet(out / "meta" / "tasks.parquet")
+    assert tasks.index.name == "task" and list(tasks.columns) == ["task_index"]
+    assert tasks.iloc[0].name == "stack the cubes" and tasks.loc["stack the cubes", "task_index"] == 0
+    # lerobot/datasets/lerobot_dataset.py, _save_episode_metadata: the episode row's columns (append, merge and
+    # edit tools in lerobot/datasets/dataset_tools.py and aggregate.py index them by these names)
+    episodes = pd.read_parquet(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    expected = {
+        "episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+        "dataset_to_index", "meta/episodes/chunk_index", "meta/episodes/file_index",
+    }  # fmt: skip
+    assert expected <= set(episodes.columns)
+    assert list(episodes["tasks"].iloc[0]) == ["stack the cubes"]
+    # lerobot/datasets/compute_stats.py: every feature's statistics, quantiles included (q01/q99 are what
+    # quantile normalisation reads), per episode as stats/<feature>/<stat> and for the dataset in stats.json
+    keys = {"min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"}
+    assert {f"stats/action/{k}" for k in keys} <= set(episodes.columns)
+    assert list(episodes["stats/action/count"].iloc[1]) == [2]
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    assert keys <= set(stats["action"]) and keys <= set(stats["observation.state"])
+    actions = store.actions[:4, 0]
+    assert stats["action"]["count"] == [4] and stats["action"]["q99"] == pytest.approx([np.quantile(actions, 0.99)])
 
 
 def test_robomimic_demos_with_the_papers_reward_offset(tmp_path):

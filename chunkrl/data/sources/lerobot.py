@@ -13,11 +13,17 @@ A v3 dataset is a folder with ``meta/info.json`` (fps, features and their shapes
 - terminals: ``next.success`` where present, else ``next.done`` except where ``next.truncated``;
 - ends: the last frame of each ``episode_index``;
 - next observations: ``next.observation.state`` when the dataset has it (chunkrl writes it), else the
-  next frame of the episode, and at an episode's last frame the frame's own observation (LeRobot keeps
-  no final observation; only a cut-off episode bootstraps from it).
+  next frame of the episode. LeRobot keeps no observation after an episode's last frame: where that
+  frame ends the task (a terminal) nothing is bootstrapped from it and it stays; where the episode was
+  cut off (no terminal) its last frame is dropped, so that every chunk bootstraps from a real next
+  state (one frame of each cut-off episode is lost; the reader says how many).
+
+Only the columns used are read (a dataset's image columns can be gigabytes).
 
 ``write_lerobot`` writes any chunkrl store in this format (with ``next.observation.state`` so that a
-round trip is exact); other readers see an ordinary v3 dataset with rewards and done flags.
+round trip is exact), with the metadata LeRobot's own tools read: ``meta/tasks.parquet`` indexed by the
+task text, per-episode rows with their file indices and ``stats/<feature>/<stat>`` columns, and
+``meta/stats.json`` with mean, std, min, max, count and the quantiles LeRobot normalises with.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
+
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+"""The quantiles LeRobot's ``compute_stats`` records (``lerobot/datasets/compute_stats.py``)."""
+SCALAR_COLUMNS = ("episode_index", "index", "next.reward", "next.success", "next.done", "next.truncated")
 
 INFO = Path("meta") / "info.json"
 REWARD_CHOICES = ("dataset", "success", "constant")
@@ -68,7 +78,9 @@ def read_lerobot(
         raise DatasetError(f"{path / 'data'} holds no chunk-*/file-*.parquet files")
     import pyarrow as pa
 
-    table = pa.concat_tables([pq.read_table(f) for f in files])
+    wanted = {"observation.state", "action", "next.observation.state", *SCALAR_COLUMNS, *extra_keys}
+    present = set(pq.read_schema(files[0]).names)
+    table = pa.concat_tables([pq.read_table(f, columns=sorted(wanted & present)) for f in files])
     names = set(table.column_names)
     features = info.get("features", {})
     for key in ("observation.state", "action", "episode_index", *extra_keys):
@@ -109,12 +121,36 @@ def read_lerobot(
         terminals = np.zeros(len(episodes), dtype=bool)
     if "next.observation.state" in names and not extra_keys:  # written by chunkrl: exact
         next_observations = get("next.observation.state").reshape(len(episodes), -1).astype(np.float32)
+        steps = StepArrays(observations, actions, rewards, terminals, ends, next_observations)
     else:
-        next_observations = np.empty_like(observations)
-        next_observations[:-1] = observations[1:]
-        next_observations[ends] = observations[ends]
-    steps = StepArrays(observations, actions, rewards, terminals, ends, next_observations)
-    return Trajectories.from_arrays(steps, capacity=len(rewards) + extra_capacity)
+        steps = _without_unknown_next(observations, actions, rewards, terminals, ends, path)
+    return Trajectories.from_arrays(steps, capacity=len(steps.rewards) + extra_capacity)
+
+
+def _without_unknown_next(observations, actions, rewards, terminals, ends, path: Path) -> StepArrays:
+    """Steps whose next observation is the episode's next frame; the last frame of an episode cut off
+    without a terminal has no next observation in the dataset and is dropped (see the module docstring)."""
+    next_observations = np.empty_like(observations)
+    next_observations[:-1] = observations[1:]
+    next_observations[ends] = observations[ends]  # only terminal last frames keep this: nothing bootstraps
+    keep = ~(ends & ~terminals)
+    new_ends = ends.copy()
+    before_dropped = np.flatnonzero(~keep) - 1
+    before_dropped = before_dropped[(before_dropped >= 0) & ~ends[np.maximum(before_dropped, 0)]]
+    new_ends[before_dropped] = True  # the frame before a dropped last frame now ends its episode
+    if not keep.any():
+        raise DatasetError(f"{path}: every episode is a single frame cut off without a next state; nothing to train on")
+    steps = StepArrays(*(a[keep] for a in (observations, actions, rewards, terminals, new_ends, next_observations)))
+    dropped = int((~keep).sum())
+    if dropped:
+        import warnings
+
+        warnings.warn(
+            f"{path}: dropped the last frame of {dropped} episodes that end without a terminal (LeRobot stores no "
+            "observation after it, so a chunk ending there could not bootstrap from the right state)",
+            stacklevel=3,
+        )
+    return steps
 
 
 def write_lerobot(store: Trajectories, out: Path, fps: int = 50, task: str = "", overwrite: bool = False) -> Path:
@@ -151,15 +187,20 @@ def write_lerobot(store: Trajectories, out: Path, fps: int = 50, task: str = "",
     data.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), data / "file-000.parquet")
     lengths = np.diff(np.concatenate([starts, [n]]))
-    episodes = pa.table({
-        "episode_index": np.arange(len(starts), dtype=np.int64), "length": lengths.astype(np.int64),
+    zeros = np.zeros(len(starts), np.int64)
+    episodes = {
+        "episode_index": np.arange(len(starts), dtype=np.int64), "tasks": [[task]] * len(starts),
+        "length": lengths.astype(np.int64), "data/chunk_index": zeros, "data/file_index": zeros,
         "dataset_from_index": starts.astype(np.int64), "dataset_to_index": (starts + lengths).astype(np.int64),
-        "data/chunk_index": np.zeros(len(starts), np.int64), "data/file_index": np.zeros(len(starts), np.int64),
-        "tasks": [[task]] * len(starts),
-    })  # fmt: skip
+        "meta/episodes/chunk_index": zeros, "meta/episodes/file_index": zeros,
+    }  # fmt: skip
+    for name, values in vectors.items():  # per-episode statistics, as LeRobot's episode metadata holds them
+        per_episode = [lerobot_stats(values[a:b]) for a, b in zip(starts, starts + lengths, strict=True)]
+        for stat in per_episode[0]:
+            episodes[f"stats/{name}/{stat}"] = [s[stat] for s in per_episode]
     (out / "meta" / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
-    pq.write_table(episodes, out / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
-    pq.write_table(pa.table({"task_index": [0], "task": [task]}), out / "meta" / "tasks.parquet")
+    pq.write_table(pa.table(episodes), out / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    write_tasks([task], out)
 
     def feature(values: np.ndarray, dtype: str) -> dict:
         return {"dtype": dtype, "shape": [values.shape[1] if values.ndim == 2 else 1], "names": None}
@@ -173,7 +214,29 @@ def write_lerobot(store: Trajectories, out: Path, fps: int = 50, task: str = "",
         "features": features, "splits": {"train": f"0:{len(starts)}"},
     }  # fmt: skip
     (out / INFO).write_text(json.dumps(info, indent=2))
-    stats = {k: {"mean": v.mean(0).tolist(), "std": v.std(0).tolist(), "min": v.min(0).tolist(),
-                 "max": v.max(0).tolist()} for k, v in vectors.items()}  # fmt: skip
+    stats = {k: lerobot_stats(v) for k, v in vectors.items()}
     (out / "meta" / "stats.json").write_text(json.dumps(stats))
     return out
+
+
+def lerobot_stats(values: np.ndarray) -> dict[str, list]:
+    """A feature's statistics under LeRobot's keys: min, max, mean, std, count and the quantiles q01 .. q99
+    (``lerobot/datasets/compute_stats.py``; quantile normalisation reads q01 and q99)."""
+    from chunkrl.data.normalize import feature_stats
+
+    stats = feature_stats(values)
+    quantiles = np.quantile(np.asarray(values, np.float64), list(QUANTILES.values()), axis=0)
+    stats.update({key: row.tolist() for key, row in zip(QUANTILES, quantiles, strict=True)})
+    return stats
+
+
+def write_tasks(tasks: list[str], out: Path) -> None:
+    """``meta/tasks.parquet`` as LeRobot writes it: a pandas table indexed by the task text with a
+    ``task_index`` column (``lerobot/datasets/utils.py`` ``write_tasks`` / ``load_tasks``), so that a frame's
+    ``task_index`` looks up the text."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise DatasetError('writing LeRobot datasets needs pandas: pip install -e ".[lerobot]"') from None
+    table = pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)}, index=pd.Index(tasks, name="task"))
+    table.to_parquet(out / "meta" / "tasks.parquet")
