@@ -94,8 +94,13 @@ def _eval(argv: list[str]) -> int:
         "--execute-horizon", type=positive_int, default=None, help="actions per chunk before re-planning"
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="act with the agent's deterministic chunk (default: sampled, as training evaluations and Policy act)",
+    )
     args = parser.parse_args(argv)
-    results = evaluate_checkpoint(args.checkpoint, args.episodes, args.execute_horizon, args.device)
+    results = evaluate_checkpoint(args.checkpoint, args.episodes, args.execute_horizon, args.device, args.deterministic)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -21,6 +21,7 @@ all of them at once with stacked parameters (``train/seeds.py``), through the ve
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import signal
@@ -203,7 +204,7 @@ class Trainer:
         if not force and not (interval > 0 and step % interval == 0):
             return
         self.check_finite()
-        results = evaluate(self.eval_executor, self.agent.act, self.config.eval_episodes)
+        results = evaluate(self.eval_executor, self.agent.act, self.config.eval_episodes)  # sampled, as Policy acts
         self.evaluations["latest"] = {**results, "step": step, "phase": phase}
         self.logger.log("eval", step, results, phase)
         self.logger.console.print(
@@ -603,9 +604,14 @@ def drive(phases: Generator[ChunkBatch, dict[str, torch.Tensor], None], update) 
 
 
 def evaluate_checkpoint(
-    path: Path, episodes: int | None = None, execute_horizon: int | None = None, device: str = "auto"
+    path: Path,
+    episodes: int | None = None,
+    execute_horizon: int | None = None,
+    device: str = "auto",
+    deterministic: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint (or a run's latest one) in fresh environments."""
+    """Evaluate a checkpoint (or a run's latest one) in fresh environments, acting as the run's evaluations
+    and ``Policy`` do by default (sampled chunks), or with the agent's deterministic chunk."""
     checkpoint = ckpt.resolve_checkpoint(path)
     ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
@@ -617,5 +623,7 @@ def evaluate_checkpoint(
     executor = ChunkExecutor(
         env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length
     )
-    results = evaluate(executor, agent.act, episodes or config.eval_episodes)
-    return {"checkpoint": str(checkpoint), "env": config.env, "agent": config.agent, **results}
+    policy = functools.partial(agent.act, deterministic=deterministic)
+    results = evaluate(executor, policy, episodes or config.eval_episodes)
+    acting = "deterministic" if deterministic else "sampled"
+    return {"checkpoint": str(checkpoint), "env": config.env, "agent": config.agent, "acting": acting, **results}

@@ -58,3 +58,18 @@ def test_pixel_mode_renders_or_says_how_to_fix_it():
         assert "MUJOCO_GL=egl" in str(error)
         pytest.skip(f"no OpenGL here: {error}")
     assert observation["top"].shape == (48, 64, 3) and observation["state"].shape == (35,)
+
+
+def test_a_diverged_simulation_ends_the_episode_as_a_terminal_failure_and_says_so(monkeypatch):
+    env = AlohaEnv("aloha-transfer-cube")
+    observation, _ = env.reset(seed=0)
+
+    def diverge(action):
+        raise env._physics_error("Physics state is invalid. Warning(s) raised: mjWARN_BADQACC")
+
+    monkeypatch.setattr(env._env, "step", diverge)
+    chunked = ChunkStepEnv(env, horizon=3, gamma=0.5)
+    _, reward, terminated, truncated, info = chunked.step(np.repeat(observation[None, :14], 3, axis=0))
+    # no bootstrapping from a diverged state: terminal (not a time-limit truncation), a failure, counted
+    assert terminated and not truncated and reward == 0.0
+    assert info["diverged"] and not info["success"] and info["tau"] == 1 and "BADQACC" in info["physics_error"]

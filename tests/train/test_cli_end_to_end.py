@@ -84,7 +84,10 @@ def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tm
     assert (run / "checkpoints" / latest / "replay_online.npz").exists()
 
     evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
-    assert evaluated["episodes"] == 1.0 and evaluated["agent"] == "qc-fql"
+    assert evaluated["episodes"] == 1.0 and evaluated["agent"] == "qc-fql" and evaluated["acting"] == "sampled"
+    assert json.loads(chunkrl("eval", run, "--episodes", 1, "--deterministic").stdout)["acting"] == "deterministic"
+    saved = (run / "config.yaml").read_text()
+    assert "action_norm: none" in saved and "obs_norm: none" in saved  # OGBench: the official code's units
 
     chunkrl("plot", run)
     assert (run / "success.png").stat().st_size > 0
