@@ -8,12 +8,12 @@ import pytest
 import yaml
 
 from chunkrl import Policy
-from chunkrl.agents.configs import DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
-from chunkrl.config import TrainConfig
+from chunkrl.agents.configs import DiffusionQLConfig, SACAgentConfig
 from chunkrl.data.normalize import FILE, Normalizer
 from chunkrl.data.sources.lerobot import write_lerobot
 from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
 from chunkrl.train.loop import train
+from tests.conftest import tiny_config
 
 RANGE = np.array([3.0, 3.0])  # the data's actions lie in [-3, 3]: radians, say
 
@@ -35,23 +35,10 @@ def wide_lerobot(tmp_path_factory):
 
 
 def offline_config(folder, agent, **changes):
+    """An offline run without a simulator (``--env none``) on ``folder``: the tiny settings of the tests."""
     nets = dict(actor_hidden_dims=(16,), critic_hidden_dims=(16,))
-    values = dict(
-        agent=agent,
-        env="none",
-        dataset_path=folder,
-        offline_steps=4,
-        online_steps=0,
-        batch_size=8,
-        horizon=3,
-        log_interval=2,
-        checkpoint_interval=0,
-        tensorboard=False,
-        flow=FlowAgentConfig(**nets, flow_steps=2),
-        sac=SACAgentConfig(**nets, num_critics=2),
-        diffusion=DiffusionQLConfig(**nets, act_samples=4),
-    )
-    return TrainConfig(**{**values, **changes})
+    sections = dict(sac=SACAgentConfig(**nets, num_critics=2), diffusion=DiffusionQLConfig(**nets, act_samples=4))
+    return tiny_config(folder, agent=agent, env="none", horizon=3, **{**sections, **changes})
 
 
 @pytest.mark.parametrize("agent", ["qc-fql", "qc-rlpd", "diffusion-ql"])
