@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 from dataclasses import asdict, dataclass
@@ -69,21 +70,46 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+MAX_FILE_BYTES = 64 << 30
+"""The largest checkpoint file chunkrl reads (an online replay of millions of steps stays far below)."""
+
+
+def file_inside(directory: Path, name: object, what: str) -> Path:
+    """``directory / name`` where ``name`` is a plain file name (no folder, no ``..``, not absolute) of a
+    regular file of bounded size that does not lead elsewhere through a link: a checkpoint or run file can
+    name nothing outside its own directory, and no read can hang on a device or a FIFO."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise CheckpointError(
+            f"{what} names {name!r}, which is not a file name inside {directory}; it was tampered with"
+        )
+    path = Path(directory) / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise CheckpointError(f"{path} is not a regular file (a link, device or folder); {what} cannot be trusted")
+    if path.exists() and path.stat().st_size > MAX_FILE_BYTES:
+        raise CheckpointError(f"{path} is larger than {MAX_FILE_BYTES >> 30} GiB; it is not a chunkrl checkpoint file")
+    return path
+
+
 def verify_checkpoint(checkpoint: Path) -> None:
     """Raise ``CheckpointError`` naming the first file that is missing or differs from its recorded
-    checksum (checkpoints written before checksums were recorded are only checked for weights)."""
+    checksum (checkpoints written before checksums were recorded are only checked for weights). Every name
+    in ``checksums.json`` must be a regular file inside the checkpoint (see ``file_inside``)."""
     checkpoint = Path(checkpoint)
     if not (checkpoint / "model.safetensors").exists():
         raise CheckpointError(f"{checkpoint} is missing or incomplete (no model.safetensors)")
+    file_inside(checkpoint, "model.safetensors", "the checkpoint")
     listing = checkpoint / CHECKSUMS
     if not listing.exists():
         return
+    file_inside(checkpoint, CHECKSUMS, "the checkpoint")
     try:
         expected = json.loads(listing.read_text())
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{listing} cannot be read ({error})") from None
+    if not isinstance(expected, dict) or not all(isinstance(v, str) for v in expected.values()):
+        raise CheckpointError(f"{listing} is not a mapping of file names to checksums; it was tampered with")
     for name, digest in expected.items():
-        path = checkpoint / name
+        path = file_inside(checkpoint, name, str(listing))
         if not path.exists():
             raise CheckpointError(f"{path} is missing")
         if file_digest(path) != digest:
@@ -98,10 +124,13 @@ def latest_good_checkpoint(run_dir: Path, warn) -> Path:
     root = Path(run_dir) / "checkpoints"
     candidates = []
     latest = root / "latest"
-    if latest.exists():
-        candidates.append(root / latest.read_text().strip())
-    candidates += sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True)
     problems = []
+    if latest.exists():
+        try:
+            candidates.append(latest_target(root))
+        except CheckpointError as error:
+            problems.append(str(error))
+    candidates += sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True)
     for candidate in dict.fromkeys(candidates):  # each once, in order
         try:
             verify_checkpoint(candidate)
@@ -115,6 +144,17 @@ def latest_good_checkpoint(run_dir: Path, warn) -> Path:
     raise CheckpointError(f"no usable checkpoint in {root}: {'; '.join(problems) or 'none was written'}")
 
 
+def latest_target(root: Path) -> Path:
+    """The checkpoint ``root/latest`` names: a ``step_<n>`` folder of the same run, nothing else."""
+    latest = file_inside(root, "latest", "the run")
+    if latest.stat().st_size > 256:
+        raise CheckpointError(f"{latest} is not a checkpoint name (too long); it was tampered with")
+    name = latest.read_text().strip()
+    if not re.fullmatch(r"step_\d+", name):
+        raise CheckpointError(f"{latest} names {name!r}, not a step_<n> checkpoint of this run; it was tampered with")
+    return root / name
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint directory from a checkpoint or run directory (the run's latest checkpoint)."""
     path = Path(path)
@@ -122,7 +162,7 @@ def resolve_checkpoint(path: Path) -> Path:
         return path
     latest = path / "checkpoints" / "latest"
     if latest.exists():
-        candidate = path / "checkpoints" / latest.read_text().strip()
+        candidate = latest_target(path / "checkpoints")
         if (candidate / "model.safetensors").exists():
             return candidate
     raise CheckpointError(

@@ -147,3 +147,42 @@ def test_evaluating_a_corrupt_checkpoint_names_the_file(run_copy):
     (checkpoint(run_copy, 6) / "config.yaml").write_text("agent: qc-fql\n")  # edited after it was written
     with pytest.raises(CheckpointError, match="step_000000006/config.yaml is corrupt"):
         evaluate_checkpoint(run_copy, episodes=1)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("listing", "message"),
+    [
+        ({"../../../../dev/zero": "0" * 64}, "not a file name inside"),
+        ({"/etc/passwd": "0" * 64}, "not a file name inside"),
+        ({"zero": "0" * 64}, "not a regular file"),  # a link inside the checkpoint to /dev/zero
+        (["model.safetensors"], "not a mapping of file names to checksums"),
+    ],
+)
+def test_checksums_naming_anything_but_the_checkpoints_own_files_are_refused_without_reading(
+    run_copy, listing, message
+):
+    import json
+
+    from chunkrl import Policy
+    from chunkrl.train.loop import evaluate_checkpoint
+
+    target = checkpoint(run_copy, 6)
+    (target / "zero").symlink_to("/dev/zero")
+    (target / "checksums.json").write_text(json.dumps(listing))
+    for load in (ckpt_module.verify_checkpoint, lambda c: Policy.from_pretrained(c, device="cpu"), evaluate_checkpoint):
+        with pytest.raises(CheckpointError, match=message):
+            load(target)
+    warnings = []
+    assert latest_good_checkpoint(run_copy, warnings.append) == checkpoint(run_copy, 4)  # resume: the whole one
+    assert message in warnings[0]
+
+
+@pytest.mark.parametrize("content", ["/tmp/other_run/checkpoints/step_000000006", "../../other/step_1", "step_6\n..x"])
+def test_latest_names_only_a_step_of_its_own_run(run_copy, content):
+    (run_copy / "checkpoints" / "latest").write_text(content)
+    with pytest.raises(CheckpointError, match="not a step_<n> checkpoint of this run"):
+        ckpt_module.resolve_checkpoint(run_copy)
+    warnings = []
+    assert latest_good_checkpoint(run_copy, warnings.append) == checkpoint(run_copy, 6)  # resume: the newest step
+    assert "not a step_<n> checkpoint" in warnings[0]
