@@ -55,6 +55,7 @@ from chunkrl.train.setup import (
     RunDirectoryLock,
     agent_from_checkpoint,
     build_agent,
+    check_own_run,
     checkpoint_normalizer,
     load_dataset,
     new_run_dir,
@@ -501,6 +502,7 @@ def open_for_resume(path: Path, console) -> tuple[Path, Path | None, TrainConfig
         raise ckpt.CheckpointError(
             f"{path} is not a run directory (it has no config.yaml). Pass a directory written by `chunkrl train`."
         )
+    check_own_run(path)
     config = resolve_method(load_config(path / "config.yaml"))  # fills only what a hand edit left at None
     check_values(config)
     written = path / "checkpoints"
@@ -519,7 +521,9 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
     started = time.time()
     checkpoint = None
     console = Console(stderr=True, soft_wrap=True)
-    if resume is not None and (Path(resume) / "config.yaml").exists():
+    is_checkpoint = resume is not None and (Path(resume) / "model.safetensors").exists()  # refused below
+    if resume is not None and (Path(resume) / "config.yaml").exists() and not is_checkpoint:
+        check_own_run(Path(resume))
         saved = resolve_method(load_config(Path(resume) / "config.yaml"))
         if saved.seeds:  # several seeds: each seed_<n> directory is resumed from its own checkpoint
             from chunkrl.train.seeds import train_seeds

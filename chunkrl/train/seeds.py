@@ -25,6 +25,7 @@ from chunkrl.agents.stack import SeedStack
 from chunkrl.config import TrainConfig, save_config
 from chunkrl.files import write_atomically
 from chunkrl.train.loop import Trainer, build_trainer, open_for_resume, run_trainers
+from chunkrl.train.setup import mark_run
 
 
 def lane_config(config: TrainConfig, seed: int) -> TrainConfig:
@@ -45,6 +46,7 @@ def build_lanes(config: TrainConfig, run_dir: Path, resume: bool, console: Conso
             _, checkpoint, _ = open_for_resume(lane_dir, console)
         else:
             lane_dir.mkdir()
+            mark_run(lane_dir)
         save_config(lane, lane_dir / "config.yaml")
         trainer = build_trainer(lane, lane_dir, checkpoint, restart=resume and checkpoint is None, own_noise=True)
         trainer.label = f" seed {seed}"

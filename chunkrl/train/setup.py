@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import socket
@@ -89,7 +90,40 @@ def new_run_dir(config: TrainConfig, run_dir: Path | None, runs_root: Path = Pat
             f"Continue it with `chunkrl train --resume {run_dir}`, or pass another --run-dir."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark_run(run_dir)
     return run_dir
+
+
+RUN_MARKER = ".chunkrl-run"
+"""The file by which chunkrl knows a directory as a run it created (and so may resume and append to)."""
+
+
+def mark_run(run_dir: Path) -> None:
+    """Mark a directory chunkrl just created as its run."""
+    marker = {"created_by": "chunkrl", "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (Path(run_dir) / RUN_MARKER).write_text(json.dumps(marker) + "\n")
+
+
+def check_own_run(path: Path) -> None:
+    """Refuse to resume (and so append to, truncate or replace files in) a directory chunkrl did not create:
+    it must hold the run marker, or be a run from before markers, recognised by its checkpoints (its own, or
+    its seeds' for a run of several seeds)."""
+    path = Path(path)
+    if (path / RUN_MARKER).is_file():
+        return
+    checkpoints = [
+        *path.glob("checkpoints/step_*/model.safetensors"),
+        *path.glob("seed_*/checkpoints/step_*/model.safetensors"),
+    ]
+    if checkpoints:
+        mark_run(path)  # a run written before runs were marked: recognised by its checkpoints
+        return
+    raise ValueError(
+        f"{path} is not a run directory chunkrl created (it has no {RUN_MARKER} marker and no checkpoints), so "
+        "`--resume` will not train there: resuming appends to and truncates the logs in a run directory, and "
+        f"the files in {path} may be yours. Start a new run instead, e.g. `chunkrl train --config "
+        f"{path / 'config.yaml'} --run-dir NEW_DIR`."
+    )
 
 
 class RunDirectoryBusy(RuntimeError):

@@ -9,7 +9,7 @@ import pytest
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.files import write_atomically
 from chunkrl.train.loop import train
-from chunkrl.train.setup import RunDirectoryBusy, RunDirectoryLock
+from chunkrl.train.setup import RUN_MARKER, RunDirectoryBusy, RunDirectoryLock, new_run_dir
 from tests.conftest import tiny_config
 
 
@@ -36,13 +36,20 @@ def test_resuming_a_checkpoint_path_names_the_command_that_resumes_its_run(tiny_
     with pytest.raises(ValueError, match=f"resume its run with `chunkrl train --resume {run}`"):
         train(TrainConfig(), resume=checkpoint)
     assert sorted(p.name for p in checkpoint.iterdir()) == sorted(
-        ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml", "checksums.json"]
+        [
+            "model.safetensors",
+            "optimizer.pt",
+            "rng.pt",
+            "state.json",
+            "config.yaml",
+            "checksums.json",
+            "normalization.json",
+        ]
     ), "nothing may be written inside the checkpoint"
 
 
 def test_a_run_that_died_before_its_first_checkpoint_resumes_from_its_saved_config(tiny_puzzle_dataset, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = new_run_dir(TrainConfig(), tmp_path / "run")  # as `chunkrl train` makes it: marked as a chunkrl run
     save_config(tiny_config(tiny_puzzle_dataset, agent="qc-fql"), run / "config.yaml")
     (run / "train.csv").write_text("step,phase,loss/total\n2,offline,1.0\n")  # rows of the dead process
     summary = train(TrainConfig(), resume=run)
@@ -75,3 +82,27 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
         write_atomically(path, '{"status": "interrupted", "much": "more"}')
     assert path.read_text() == '{"status": "finished"}'
     assert list(tmp_path.iterdir()) == [path], "no temporary file is left behind"
+
+
+def test_resume_never_trains_in_a_folder_chunkrl_did_not_create(tiny_puzzle_dataset, tmp_path):
+    folder = tmp_path / "my_experiment"
+    folder.mkdir()
+    save_config(tiny_config(tiny_puzzle_dataset), folder / "config.yaml")  # a chunkrl-looking config
+    mine = {"train.csv": "step,phase,loss\n7,mine,0.5\n", "eval.csv": "step,success\n9,1.0\n", "summary.json": "{}"}
+    for name, text in mine.items():
+        (folder / name).write_text(text)
+    with pytest.raises(ValueError, match=f"not a run directory chunkrl created .*no {RUN_MARKER} marker"):
+        train(TrainConfig(), resume=folder)
+    assert {p.name for p in folder.iterdir()} == {"config.yaml", *mine}  # nothing added
+    for name, text in mine.items():
+        assert (folder / name).read_text() == text  # nothing replaced or truncated
+
+
+def test_a_run_from_before_markers_is_recognised_by_its_checkpoints_and_resumes(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset, offline_steps=2), run_dir=run)
+    (run / RUN_MARKER).unlink()
+    config = (run / "config.yaml").read_text().replace("offline_steps: 2", "offline_steps: 4")
+    (run / "config.yaml").write_text(config)
+    assert train(TrainConfig(), resume=run)["counters"]["offline_step"] == 4
+    assert (run / RUN_MARKER).is_file()
