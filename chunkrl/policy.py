@@ -72,19 +72,31 @@ class Policy:
         self.history.clear()
 
     def _flat(self, observation) -> np.ndarray:
+        """The observation as a checked flat float32 vector: the right size, and finite (a NaN or inf reading
+        from a sensor must stop the robot's policy, not become a NaN action)."""
         if isinstance(observation, dict):
             keys = ("observation.state", *self.config.state_keys)
             missing = [k for k in keys if k not in observation]
             if missing:
                 raise KeyError(f"the observation dict lacks {missing}; this policy reads {list(keys)}")
-            observation = np.concatenate([np.asarray(observation[k], np.float32).reshape(-1) for k in keys])
-        observation = np.asarray(observation, np.float32).reshape(-1)
+            observation = np.concatenate([self._array(observation[k]).reshape(-1) for k in keys])
+        observation = self._array(observation).reshape(-1)
         if observation.shape[0] != self.agent.observation_dim:
             raise ValueError(
                 f"observation of {observation.shape[0]} numbers; "
                 f"this policy was trained on {self.agent.observation_dim}"
             )
+        if not np.isfinite(observation).all():
+            bad = np.flatnonzero(~np.isfinite(observation)).tolist()
+            raise ValueError(f"the observation has NaN or infinite values at positions {bad[:10]}; no action taken")
         return observation
+
+    @staticmethod
+    def _array(value) -> np.ndarray:
+        try:
+            return np.asarray(value, np.float32)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"the observation is not an array of numbers ({type(value).__name__}: {error})") from None
 
     def predict_chunk(self, observation) -> np.ndarray:
         """The chunk [k, A] for this observation in the dataset's units: k actions (the agent's chunk; one for
@@ -96,12 +108,17 @@ class Policy:
         else:
             stacked, valid = stacked_history(self.history, self.agent.history_length)
             chunk = self.agent.act(stacked, deterministic=self.deterministic, history_valid=valid)
-        return self.normalizer.denormalize_actions(chunk.reshape(-1, self.agent.action_dim))
+        chunk = chunk.reshape(-1, self.agent.action_dim)
+        if self.agent.unit_actions:  # the agents' range, so that the data's units are never left
+            chunk = np.clip(chunk, -1.0, 1.0)
+        return self.normalizer.denormalize_actions(chunk)
 
     def select_action(self, observation) -> np.ndarray:
         """One action [A]: the next of the queued chunk, planning a new chunk when the queue is empty."""
         if not self.queue:
             self.queue.extend(self.predict_chunk(observation)[: self.execute_horizon])
-        elif self.agent.history_length > 1:
-            self.history.append(self.normalizer.normalize_observations(self._flat(observation)))
+            return self.queue.popleft()
+        flat = self._flat(observation)  # checked even while the chunk runs: a bad reading is an error every step
+        if self.agent.history_length > 1:
+            self.history.append(self.normalizer.normalize_observations(flat))
         return self.queue.popleft()

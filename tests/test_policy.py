@@ -117,3 +117,21 @@ def test_every_method_deploys_actions_of_the_action_size_in_the_datas_units(agen
     assert actions.shape == (40, action_dim)
     assert (np.abs(actions) <= scale + 1e-5).all()  # inside the data's range, in its units
     assert (np.abs(actions) > 1.0).any(axis=0)[[0, 2]].all()  # beyond the agents' [-1, 1] where the data is
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_or_malformed_observation_is_refused_even_while_a_chunk_runs(trained_run, bad):
+    policy = Policy.from_pretrained(trained_run, device="cpu")
+    observation = np.zeros(policy.agent.observation_dim, np.float32)
+    policy.select_action(observation)  # a chunk of 2 queued: the next step would not query the agent
+    broken = observation.copy()
+    broken[3] = bad
+    with pytest.raises(ValueError, match=r"NaN or infinite values at positions \[3\]"):
+        policy.select_action(broken)
+    with pytest.raises(ValueError, match="trained on"):
+        policy.select_action(observation[:5])
+    with pytest.raises(ValueError, match="not an array of numbers"):
+        policy.select_action({"observation.state": "forty"})
+    policy.reset()
+    with pytest.raises(ValueError, match="not an array of numbers|trained on"):
+        policy.select_action(None)
