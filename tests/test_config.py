@@ -62,6 +62,17 @@ def test_every_agent_section_checks_its_own_values():
         assert text in str(error.value)
 
 
+def test_ppo_values_that_compare_false_with_everything_are_refused_too():
+    from chunkrl.agents.configs import ChunkPPOConfig
+
+    bad = ChunkPPOConfig(clip=float("nan"), target_kl=-1.0, entropy_coef=float("inf"), value_clip=float("nan"))
+    problems = " ".join(bad.problems("ppo"))
+    for text in ("ppo.clip must be a number > 0 (got nan)", "ppo.target_kl must be a number > 0 (got -1.0)",
+                 "ppo.entropy_coef must be a number >= 0 (got inf)", "ppo.value_clip"):  # fmt: skip
+        assert text in problems
+    assert ChunkPPOConfig(target_kl=None, value_clip=None).problems("ppo") == []  # None: off
+
+
 def test_best_of_n_methods_get_their_sample_counts_unless_set():
     assert resolve_method(TrainConfig(agent="qc")).flow.num_samples == 64  # puzzle-3x3 (Table 5)
     assert resolve_method(TrainConfig(agent="bfn-n")).flow.num_samples == 4

@@ -6,6 +6,7 @@ Every agent config can ``summary()`` itself in one line (checkpoint errors quote
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -428,8 +429,14 @@ class ChunkPPOConfig(AgentSection):
             )
         if not 0.0 <= self.gae_lambda <= 1.0:
             problems.append(f"{section}.gae_lambda must be in [0, 1] (got {self.gae_lambda})")
-        if self.clip <= 0 or (self.value_clip is not None and self.value_clip <= 0):
-            problems.append(f"{section}.clip and value_clip must be > 0")
-        if self.temperature <= 0:
-            problems.append(f"{section}.temperature must be > 0 (got {self.temperature})")
+        positive = {"clip": self.clip, "temperature": self.temperature, "max_grad_norm": self.max_grad_norm}
+        optional = {"value_clip": self.value_clip, "target_kl": self.target_kl}  # None: off
+        positive.update({k: v for k, v in optional.items() if v is not None})
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0):  # NaN fails every comparison: check it explicitly
+                problems.append(f"{section}.{name} must be a number > 0 (got {value})")
+        for name in ("value_coef", "entropy_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{section}.{name} must be a number >= 0 (got {value})")
         return problems

@@ -63,6 +63,15 @@ class TokenizerSettings:
         return problems
 
 
+class TokenizerError(ValueError):
+    """A tokenizer's settings or file are malformed; the message says what and where."""
+
+
+MAX_SYMBOLS = 0xD800 - SYMBOL_BASE
+"""Symbols are characters from SYMBOL_BASE up to the UTF-16 surrogates: a scale whose alphabet would not fit
+(about scale * sqrt(h) > 17,000) is refused."""
+
+
 class ChunkTokenizer:
     """Chunks ``[h, A]`` <-> token sequences; see the module docstring for the steps."""
 
@@ -76,27 +85,53 @@ class ChunkTokenizer:
         bpe_json: str | None = None,
         max_tokens: int | None = None,
     ):
-        self.horizon, self.action_dim, self.scale = int(horizon), int(action_dim), float(scale)
-        self.low = np.asarray(low, dtype=np.float64).reshape(action_dim)
-        self.high = np.asarray(high, dtype=np.float64).reshape(action_dim)
-        if np.any(self.high <= self.low):
-            raise ValueError("tokenizer: every action dimension needs high > low")
+        try:
+            self.horizon, self.action_dim, self.scale = int(horizon), int(action_dim), float(scale)
+            self.low = np.asarray(low, dtype=np.float64).reshape(self.action_dim)
+            self.high = np.asarray(high, dtype=np.float64).reshape(self.action_dim)
+        except (TypeError, ValueError) as error:
+            raise TokenizerError(f"tokenizer: malformed sizes or bounds ({error})") from None
+        if self.horizon < 1 or self.action_dim < 1:
+            raise TokenizerError(f"tokenizer: horizon and action_dim must be >= 1 (got {horizon}, {action_dim})")
+        if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()) or np.any(self.high <= self.low):
+            raise TokenizerError("tokenizer: every action dimension needs finite bounds with high > low")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise TokenizerError(f"tokenizer: scale must be a positive number (got {scale})")
         self.bound = math.ceil(self.scale * math.sqrt(self.horizon))
         self.num_symbols = 2 * self.bound + 1
+        if self.num_symbols > MAX_SYMBOLS:
+            raise TokenizerError(
+                f"tokenizer: scale {self.scale} needs {self.num_symbols} symbols for chunks of {self.horizon}, "
+                f"more than the {MAX_SYMBOLS} available; use a smaller --ppo.tokenizer.scale"
+            )
         self.bpe_json = bpe_json
         self.max_tokens = max_tokens or self.horizon * self.action_dim
+        if not (isinstance(self.max_tokens, int) and 1 <= self.max_tokens <= self.horizon * self.action_dim):
+            raise TokenizerError(
+                f"tokenizer: max_tokens must be between 1 and {self.horizon * self.action_dim} (got {max_tokens})"
+            )
         """Tokens a policy may emit per chunk: all symbols without BPE; with BPE 1.5 times the longest
         fitted chunk (at most the symbol count)."""
         self._bpe = None
         self._pieces: list[np.ndarray] | None = None
         if bpe_json is not None:
-            from tokenizers import Tokenizer
+            self._load_bpe(bpe_json)
 
+    def _load_bpe(self, bpe_json: str) -> None:
+        """The BPE vocabulary: every token a sequence of this tokenizer's symbols, ids 0 .. size - 1."""
+        from tokenizers import Tokenizer
+
+        try:
             self._bpe = Tokenizer.from_str(bpe_json)
-            vocab = self._bpe.get_vocab()
-            self._pieces = [np.zeros(0, dtype=np.int64)] * len(vocab)
-            for text, index in vocab.items():
-                self._pieces[index] = np.fromiter((ord(c) - SYMBOL_BASE for c in text), dtype=np.int64)
+        except Exception as error:  # tokenizers raises its own exception types for malformed JSON
+            raise TokenizerError(f"tokenizer: the BPE vocabulary cannot be read ({error})") from None
+        vocab = self._bpe.get_vocab()
+        self._pieces = [np.zeros(0, dtype=np.int64)] * len(vocab)
+        for text, index in vocab.items():
+            symbols = np.fromiter((ord(c) - SYMBOL_BASE for c in text), dtype=np.int64)
+            if not (0 <= index < len(vocab)) or not text or symbols.min() < 0 or symbols.max() >= self.num_symbols:
+                raise TokenizerError(f"tokenizer: the BPE vocabulary has a malformed entry {text!r} -> {index}")
+            self._pieces[index] = symbols
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -225,6 +260,13 @@ class ChunkTokenizer:
 
     @classmethod
     def from_json(cls, text: str) -> ChunkTokenizer:
-        data = json.loads(text)
+        """``to_json``'s output; anything else is a ``TokenizerError`` saying what is wrong."""
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise TokenizerError(f"tokenizer: not JSON ({error})") from None
         keys = ("horizon", "action_dim", "low", "high", "scale", "bpe", "max_tokens")
+        missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise TokenizerError(f"tokenizer: the file lacks {missing}")
         return cls(*(data[k] for k in keys))

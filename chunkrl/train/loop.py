@@ -162,7 +162,7 @@ class Trainer:
         raise NonFiniteLoss(
             f"The loss became NaN or infinite at step {int(self._first_nonfinite)} "
             f"({'online' if self.counters.online_step else 'offline'} phase). The run stopped; {kept}. "
-            "Try a lower learning rate or a smaller alpha."
+            "Try a lower learning rate; the rows of train.csv before that step show which loss grew."
         )
 
     def maybe_log(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:

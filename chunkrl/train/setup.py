@@ -334,14 +334,17 @@ def prepare_tokenizer(
     the bounds of ``action_space``, without BPE (said on the console)."""
     from chunkrl.agents.ppo import TOKENIZER_FILE
     from chunkrl.data.chunks import ChunkSampler, ChunkSpec
-    from chunkrl.nets.tokenizer import ChunkTokenizer
+    from chunkrl.nets.tokenizer import ChunkTokenizer, TokenizerError
     from chunkrl.train.checkpoint import CheckpointError
 
     if source is not None:
         path = Path(source) / TOKENIZER_FILE
         if not path.exists():
             raise CheckpointError(f"{source} has no {TOKENIZER_FILE}: it was not written by chunk-bc or chunk-ppo")
-        tokenizer = ChunkTokenizer.from_json(path.read_text())
+        try:
+            tokenizer = ChunkTokenizer.from_json(path.read_text())
+        except (TokenizerError, OSError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{path} cannot be used: {error}. The checkpoint's tokenizer was damaged") from None
         if (tokenizer.horizon, tokenizer.action_dim) != (config.horizon, action_dim):
             raise CheckpointError(
                 f"{path} tokenizes chunks of {tokenizer.horizon} x {tokenizer.action_dim} actions, this run has "

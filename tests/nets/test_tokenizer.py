@@ -87,3 +87,30 @@ def test_no_chunk_in_range_leaves_the_symbol_alphabet(horizon):
     extreme[1] *= -1
     symbols = tokenizer.symbols(extreme)
     assert symbols.min() >= 0 and symbols.max() < tokenizer.num_symbols
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("low"), r"lacks \['low'\]"),
+        (lambda d: d.update(low=[float("nan")] * len(d["low"])), "finite bounds"),
+        (lambda d: d.update(high=d["low"]), "high > low"),
+        (lambda d: d.update(scale=1e9), "symbols"),
+        (lambda d: d.update(scale=-1.0), "scale must be a positive number"),
+        (lambda d: d.update(max_tokens=10**9), "max_tokens must be between"),
+        (lambda d: d.update(bpe="garbage"), "BPE vocabulary cannot be read"),
+        (lambda d: d.update(bpe=d["bpe"].replace('"model"', '"mode1"', 1)), "BPE vocabulary cannot be read"),
+    ],
+)
+def test_a_tampered_tokenizer_file_is_refused_saying_what_is_wrong(change, message):
+    import json
+
+    from chunkrl.nets.tokenizer import TokenizerError
+
+    chunks = np.random.default_rng(0).uniform(-1, 1, (300, 3, 2))
+    data = json.loads(ChunkTokenizer.fit(chunks, TokenizerSettings(vocab_size=64)).to_json())
+    change(data)
+    with pytest.raises(TokenizerError, match=message):
+        ChunkTokenizer.from_json(json.dumps(data))
+    with pytest.raises(TokenizerError, match="not JSON"):
+        ChunkTokenizer.from_json("{{{")
