@@ -26,10 +26,59 @@ def parse_seeds(texts: list[str]) -> list[int]:
     for text in texts:
         first, _, last = text.partition("-")
         try:
-            seeds += list(range(int(first), int(last) + 1)) if last else [int(first)]
+            low, high = int(first), int(last or first)
         except ValueError:
             raise ValueError(f"--seeds takes whole numbers or ranges like 0-4 (got {text!r})") from None
+        if high < low:
+            raise ValueError(f"--seeds {text} is an empty range; write it lowest first: {high}-{low}")
+        seeds += list(range(low, high + 1))
+    if not seeds:
+        raise ValueError("--seeds names no seed")
     return sorted(dict.fromkeys(seeds))
+
+
+def settings_dict(settings: list[str]) -> dict:
+    """``--set`` values as a nested config mapping: ``flow.alpha=300`` -> ``{"flow": {"alpha": 300}}``; values are
+    read as YAML (``300``, ``true``, ``[1, 2]``); ``key=`` alone is a flag (``no_key=``: the flag off)."""
+    import yaml
+
+    nested: dict = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value (got {setting!r}), e.g. --set flow.alpha=300")
+        *sections, name = key.replace("-", "_").split(".")
+        if value.strip():
+            parsed = yaml.safe_load(value) if len(value.split()) == 1 else [yaml.safe_load(v) for v in value.split()]
+        else:
+            parsed = not name.startswith("no_")
+            name = name.removeprefix("no_")
+        target = nested
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = parsed
+    return nested
+
+
+def check_sweep(sweep: Sweep) -> None:
+    """Every trial's configuration as its run will check it (agent and environment names, every ``--set``
+    key and value, ranges), before any trial or directory is made: a mistake fails once, with its message."""
+    from chunkrl.config import TrainConfig, check_values, from_dict, load_config, to_dict
+    from chunkrl.train.setup import resolve_method
+
+    def merged(base: dict, changes: dict) -> dict:
+        out = dict(base)
+        for key, value in changes.items():
+            out[key] = merged(base.get(key, {}), value) if isinstance(value, dict) else value
+        return out
+
+    preset = to_dict(load_config(sweep.config) if sweep.config else TrainConfig())
+    values = merged(preset, settings_dict(sweep.settings))
+    for agent in sweep.agents:
+        for env in sweep.envs:
+            config = from_dict(TrainConfig, {**values, "agent": agent, "env": env}, "--set")
+            check_values(config)
+            check_values(resolve_method(config))  # unknown agent or environment names list close matches
 
 
 def setting_flags(settings: list[str]) -> list[str]:
@@ -107,6 +156,7 @@ def run_sweep(
     sweep: Sweep, workers: int = 1, ray_address: str | None = None, report: Callable[[Trial], None] | None = None
 ) -> list[Trial]:
     """Run every trial not yet finished (each failed one retried once); the trials with their outcome."""
+    check_sweep(sweep)
     trials = sweep.trials()
     pending = []
     for trial in trials:

@@ -18,6 +18,25 @@ def test_seed_ranges_and_settings():
     ]  # fmt: skip
     with pytest.raises(ValueError, match="key=value"):
         setting_flags(["alpha"])
+    with pytest.raises(ValueError, match="5-1 is an empty range; write it lowest first: 1-5"):
+        parse_seeds(["5-1"])
+
+
+@pytest.mark.parametrize(
+    ("agents", "envs", "settings", "message"),
+    [
+        (["qc-fq"], ["puzzle-3x3-play-singletask-task1-v0"], [], "Unknown agent 'qc-fq'"),
+        (["qc-fql"], ["puzzle-3x3-play-singletask-task9-v0"], [], "task9"),
+        (["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], ["flow.alpah=3"], r"unknown option\(s\) \['alpah'\]"),
+        (["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], ["batch_size=big"], "batch_size: 'big' is not a valid"),
+        (["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], ["batch_size=0"], "batch_size must be >= 1"),
+    ],
+)
+def test_a_sweep_checks_every_trial_before_it_starts_one(tmp_path, agents, envs, settings, message):
+    sweep = Sweep(agents, envs, [0, 1], tmp_path / "sweep", settings)
+    with pytest.raises(ValueError, match=message):
+        run_sweep(sweep)
+    assert not (tmp_path / "sweep").exists()  # no trial ran, no folder was made
 
 
 def test_bootstrap_ci_by_hand():
@@ -47,9 +66,12 @@ def test_sweep_process_pool_resumes_and_retries(tiny_puzzle_dataset, tmp_path):
     assert [t.status for t in again] == ["skipped (finished)"] * 2
     rows = list(csv.DictReader((sweep.out / "sweep.csv").open()))
     assert len(rows) == 2 and rows[1]["seed"] == "1" and rows[0]["success"] != ""
-    broken = Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [7], tmp_path / "bad", ["batch_size=0"])
+    missing = tmp_path / "missing.npz"  # valid settings, but the trial fails when it runs
+    broken = Sweep(
+        ["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [7], tmp_path / "bad", [f"dataset_path={missing}"]
+    )
     (failed,) = run_sweep(broken)
-    assert failed.status == "failed" and failed.attempts == 2 and "batch_size must be >= 1" in failed.error
+    assert failed.status == "failed" and failed.attempts == 2 and "missing.npz" in failed.error
     # report and plot over the sweep's runs: one row / one curve per method and task, seeds grouped
     runs = [t.run_dir for t in trials]
     table = report_table(runs)

@@ -127,6 +127,7 @@ class Trainer:
     counters: ckpt.Counters = field(default_factory=ckpt.Counters)
     evaluations: dict = field(default_factory=dict)
     signals: StopSignals | None = None
+    earlier_wall_seconds: float = 0.0  # wall time of the run's segments before this resume
     _last_log: tuple[float, int] = (0.0, 0)
     _saved_step: int | None = None
     _first_nonfinite: torch.Tensor | None = None  # on the device: step of the first non-finite loss, or -1
@@ -343,7 +344,7 @@ class Trainer:
             "seed": self.config.seed,
             "counters": asdict(self.counters),
             "evaluations": self.evaluations,
-            "wall_seconds": time.time() - started,
+            "wall_seconds": self.earlier_wall_seconds + time.time() - started,  # every segment of the run
             "device": str(self.device),
         }
 
@@ -445,7 +446,10 @@ def build_trainer(
         online = ckpt.load_online_steps(checkpoint)
         if online is not None:
             replay.extend(online)
-        trainer.evaluations = previous_evaluations(run_dir / "summary.json", logger.console)
+        previous = previous_summary(run_dir / "summary.json", logger.console)
+        trainer.evaluations = previous.get("evaluations", {})
+        wall = previous.get("wall_seconds", 0.0)
+        trainer.earlier_wall_seconds = float(wall) if isinstance(wall, int | float) and wall >= 0 else 0.0
     elif initial is not None:
         ckpt.verify_checkpoint(initial)
         ckpt.load_initial_weights(agent, initial, config.allow_partial_init, logger.console)
@@ -458,14 +462,17 @@ def build_trainer(
     return trainer
 
 
-def previous_evaluations(path: Path, console) -> dict:
-    """The evaluations recorded in a run's summary.json; a missing or unreadable file (it is derived
-    and never blocks a resume) gives none."""
+def previous_summary(path: Path, console) -> dict:
+    """A run's summary.json before a resume (its evaluations and wall time so far); a missing or unreadable
+    file (it is derived and never blocks a resume) gives none."""
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text()).get("evaluations", {})
-    except (OSError, ValueError, AttributeError) as error:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict) or not isinstance(summary.get("evaluations", {}), dict):
+            raise ValueError("not a chunkrl summary (a JSON object with evaluations)")
+        return summary
+    except (OSError, ValueError) as error:
         console.print(f"[yellow]ignoring {path}: {error}; the resumed run writes a new one[/]")
         return {}
 

@@ -106,3 +106,14 @@ def test_a_run_from_before_markers_is_recognised_by_its_checkpoints_and_resumes(
     (run / "config.yaml").write_text(config)
     assert train(TrainConfig(), resume=run)["counters"]["offline_step"] == 4
     assert (run / RUN_MARKER).is_file()
+
+
+def test_a_resumed_runs_wall_time_counts_every_segment(tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset, offline_steps=2), run_dir=run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["wall_seconds"] = 1000.0  # as if the first segment had taken 1000 s
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("offline_steps: 2", "offline_steps: 4"))
+    resumed = train(TrainConfig(), resume=run)
+    assert 1000.0 < resumed["wall_seconds"] < 1000.0 + 600  # the earlier segment plus this one
