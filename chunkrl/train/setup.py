@@ -213,6 +213,13 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
     from chunkrl.data.sources.robomimic import is_robomimic_file, read_robomimic
 
     given = Path(config.dataset_path).expanduser() if config.dataset_path is not None else None
+    if given is not None and not given.exists():
+        raise DatasetError(f"--dataset-path {given} does not exist")
+    if given is not None and given.is_dir() and not is_lerobot_dataset(given):
+        raise DatasetError(
+            f"--dataset-path {given} is a folder but not a LeRobot v3 dataset (it has no meta/info.json). Pass a "
+            "LeRobot v3 folder, an OGBench .npz file or a robomimic .hdf5 file."
+        )
     if given is not None and is_lerobot_dataset(given):
         path, store = given, read_lerobot(given, config.state_keys, config.reward_from, extra_capacity)
     elif given is not None and is_robomimic_file(given):
@@ -231,7 +238,27 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
     console.print(f"dataset {path}: {store.size} transitions in {store.num_trajectories} trajectories")
     if env is not None:
         check_dimensions(store, env, path)
+    check_lengths(store, config, path, console)
     return store
+
+
+def check_lengths(store: Trajectories, config: TrainConfig, path: Path, console) -> None:
+    """Trajectories shorter than the chunk give chunks cut short: said, and refused where no chunk would be a
+    TD sample (``mask`` leaves every cut chunk out of the TD loss)."""
+    ends = np.flatnonzero(store.ends[: store.size])
+    lengths = np.diff(np.concatenate([[-1], ends]))
+    short = int((lengths < config.horizon).sum())
+    if not short:
+        return
+    if short == len(lengths) and config.boundary == "mask":
+        raise DatasetError(
+            f"{path}: every trajectory is shorter than the horizon {config.horizon} (longest {lengths.max()} steps), "
+            "so with --boundary mask no chunk is a TD sample. Use a smaller --horizon or --boundary truncate."
+        )
+    console.print(
+        f"[yellow]{path}: {short} of {len(lengths)} trajectories are shorter than the horizon {config.horizon} "
+        f"(shortest {lengths.min()} steps); their chunks are cut short ({config.boundary} mode)[/]"
+    )
 
 
 def check_dimensions(store: Trajectories, env, path: Path) -> None:

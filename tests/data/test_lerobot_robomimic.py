@@ -14,11 +14,19 @@ from chunkrl.data.trajectories import DatasetError
 from tests.conftest import make_store
 
 
+def feature_of(values) -> dict:
+    """A feature entry of info.json as LeRobot writes it (dtype, shape, names)."""
+    values = np.asarray(values)
+    dtype = "float32" if values.dtype.kind == "f" else "bool" if values.dtype == bool else str(values.dtype)
+    return {"dtype": dtype, "shape": [values.shape[1] if values.ndim == 2 else 1], "names": None}
+
+
 def write_frames(root, columns, features=None):
     """A minimal LeRobot v3 folder, as LeRobot writes it: info.json and one data parquet file."""
     (root / "meta").mkdir(parents=True)
     (root / "data" / "chunk-000").mkdir(parents=True)
-    info = {"codebase_version": "v3.0", "fps": 10, "features": features or {k: {} for k in columns}}
+    features = features or {k: feature_of(v) for k, v in columns.items()}
+    info = {"codebase_version": "v3.0", "fps": 10, "features": features}
     (root / "meta" / "info.json").write_text(json.dumps(info))
     table = {}
     for key, values in columns.items():
@@ -162,3 +170,68 @@ def test_robomimic_demos_with_the_papers_reward_offset(tmp_path):
     assert only.observations.shape == (5, 3)
     with pytest.raises(DatasetError, match="no obs keys"):
         read_robomimic(path, keys=("nope",))
+
+
+def lerobot_with(tmp_path, edit_info=None, **changed_columns):
+    """A valid two-episode folder (rewards given), then ``edit_info(info)`` and the changed columns."""
+    columns = frames(**{"next.reward": [0.0, 0.0, 1.0, 0.0, 0.0]})
+    features = {k: feature_of(v) for k, v in columns.items()}
+    columns.update(changed_columns)
+    root = write_frames(tmp_path / "ds", columns, features)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    if edit_info is not None:
+        info = edit_info(info)
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("edit_info", "columns", "message"),
+    [
+        (lambda info: [info], {}, "not a LeRobot info.json"),
+        (lambda info: {**info, "codebase_version": "v2.1"}, {}, "codebase_version 'v2.1'.*convert_dataset_v21_to_v30"),
+        (lambda info: {**info, "codebase_version": "v99"}, {}, "says codebase_version 'v99'"),
+        (lambda info: {**info, "fps": 0}, {}, "fps"),
+        (lambda info: {**info, "total_episodes": 7}, {}, "total_episodes 7, the data files hold 2 episodes"),
+        (lambda info: {**info, "features": {**info["features"], "action": {"dtype": "float32", "shape": [3]}}}, {},
+         r"'action' holds vectors of 1 numbers, meta/info.json says shape \[3\]"),
+        (None, {"index": [0, 1, 1, 3, 4]}, "'index' column repeats values"),
+        (None, {"frame_index": [0, 1, 1, 0, 1]}, "episode 0 has frame 1 more than once"),
+        (None, {"next.reward": ["a", "b", "c", "d", "e"]}, "column 'next.reward' holds string values, not numbers"),
+    ],
+)  # fmt: skip
+def test_a_malformed_lerobot_folder_is_refused_naming_the_file_and_field(tmp_path, edit_info, columns, message):
+    root = lerobot_with(tmp_path, edit_info, **columns)
+    with pytest.raises(DatasetError, match=message):
+        read_lerobot(root)
+
+
+def test_a_ragged_vector_column_is_named(tmp_path):
+    root = lerobot_with(tmp_path)
+    file = root / "data" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(file)
+    ragged = pa.array([[0.0, 0.0], [1.0], [2.0, 2.0], [10.0, 10.0], [11.0, 11.0]], pa.list_(pa.float32()))
+    pq.write_table(table.set_column(table.column_names.index("observation.state"), "observation.state", ragged), file)
+    with pytest.raises(DatasetError, match="column 'observation.state' holds vectors of lengths 1 to 2"):
+        read_lerobot(root)
+
+
+def test_frames_out_of_order_or_interleaved_read_as_their_episodes(tmp_path):
+    ordered = read_lerobot(lerobot_with(tmp_path / "a")).step_arrays()
+    shuffle = [3, 0, 4, 2, 1]  # episodes interleaved, frames out of order
+    columns = {k: [v[i] for i in shuffle] for k, v in frames(**{"next.reward": [0.0, 0.0, 1.0, 0.0, 0.0]}).items()}
+    shuffled = read_lerobot(write_frames(tmp_path / "b" / "ds", columns)).step_arrays()
+    for name in ("observations", "actions", "rewards", "terminals", "ends", "next_observations"):
+        np.testing.assert_array_equal(getattr(shuffled, name), getattr(ordered, name), err_msg=name)
+
+
+def test_a_folder_that_is_not_a_lerobot_dataset_is_not_called_a_corrupt_npz(tmp_path):
+    from rich.console import Console
+
+    from chunkrl.config import TrainConfig
+    from chunkrl.train.setup import load_dataset
+
+    (tmp_path / "videos_only" / "videos").mkdir(parents=True)
+    config = TrainConfig(env="none", dataset_path=tmp_path / "videos_only", online_steps=0)
+    with pytest.raises(DatasetError, match=r"is a folder but not a LeRobot v3 dataset \(it has no meta/info.json\)"):
+        load_dataset(config, None, 0, Console(quiet=True))

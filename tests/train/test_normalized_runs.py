@@ -77,3 +77,17 @@ def test_unnormalised_actions_the_agent_cannot_emit_are_refused_with_the_fix(wid
     with pytest.raises(DatasetError, match=r"reach 3.*--action-norm min_max"):
         train(offline_config(wide_lerobot, "qc-fql", action_norm="none"), run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing was trained: no run directory left behind
+
+
+def test_a_dataset_of_trajectories_shorter_than_the_chunk_is_refused_where_no_chunk_could_train(tmp_path):
+    n = 12
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(n, 5)).astype(np.float32)
+    ends = np.zeros(n, bool)
+    ends[1::2] = True  # six trajectories of 2 steps
+    steps = StepArrays(observations, rng.uniform(-1, 1, (n, 2)).astype(np.float32), -np.ones(n, np.float32),
+                       np.zeros(n, bool), ends, observations)  # fmt: skip
+    folder = write_lerobot(Trajectories.from_arrays(steps), tmp_path / "short")
+    with pytest.raises(DatasetError, match="every trajectory is shorter than the horizon 3"):
+        train(offline_config(folder, "qc-fql", boundary="mask"), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -32,12 +32,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydantic
 
 from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 """The quantiles LeRobot's ``compute_stats`` records (``lerobot/datasets/compute_stats.py``)."""
-SCALAR_COLUMNS = ("episode_index", "index", "next.reward", "next.success", "next.done", "next.truncated")
+SCALAR_COLUMNS = ("episode_index", "frame_index", "index", "next.reward", "next.success", "next.done", "next.truncated")
 
 INFO = Path("meta") / "info.json"
 REWARD_CHOICES = ("dataset", "success", "constant")
@@ -56,12 +57,62 @@ def _pyarrow():
     return pa, pq
 
 
-def _column(table, name: str) -> np.ndarray:
+def _column(table, name: str, path: Path, numeric: bool = True) -> np.ndarray:
+    """A column as a numpy array ([rows] or [rows, width] for vectors); a ragged, empty-vector, null or (with
+    ``numeric``) non-numeric column is a ``DatasetError`` naming the folder and the column."""
     column = table.column(name).combine_chunks()
-    if hasattr(column, "flatten") and str(column.type).startswith(("list", "fixed_size_list", "large_list")):
-        width = len(column[0]) if len(column) else 0
-        return np.asarray(column.flatten().to_numpy(zero_copy_only=False)).reshape(len(column), width)
-    return np.asarray(column.to_numpy(zero_copy_only=False))
+    if column.null_count:
+        raise DatasetError(f"{path}: column '{name}' has {column.null_count} missing values")
+    if str(column.type).startswith(("list", "fixed_size_list", "large_list")):
+        lengths = np.asarray(column.value_lengths().to_numpy(zero_copy_only=False)) if len(column) else np.zeros(0)
+        if len(lengths) and (lengths.min() != lengths.max() or lengths.max() == 0):
+            raise DatasetError(
+                f"{path}: column '{name}' holds vectors of lengths {lengths.min()} to {lengths.max()}; every frame "
+                "needs the same non-zero length"
+            )
+        values = np.asarray(column.flatten().to_numpy(zero_copy_only=False))
+        values = values.reshape(len(column), int(lengths[0]) if len(lengths) else 0)
+    else:
+        values = np.asarray(column.to_numpy(zero_copy_only=False))
+    if numeric and not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise DatasetError(f"{path}: column '{name}' holds {column.type} values, not numbers")
+    return values
+
+
+class _Feature(pydantic.BaseModel):
+    """A feature of ``meta/info.json`` (LeRobot's ``features`` entries: dtype, shape, names)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+    dtype: str
+    shape: list[int] | None = None
+
+
+class _Info(pydantic.BaseModel):
+    """What chunkrl reads of ``meta/info.json`` (``lerobot/datasets/utils.py``, ``create_empty_dataset_info``)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+    codebase_version: str
+    fps: float = pydantic.Field(gt=0)
+    features: dict[str, _Feature]
+    total_episodes: int | None = pydantic.Field(default=None, ge=0)
+
+
+def read_info(path: Path) -> _Info:
+    """``meta/info.json``, checked: a v3 dataset with positive fps and typed features."""
+    file = path / INFO
+    try:
+        info = _Info.model_validate_json(file.read_bytes())
+    except OSError as error:
+        raise DatasetError(f"{file} cannot be read ({error})") from None
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in error.errors()[:5])
+        raise DatasetError(f"{file} is not a LeRobot info.json ({problems})") from None
+    if not info.codebase_version.startswith("v3."):
+        raise DatasetError(
+            f"{file} says codebase_version {info.codebase_version!r}; chunkrl reads LeRobot v3 datasets. Convert it "
+            "with LeRobot's converter (python -m lerobot.datasets.v30.convert_dataset_v21_to_v30)."
+        )
+    return info
 
 
 def read_lerobot(
@@ -72,24 +123,18 @@ def read_lerobot(
     path = Path(path)
     if not is_lerobot_dataset(path):
         raise DatasetError(f"{path} is not a LeRobot v3 dataset: {path / INFO} is missing")
-    info = json.loads((path / INFO).read_text())
-    files = sorted((path / "data").glob("chunk-*/*.parquet"))
-    if not files:
-        raise DatasetError(f"{path / 'data'} holds no chunk-*/file-*.parquet files")
-    import pyarrow as pa
-
-    wanted = {"observation.state", "action", "next.observation.state", *SCALAR_COLUMNS, *extra_keys}
-    present = set(pq.read_schema(files[0]).names)
-    table = pa.concat_tables([pq.read_table(f, columns=sorted(wanted & present)) for f in files])
+    info = read_info(path)
+    table = _frames(path, {"observation.state", "action", "next.observation.state", *SCALAR_COLUMNS, *extra_keys})
     names = set(table.column_names)
-    features = info.get("features", {})
     for key in ("observation.state", "action", "episode_index", *extra_keys):
         if key not in names:
-            known = sorted(k for k in features if k.startswith("observation"))
+            known = sorted(k for k in info.features if k.startswith("observation"))
             raise DatasetError(f"{path}: the frames have no '{key}' column (observation features: {known})")
-    order = np.argsort(_column(table, "index"), kind="stable") if "index" in names else np.arange(table.num_rows)
-    get = lambda name: _column(table, name)[order]  # noqa: E731
+    columns = {name: _column(table, name, path) for name in names}
+    order = _frame_order(columns, path)
+    get = lambda name: columns[name][order]  # noqa: E731
     episodes = get("episode_index").reshape(-1)
+    _check_against_info(info, columns, episodes, path)
     parts = [get(k).reshape(len(episodes), -1).astype(np.float32) for k in ("observation.state", *extra_keys)]
     observations = np.concatenate(parts, axis=1)
     actions = get("action").reshape(len(episodes), -1).astype(np.float32)
@@ -125,6 +170,63 @@ def read_lerobot(
     else:
         steps = _without_unknown_next(observations, actions, rewards, terminals, ends, path)
     return Trajectories.from_arrays(steps, capacity=len(steps.rewards) + extra_capacity)
+
+
+def _frames(path: Path, wanted: set[str]):
+    """The frame table of every data file, only the ``wanted`` columns that exist (image columns can be
+    gigabytes); files whose columns disagree are named."""
+    pa, pq = _pyarrow()
+    files = sorted((path / "data").glob("chunk-*/*.parquet"))
+    if not files:
+        raise DatasetError(f"{path / 'data'} holds no chunk-*/file-*.parquet files")
+    tables = []
+    for file in files:
+        try:
+            present = set(pq.read_schema(file).names)
+            tables.append(pq.read_table(file, columns=sorted(wanted & present)))
+        except (OSError, pa.ArrowException) as error:
+            raise DatasetError(f"{file} cannot be read as parquet ({error})") from None
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except pa.ArrowException as error:
+        raise DatasetError(f"{path}: the data files' columns disagree ({error})") from None
+
+
+def _frame_order(columns: dict[str, np.ndarray], path: Path) -> np.ndarray:
+    """Frames in episode order: by episode, then frame_index (or the global index); a frame that appears
+    twice is refused (it would reorder or repeat steps)."""
+    episodes = columns["episode_index"].reshape(-1)
+    within = columns.get("frame_index", columns.get("index"))
+    if within is None:
+        within = np.arange(len(episodes))
+    within = within.reshape(-1)
+    order = np.lexsort((within, episodes))
+    pairs = np.stack([episodes[order], within[order]], axis=1)
+    repeated = np.flatnonzero((pairs[1:] == pairs[:-1]).all(axis=1))
+    if len(repeated):
+        episode, frame = pairs[repeated[0]]
+        raise DatasetError(f"{path}: episode {episode} has frame {frame} more than once; the data files overlap")
+    if "index" in columns and len(np.unique(columns["index"])) != len(episodes):
+        raise DatasetError(f"{path}: the 'index' column repeats values; each frame needs its own index")
+    return order
+
+
+def _check_against_info(info: _Info, columns: dict[str, np.ndarray], episodes: np.ndarray, path: Path) -> None:
+    """The frames agree with ``meta/info.json``: the episode count and every vector feature's shape."""
+    count = len(np.unique(episodes))
+    if info.total_episodes is not None and info.total_episodes != count:
+        raise DatasetError(
+            f"{path / INFO} says total_episodes {info.total_episodes}, the data files hold {count} episodes; "
+            "files are missing or the metadata is stale"
+        )
+    for name, values in columns.items():
+        feature = info.features.get(name)
+        if feature is None or feature.shape is None or values.ndim != 2:
+            continue
+        if int(np.prod(feature.shape)) != values.shape[1]:
+            raise DatasetError(
+                f"{path}: column '{name}' holds vectors of {values.shape[1]} numbers, {INFO} says shape {feature.shape}"
+            )
 
 
 def _without_unknown_next(observations, actions, rewards, terminals, ends, path: Path) -> StepArrays:
