@@ -235,3 +235,31 @@ def test_a_folder_that_is_not_a_lerobot_dataset_is_not_called_a_corrupt_npz(tmp_
     config = TrainConfig(env="none", dataset_path=tmp_path / "videos_only", online_steps=0)
     with pytest.raises(DatasetError, match=r"is a folder but not a LeRobot v3 dataset \(it has no meta/info.json\)"):
         load_dataset(config, None, 0, Console(quiet=True))
+
+
+def test_an_overwritten_export_keeps_no_stale_file_and_a_failed_one_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    first = make_store(rewards=[0, 1, 0], terminals=[0, 1, 0], ends=[0, 1, 1], obs_dim=2, action_dim=1)
+    out = write_lerobot(first, tmp_path / "exported")
+    stale = out / "data" / "chunk-000" / "file-001.parquet"
+    stale.write_bytes((out / "data" / "chunk-000" / "file-000.parquet").read_bytes())  # an older, larger export
+    second = make_store(rewards=[0, 0], terminals=[0, 1], ends=[0, 1], obs_dim=2, action_dim=1)
+    write_lerobot(second, out, overwrite=True)
+    assert not stale.exists() and len(read_lerobot(out)) == 2
+    calls = []
+
+    def full_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    real = pq.write_table
+    monkeypatch.setattr(pq, "write_table", full_disk)
+    target = tmp_path / "new_export"
+    with pytest.raises(OSError, match=f"writing {target} failed .No space left on device.; nothing was left behind"):
+        write_lerobot(first, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # no half-written or hidden folder
+    monkeypatch.setattr(pq, "write_table", real)
+    assert len(read_lerobot(write_lerobot(first, target))) == 3  # the retry is not blocked

@@ -29,6 +29,8 @@ task text, per-episode rows with their file indices and ``stats/<feature>/<stat>
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -256,11 +258,40 @@ def _without_unknown_next(observations, actions, rewards, terminals, ends, path:
 
 
 def write_lerobot(store: Trajectories, out: Path, fps: int = 50, task: str = "", overwrite: bool = False) -> Path:
-    """Write a trajectory store as a LeRobot v3 folder (one data file, one episodes file)."""
-    pa, pq = _pyarrow()
+    """Write a trajectory store as a LeRobot v3 folder (one data file, one episodes file).
+
+    The folder is written beside ``out`` and moved into place when whole: a failure (a full disk) leaves
+    nothing behind, and ``overwrite`` replaces the old folder entirely (no stale data file survives)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; pass the path of a folder to write the dataset into")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; chunkrl never overwrites a dataset (pass --overwrite)")
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write_folder(store, partial, fps, task)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(
+            error.errno, f"writing {out} failed ({error.strerror or error}); nothing was left behind"
+        ) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial.rename(out)
+    return out
+
+
+def _write_folder(store: Trajectories, out: Path, fps: int, task: str) -> None:
+    pa, pq = _pyarrow()
     steps = store.step_arrays()
     n = len(steps.rewards)
     starts = np.flatnonzero(np.concatenate([[True], steps.ends[:-1]]))
@@ -318,7 +349,6 @@ def write_lerobot(store: Trajectories, out: Path, fps: int = 50, task: str = "",
     (out / INFO).write_text(json.dumps(info, indent=2))
     stats = {k: lerobot_stats(v) for k, v in vectors.items()}
     (out / "meta" / "stats.json").write_text(json.dumps(stats))
-    return out
 
 
 def lerobot_stats(values: np.ndarray) -> dict[str, list]:
