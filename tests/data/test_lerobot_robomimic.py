@@ -168,7 +168,7 @@ def test_robomimic_demos_with_the_papers_reward_offset(tmp_path):
     np.testing.assert_array_equal(steps.ends, [False, False, True, False, True])
     only = read_robomimic(path, keys=("robot0_eef_pos",)).step_arrays()
     assert only.observations.shape == (5, 3)
-    with pytest.raises(DatasetError, match="no obs keys"):
+    with pytest.raises(DatasetError, match=r"obs has no keys \[.nope.\]"):
         read_robomimic(path, keys=("nope",))
 
 
@@ -263,3 +263,33 @@ def test_an_overwritten_export_keeps_no_stale_file_and_a_failed_one_leaves_nothi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # no half-written or hidden folder
     monkeypatch.setattr(pq, "write_table", real)
     assert len(read_lerobot(write_lerobot(first, target))) == 3  # the retry is not blocked
+
+
+def write_demo(file, name, length=3, actions=None, **obs):
+    demo = file.create_group(f"data/{name}")
+    demo["actions"] = np.zeros((length, 2), np.float32) if actions is None else actions
+    demo["rewards"] = np.zeros(length)
+    demo["dones"] = np.array([0] * (length - 1) + [1]) if length else np.zeros(0)
+    for key, values in (obs or {"state": np.zeros((length, 4), np.float32)}).items():
+        demo[f"obs/{key}"] = values
+    return demo
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda f: write_demo(f, "demo_0", state=np.zeros((6, 4), np.float32)), "obs/state has 6 rows for 3 actions"),
+        (lambda f: write_demo(f, "demo_0", length=0), r"actions has shape \(0, 2\)"),
+        (lambda f: write_demo(f, "demo_0", state=np.array([b"a", b"b", b"c"])), "obs/state holds .S1 values"),
+        (lambda f: write_demo(f, "demo_0", image=np.zeros((3, 8, 8, 3), np.uint8)), "no low-dimensional keys"),
+        (lambda f: f.create_group("data/demo_0").create_dataset("actions", data=np.zeros((3, 2))), "no 'obs' group"),
+        (lambda f: (write_demo(f, "demo_0"), write_demo(f, "demo_1", actions=np.zeros((3, 5), np.float32))),
+         "action or observation sizes differ"),
+    ],
+)  # fmt: skip
+def test_a_malformed_robomimic_file_names_the_demo_and_what_is_wrong(tmp_path, build, message):
+    path = tmp_path / "bad.hdf5"
+    with h5py.File(path, "w") as file:
+        build(file)
+    with pytest.raises(DatasetError, match=message):
+        read_robomimic(path)
