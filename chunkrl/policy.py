@@ -22,13 +22,12 @@ best-valued candidate for best-of-N and the diffusion methods).
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from chunkrl.config import load_config
+from chunkrl.config import check_values, load_config
 from chunkrl.envs.executor import stacked_history
 
 
@@ -50,14 +49,15 @@ class Policy:
     ) -> Policy:
         """The policy of a checkpoint directory or of a run directory's latest checkpoint."""
         from chunkrl.train import checkpoint as ckpt
-        from chunkrl.train.setup import agent_from_checkpoint, checkpoint_normalizer, resolve_device
+        from chunkrl.train.setup import agent_from_checkpoint, checkpoint_normalizer, resolve_device, resolve_method
 
         checkpoint = ckpt.resolve_checkpoint(Path(path))
         ckpt.verify_checkpoint(checkpoint)
-        config = load_config(checkpoint / "config.yaml")
-        state = json.loads((checkpoint / "state.json").read_text())
-        if "observation_dim" in state:
-            observation_dim, action_dim = state["observation_dim"], state["action_dim"]
+        config = resolve_method(load_config(checkpoint / "config.yaml"))  # also refuses an unknown agent name
+        check_values(config)
+        sizes = ckpt.read_sizes(checkpoint)
+        if sizes is not None:
+            observation_dim, action_dim = sizes
         else:  # written before checkpoints recorded the sizes: ask the environment
             from chunkrl.envs.registry import make_env, space_dims
 

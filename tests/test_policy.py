@@ -135,3 +135,47 @@ def test_a_non_finite_or_malformed_observation_is_refused_even_while_a_chunk_run
     policy.reset()
     with pytest.raises(ValueError, match="not an array of numbers|trained on"):
         policy.select_action(None)
+
+
+def rewrite_checksums(checkpoint):
+    """As a tamperer would: make checksums.json agree with the edited files."""
+    import json
+
+    from chunkrl.train.checkpoint import file_digest
+
+    listing = json.loads((checkpoint / "checksums.json").read_text())
+    (checkpoint / "checksums.json").write_text(json.dumps({name: file_digest(checkpoint / name) for name in listing}))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.update(observation_dim="10"), "not whole numbers"),
+        (lambda s: s.update(observation_dim=10**12), "not whole numbers from 1 to 1000000"),
+        (lambda s: s.update(action_dim=0), "not whole numbers"),
+    ],
+)
+def test_damaged_sizes_are_refused_before_anything_is_allocated(trained_run, tmp_path, edit, message):
+    import json
+    import shutil
+
+    from chunkrl.train.checkpoint import CheckpointError
+
+    checkpoint = shutil.copytree(ckpt.resolve_checkpoint(trained_run), tmp_path / "checkpoint")
+    state = json.loads((checkpoint / "state.json").read_text())
+    edit(state)
+    (checkpoint / "state.json").write_text(json.dumps(state))
+    rewrite_checksums(checkpoint)
+    with pytest.raises(CheckpointError, match=message):
+        Policy.from_pretrained(checkpoint, device="cpu")
+
+
+def test_an_unknown_agent_name_in_a_checkpoint_is_named(trained_run, tmp_path):
+    import shutil
+
+    checkpoint = shutil.copytree(ckpt.resolve_checkpoint(trained_run), tmp_path / "checkpoint")
+    config = (checkpoint / "config.yaml").read_text().replace("agent: qc-fql", "agent: qc-fqll")
+    (checkpoint / "config.yaml").write_text(config)
+    rewrite_checksums(checkpoint)
+    with pytest.raises(ValueError, match="Unknown agent 'qc-fqll'"):
+        Policy.from_pretrained(checkpoint, device="cpu")

@@ -336,6 +336,28 @@ def read_counters(checkpoint: Path) -> Counters:
         raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
 
 
+MAX_SIZE = 1_000_000
+"""The largest observation or action size a checkpoint may state (a larger one is a damaged file, not a model)."""
+
+
+def read_sizes(checkpoint: Path) -> tuple[int, int] | None:
+    """(observation size, action size) recorded in ``state.json``; None for checkpoints written before
+    they were recorded. Sizes that are not whole numbers in [1, 10^6] are a ``CheckpointError``."""
+    path = Path(checkpoint) / "state.json"
+    try:
+        state = json.loads(file_inside(Path(checkpoint), "state.json", "the checkpoint").read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} cannot be read ({error})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a chunkrl state file (a JSON object)")
+    if "observation_dim" not in state:
+        return None
+    sizes = state.get("observation_dim"), state.get("action_dim")
+    if not all(type(size) is int and 1 <= size <= MAX_SIZE for size in sizes):
+        raise CheckpointError(f"{path} states sizes {sizes}, not whole numbers from 1 to {MAX_SIZE}; it is damaged")
+    return sizes
+
+
 def load_training_state(checkpoint: Path, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
     """Restore optimizer states; return the RNG states."""
     checkpoint = Path(checkpoint)
