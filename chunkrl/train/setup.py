@@ -372,10 +372,15 @@ def prepare_tokenizer(
             tokenizer = ChunkTokenizer.from_json(path.read_text())
         except (TokenizerError, OSError, UnicodeDecodeError) as error:
             raise CheckpointError(f"{path} cannot be used: {error}. The checkpoint's tokenizer was damaged") from None
-        if (tokenizer.horizon, tokenizer.action_dim) != (config.horizon, action_dim):
+        if tokenizer.action_dim != action_dim:
             raise CheckpointError(
-                f"{path} tokenizes chunks of {tokenizer.horizon} x {tokenizer.action_dim} actions, this run has "
-                f"horizon {config.horizon} and {action_dim} action dimensions; use --horizon {tokenizer.horizon}"
+                f"{path} tokenizes actions of {tokenizer.action_dim} numbers, and {config.env} has {action_dim}: the "
+                "checkpoint was trained on another task; pass a checkpoint of this task (or the matching --env)"
+            )
+        if tokenizer.horizon != config.horizon:
+            raise CheckpointError(
+                f"{path} tokenizes chunks of {tokenizer.horizon} actions, this run has horizon {config.horizon}; "
+                f"use --horizon {tokenizer.horizon}"
             )
         return tokenizer
     settings = config.ppo.tokenizer
