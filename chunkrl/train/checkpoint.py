@@ -190,6 +190,30 @@ def save_checkpoint(
     name = f"step_{counters.global_step:09d}"
     partial = root / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write_files(partial, agent, optimizers, counters, config, rng_states, online_steps, extra_files)
+    except (OSError, SafetensorError, RuntimeError) as error:  # a full disk: safetensors and torch.save have their own
+        shutil.rmtree(partial, ignore_errors=True)
+        kept = (
+            f"the previous checkpoint ({(root / 'latest').read_text().strip()}) is kept"
+            if (root / "latest").exists()
+            else "no earlier checkpoint exists"
+        )
+        raise OSError(
+            getattr(error, "errno", None),
+            f"could not write the checkpoint {root / name} ({error}); {kept}. Free disk space, then resume",
+        ) from None
+    final = root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    write_atomically(root / "latest", name)
+    _prune(root, keep)
+    return final
+
+
+def _write_files(partial: Path, agent, optimizers, counters, config, rng_states, online_steps, extra_files) -> None:
+    """Every file of a checkpoint into the folder ``partial``, checksums last."""
     partial.mkdir()
     tensors = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
     save_file(tensors, partial / "model.safetensors")
@@ -207,13 +231,6 @@ def save_checkpoint(
         _save_online_steps(partial / "replay_online.npz", online_steps)
     digests = {p.name: file_digest(p) for p in sorted(partial.iterdir())}
     (partial / CHECKSUMS).write_text(json.dumps(digests, indent=2))
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
-    write_atomically(root / "latest", name)
-    _prune(root, keep)
-    return final
 
 
 def _save_online_steps(path: Path, steps: StepArrays) -> None:

@@ -186,3 +186,30 @@ def test_latest_names_only_a_step_of_its_own_run(run_copy, content):
     warnings = []
     assert latest_good_checkpoint(run_copy, warnings.append) == checkpoint(run_copy, 6)  # resume: the newest step
     assert "not a step_<n> checkpoint" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "failing_call", "error"),
+    [  # the call that writes the second checkpoint: save_file once per checkpoint, torch.save twice
+        ("save_file", 2, lambda: ckpt_module.SafetensorError("Error while serializing: IoError(Os { code: 28 })")),
+        ("torch_save", 3, lambda: RuntimeError("[enforce fail at inline_container.cc:664] PytorchStreamWriter failed")),
+    ],
+)
+def test_a_full_disk_as_the_writers_report_it_is_an_error_naming_the_checkpoint_not_a_bug(
+    tiny_puzzle_dataset, tmp_path, monkeypatch, attribute, failing_call, error
+):
+    calls = {"n": 0}
+    module, name = (ckpt_module.torch, "save") if attribute == "torch_save" else (ckpt_module, "save_file")
+    original = getattr(module, name)
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == failing_call:
+            raise error()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+    run = tmp_path / "run"
+    with pytest.raises(OSError, match=r"could not write the checkpoint .*step_000000004 .*previous checkpoint"):
+        train(tiny_config(tiny_puzzle_dataset, offline_steps=4, checkpoint_interval=2), run_dir=run)
+    assert not list((run / "checkpoints").glob(".*partial"))  # nothing half-written is left
