@@ -198,7 +198,7 @@ def _plot(argv: list[str]) -> int:
     parser.add_argument("--reference", type=Path, default=None, help="another curves CSV to overlay")
     args = parser.parse_args(argv)
     reference = args.reference or (PAPER_CURVES if args.paper else None)
-    out = plot_runs(args.runs, args.out, reference)
+    out = plot_runs(args.runs, args.out, reference, warn=lambda text: console.print(f"[yellow]{escape(text)}[/]"))
     console.print(f"[green]wrote[/] {out} and {out.with_suffix('.svg')}")
     return 0
 
@@ -212,7 +212,7 @@ def _report(argv: list[str]) -> int:
     parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one method/task are grouped)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    table = report_table(args.runs)
+    table = report_table(args.runs, warn=lambda text: console.print(f"[yellow]{escape(text)}[/]"))
     print(table, end="")
     if args.out is not None:
         from chunkrl.files import write_atomically

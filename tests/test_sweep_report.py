@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -92,3 +93,27 @@ def test_sweep_on_a_local_ray_instance(tiny_puzzle_dataset, tmp_path):
     assert [t.status for t in trials] == ["finished"]
     config = yaml.safe_load((trials[0].run_dir / "config.yaml").read_text())
     assert config["agent"] == "qc-fql" and config["offline_steps"] == 3
+
+
+def test_report_and_plot_name_each_run_they_cannot_read_and_go_on_with_the_others(tiny_puzzle_dataset, tmp_path):
+    from chunkrl.train.loop import train
+    from tests.conftest import tiny_config
+
+    good = tmp_path / "good"
+    train(tiny_config(tiny_puzzle_dataset), run_dir=good)
+    listed = tmp_path / "listed"
+    shutil.copytree(good, listed)
+    (listed / "summary.json").write_text("[1, 2]")
+    (listed / "eval.csv").write_text("garbage\n1\n")
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    warnings = []
+    table = report_table([good, listed, missing], warn=warnings.append)
+    assert "| qc-fql | puzzle-3x3-play-task1 | 1 |" in table
+    assert any("listed/summary.json is not a chunkrl summary" in w for w in warnings)
+    assert any("missing/config.yaml cannot be read" in w for w in warnings)
+    warnings.clear()
+    assert plot_runs([good, listed], tmp_path / "curves.png", warn=warnings.append).exists()
+    assert len(warnings) == 1 and "listed/eval.csv is not an evaluation log" in warnings[0]
+    with pytest.raises(ValueError, match="no run could be read"):
+        report_table([missing], warn=warnings.append)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -17,15 +19,87 @@ def paper_task_name(env_name: str) -> str:
     return env_name.replace("-singletask", "").removesuffix("-v0")
 
 
-def read_eval(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "eval.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; is {run_dir} a chunkrl run directory with evaluations?")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+@dataclass
+class RunRecord:
+    """What plots and reports read of a run directory, checked when it is loaded."""
+
+    path: Path
+    agent: str
+    env: str
+    offline_steps: int
+    evaluations: list[tuple[str, float, float]] | None = None  # (phase, step, success) rows of eval.csv
+    summary: dict | None = None  # summary.json
+
+
+def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> RunRecord:
+    """A run's config (and, as asked, its eval.csv rows or summary.json); a missing or malformed file is a
+    ``ValueError`` naming it."""
+    run = Path(run)
+    path = run / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path} cannot be read ({error}); is {run} a chunkrl run directory?") from None
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("agent"), str)
+        or not isinstance(config.get("env"), str)
+    ):
+        raise ValueError(f"{path} is not a chunkrl run config (it names no agent and env)")
+    offline_steps = config.get("offline_steps") or 0
+    if not isinstance(offline_steps, int):
+        raise ValueError(f"{path}: offline_steps {offline_steps!r} is not a whole number")
+    record = RunRecord(run, config["agent"], config["env"], offline_steps)
+    if evaluations:
+        record.evaluations = _read_eval(run / "eval.csv")
+    if summary:
+        record.summary = _read_summary(run / "summary.json")
+    return record
+
+
+def _read_eval(path: Path) -> list[tuple[str, float, float]]:
+    try:
+        with path.open(newline="") as f:
+            rows = [(r["phase"], float(r["step"]), float(r["success"])) for r in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: the run has no evaluations") from None
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as error:
+        raise ValueError(f"{path} is not an evaluation log with phase, step and success columns ({error})") from None
     if not rows:
-        raise ValueError(f"{path} holds no evaluations yet: nothing to plot for {run_dir}")
+        raise ValueError(f"{path} holds no evaluations yet")
     return rows
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: has the run finished (or been interrupted) yet?") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} cannot be read as JSON ({error})") from None
+    if not isinstance(summary, dict) or not all(
+        isinstance(summary.get(k, {}), dict) for k in ("evaluations", "counters")
+    ):
+        raise ValueError(f"{path} is not a chunkrl summary (a JSON object with evaluations and counters)")
+    numbers = [summary.get("wall_seconds", 0.0), *summary.get("counters", {}).values()]
+    if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
+        raise ValueError(f"{path} holds a counter or wall time that is not a number")
+    return summary
+
+
+def load_runs(runs: list[Path], warn: Callable[[str], None], **reads: bool) -> list[RunRecord]:
+    """Every run that can be read (see ``load_run``); each one that cannot is named through ``warn`` and left
+    out, and only when none is left is it an error."""
+    records, problems = [], []
+    for run in runs:
+        try:
+            records.append(load_run(run, **reads))
+        except ValueError as error:
+            problems.append(str(error))
+            warn(f"left out: {error}")
+    if not records:
+        raise ValueError("no run could be read: " + "; ".join(problems))
+    return records
 
 
 def read_reference(path: Path, task: str, method: str) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -60,29 +134,31 @@ def bootstrap_ci(values, confidence: float = 0.95, resamples: int = 4000, seed: 
     return float(values.mean()), float(low), float(high)
 
 
-def group_runs(runs: list[Path]) -> dict[tuple[str, str], list[Path]]:
+def group_runs(records: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
     """Runs grouped by (agent, env): the seeds of one method on one task."""
-    groups: dict[tuple[str, str], list[Path]] = defaultdict(list)
-    for run in runs:
-        config = yaml.safe_load((Path(run) / "config.yaml").read_text())
-        groups[(config["agent"], config["env"])].append(Path(run))
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record.agent, record.env)].append(record)
     return dict(groups)
 
 
-def _phase_points(run: Path, phase: str) -> dict[float, float]:
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    shift = (config.get("offline_steps") or 0) if phase == "online" else 0
-    return {float(r["step"]) - shift: float(r["success"]) for r in read_eval(run) if r["phase"] == phase}
+def _phase_points(record: RunRecord, phase: str) -> dict[float, float]:
+    shift = record.offline_steps if phase == "online" else 0
+    return {step - shift: success for row_phase, step, success in record.evaluations if row_phase == phase}
 
 
-def plot_runs(runs: list[Path], out: Path | None = None, reference: Path | None = None) -> Path:
+def plot_runs(
+    runs: list[Path], out: Path | None = None, reference: Path | None = None, warn: Callable[[str], None] = print
+) -> Path:
     """Mean evaluation success per (method, task) over its seeds, with a 95% bootstrap confidence band,
     offline and online phases side by side; written as PNG and SVG (``out`` names the PNG).
 
     A step enters a group's curve where every seed of the group was evaluated. With ``reference`` (the
     paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl), the paper's curve for the same task and
-    method is drawn over the same range of each phase.
+    method is drawn over the same range of each phase. A run that cannot be read is named through ``warn``
+    and left out.
     """
+    records = load_runs(runs, warn, evaluations=True)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +168,7 @@ def plot_runs(runs: list[Path], out: Path | None = None, reference: Path | None 
     panels = dict(zip(("offline", "online"), axes, strict=True))
     extent = {"offline": 0.0, "online": 0.0}
     references = set()
-    for index, ((agent, env), members) in enumerate(sorted(group_runs(runs).items())):
+    for index, ((agent, env), members) in enumerate(sorted(group_runs(records).items())):
         color = f"C{index % 10}"
         for phase, ax in panels.items():
             per_seed = [_phase_points(run, phase) for run in members]
@@ -125,30 +201,28 @@ def plot_runs(runs: list[Path], out: Path | None = None, reference: Path | None 
     axes[0].set_ylabel("evaluation success (mean, 95% bootstrap CI over seeds)")
     axes[0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
-    out = Path(out) if out else Path(runs[0]) / "success.png"
+    out = Path(out) if out else records[0].path / "success.png"
     fig.savefig(out, dpi=120)
     fig.savefig(out.with_suffix(".svg"))
     plt.close(fig)
     return out
 
 
-def report_table(runs: list[Path]) -> str:
+def report_table(runs: list[Path], warn: Callable[[str], None] = print) -> str:
     """A Markdown table per (method, task): seeds, final success mean with its 95% bootstrap CI, steps
-    and wall time (means over seeds), from each run's summary.json."""
+    and wall time (means over seeds), from each run's summary.json. A run that cannot be read is named
+    through ``warn`` and left out."""
     lines = [
         "| method | task | seeds | final success (mean [95% CI]) | steps | wall time (min) |",
         "|---|---|---|---|---|---|",
     ]
-    for (agent, env), members in sorted(group_runs(runs).items()):
+    for (agent, env), members in sorted(group_runs(load_runs(runs, warn, summary=True)).items()):
         finals, steps, minutes = [], [], []
-        for run in members:
-            path = run / "summary.json"
-            if not path.exists():
-                raise FileNotFoundError(f"{path} does not exist: has {run} finished (or been interrupted) yet?")
-            summary = json.loads(path.read_text())
+        for record in members:
+            summary = record.summary
             evaluations = summary.get("evaluations", {})
             final = evaluations.get("online_final") or evaluations.get("offline_final")
-            if final is not None:
+            if isinstance(final, dict) and isinstance(final.get("success"), int | float):
                 finals.append(final["success"])
             counters = summary.get("counters", {})
             steps.append(counters.get("offline_step", 0) + counters.get("online_step", 0))
