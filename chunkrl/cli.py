@@ -248,9 +248,19 @@ def _sweep(argv: list[str]) -> int:
     )  # fmt: skip
     where = f"Ray {args.ray_address}" if args.ray_address else f"{args.workers} workers"
     console.print(f"{len(sweep.trials())} trials -> {args.out} ({where})")
-    trials = run_sweep(
-        sweep, args.workers, args.ray_address, lambda t: console.print(f"  {t.env} {t.agent} seed {t.seed}: {t.status}")
-    )
+    try:
+        trials = run_sweep(
+            sweep,
+            args.workers,
+            args.ray_address,
+            lambda t: console.print(f"  {t.env} {t.agent} seed {t.seed}: {t.status}"),
+        )
+    except KeyboardInterrupt:  # Ctrl-C reaches the trials too: each writes a resumable checkpoint and stops
+        console.print(
+            "[yellow]sweep interrupted: the running trials wrote resumable checkpoints.[/] Launch the same "
+            "`chunkrl sweep` command again to finish it (finished trials are skipped, the others resumed)."
+        )
+        return EXIT_CODES["SIGINT"]
     table = Table("env", "agent", "seed", "status", "success", "steps", "wall s")
     for t in trials:
         success = "" if t.success is None else f"{t.success:.2f}"

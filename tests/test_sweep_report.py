@@ -117,3 +117,17 @@ def test_report_and_plot_name_each_run_they_cannot_read_and_go_on_with_the_other
     assert len(warnings) == 1 and "listed/eval.csv is not an evaluation log" in warnings[0]
     with pytest.raises(ValueError, match="no run could be read"):
         report_table([missing], warn=warnings.append)
+
+
+def test_a_ctrl_c_during_a_sweep_says_how_to_finish_it(monkeypatch, tmp_path, capsys):
+    from chunkrl import cli, sweep
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", interrupted)
+    code = cli.main(
+        ["sweep", "--agents", "qc-fql", "--envs", "puzzle-3x3-play-singletask-task1-v0", "--out", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 130 and "sweep interrupted" in err and "second Ctrl-C" not in err
