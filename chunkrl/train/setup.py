@@ -210,6 +210,7 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
     a LeRobot v3 folder or robomimic hdf5 file given with --dataset-path, the task's OGBench dataset, or
     for ALOHA the scripted demonstrations (generated on first use)."""
     from chunkrl.data.sources.lerobot import is_lerobot_dataset, read_lerobot
+    from chunkrl.data.sources.robomimic import SUFFIXES as ROBOMIMIC_SUFFIXES
     from chunkrl.data.sources.robomimic import is_robomimic_file, read_robomimic
 
     given = Path(config.dataset_path).expanduser() if config.dataset_path is not None else None
@@ -219,6 +220,11 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
         raise DatasetError(
             f"--dataset-path {given} is a folder but not a LeRobot v3 dataset (it has no meta/info.json). Pass a "
             "LeRobot v3 folder, an OGBench .npz file or a robomimic .hdf5 file."
+        )
+    if given is not None and given.is_file() and given.suffix not in (".npz", *ROBOMIMIC_SUFFIXES):
+        raise DatasetError(
+            f"--dataset-path {given} is neither an OGBench .npz file, a robomimic .hdf5/.h5 file nor a LeRobot v3 "
+            "folder (the folder that holds meta/info.json)"
         )
     if given is not None and is_lerobot_dataset(given):
         path, store = given, read_lerobot(given, config.state_keys, config.reward_from, extra_capacity)

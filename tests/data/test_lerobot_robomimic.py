@@ -235,6 +235,15 @@ def test_a_folder_that_is_not_a_lerobot_dataset_is_not_called_a_corrupt_npz(tmp_
     config = TrainConfig(env="none", dataset_path=tmp_path / "videos_only", online_steps=0)
     with pytest.raises(DatasetError, match=r"is a folder but not a LeRobot v3 dataset \(it has no meta/info.json\)"):
         load_dataset(config, None, 0, Console(quiet=True))
+    (tmp_path / "notes.txt").write_text("not data")
+    config = TrainConfig(env="none", dataset_path=tmp_path / "notes.txt", online_steps=0)
+    with pytest.raises(DatasetError, match="is neither an OGBench .npz file, a robomimic"):
+        load_dataset(config, None, 0, Console(quiet=True))
+    empty = lerobot_with(tmp_path / "empty")
+    file = empty / "data" / "chunk-000" / "file-000.parquet"
+    pq.write_table(pq.read_table(file).slice(0, 0), file)
+    with pytest.raises(DatasetError, match="the data files hold no frames"):
+        read_lerobot(empty)
 
 
 def test_an_overwritten_export_keeps_no_stale_file_and_a_failed_one_leaves_nothing(tmp_path, monkeypatch):

@@ -189,9 +189,12 @@ def _frames(path: Path, wanted: set[str]):
         except (OSError, pa.ArrowException) as error:
             raise DatasetError(f"{file} cannot be read as parquet ({error})") from None
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        table = pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowException as error:
         raise DatasetError(f"{path}: the data files' columns disagree ({error})") from None
+    if table.num_rows == 0:
+        raise DatasetError(f"{path}: the data files hold no frames")
+    return table
 
 
 def _frame_order(columns: dict[str, np.ndarray], path: Path) -> np.ndarray:
