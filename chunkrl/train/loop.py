@@ -391,7 +391,7 @@ def build_trainer(
     observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
     initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
-    normalizer = run_normalizer(config, store, env, checkpoint or initial, logger.console)
+    normalizer = run_normalizer(config, store, env, checkpoint or initial, logger.console, checkpoint is not None)
     config = record_normalization(config, normalizer)
     if rank == 0 and checkpoint is None:  # the run's config records the modes auto resolved to
         save_config(config, run_dir / "config.yaml")

@@ -431,18 +431,24 @@ def checkpoint_normalizer(checkpoint: Path, observation_dim: int, action_dim: in
     return normalizer
 
 
-def run_normalizer(config: TrainConfig, store: Trajectories | None, env, source: Path | None, console) -> Normalizer:
+def run_normalizer(
+    config: TrainConfig, store: Trajectories | None, env, source: Path | None, console, resuming: bool = False
+) -> Normalizer:
     """The run's normaliser: the one ``source`` (the checkpoint resumed, or --init-from's) saved, else fitted
-    on the dataset (before any online step) with the run's modes; checked against what the agent can emit."""
+    on the dataset (before any online step) with the run's modes; checked against what the agent can emit
+    (except when resuming: a run goes on in the units it started in)."""
     if env is not None:
         observation_dim, action_dim = space_dims(env)
     else:
         observation_dim, action_dim = store.observation_dim, store.action_dim
     unit_actions = METHODS[config.agent].agent.unit_actions
+    space = getattr(env, "action_space", None)
+    low, high = (None, None) if space is None else (space.low.reshape(-1), space.high.reshape(-1))
     if source is not None:
         normalizer = checkpoint_normalizer(source, observation_dim, action_dim)
-        if not normalizer.is_identity:
-            console.print(f"normalisation from {source}: {describe(normalizer)}")
+        if unit_actions and not resuming:  # weights trained in other units must still reach this data
+            check_reachable(normalizer, store, low, high)
+        console.print(f"normalisation from {source}: {describe(normalizer)}")
         return normalizer
     action_mode = config.action_norm
     if not unit_actions:
@@ -452,8 +458,6 @@ def run_normalizer(config: TrainConfig, store: Trajectories | None, env, source:
                 "of the demonstrations); leave --action-norm at auto or none"
             )
         action_mode = "none"
-    space = getattr(env, "action_space", None)
-    low, high = (None, None) if space is None else (space.low.reshape(-1), space.high.reshape(-1))
     domain = env_domain(config.env)
     normalizer = fit_normalizer(
         action_mode, config.obs_norm, store, observation_dim, action_dim, low, high, domain not in ("aloha", NO_ENV)
