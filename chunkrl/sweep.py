@@ -49,7 +49,8 @@ def settings_dict(settings: list[str]) -> dict:
             raise ValueError(f"--set takes key=value (got {setting!r}), e.g. --set flow.alpha=300")
         *sections, name = key.replace("-", "_").split(".")
         if value.strip():
-            parsed = yaml.safe_load(value) if len(value.split()) == 1 else [yaml.safe_load(v) for v in value.split()]
+            parsed = [yaml.safe_load(v) for v in value.split()]  # as the command line reads it: words
+            parsed = parsed[0] if len(parsed) == 1 and not _takes_several(key) else parsed
         else:
             parsed = not name.startswith("no_")
             name = name.removeprefix("no_")
@@ -58,6 +59,23 @@ def settings_dict(settings: list[str]) -> dict:
             target = target.setdefault(section, {})
         target[name] = parsed
     return nested
+
+
+def _takes_several(key: str) -> bool:
+    """Whether the training option ``key`` (``flow.actor_hidden_dims``) holds several values (a tuple), so that
+    one word is a one-element tuple, as on the command line."""
+    import dataclasses
+    import typing
+
+    from chunkrl.config import TrainConfig
+
+    hint: object = TrainConfig
+    for name in key.replace("-", "_").removeprefix("no_").split("."):
+        if not dataclasses.is_dataclass(hint):
+            return False
+        hint = typing.get_type_hints(hint).get(name)
+    origin = typing.get_origin(hint)
+    return origin is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
 
 
 def check_sweep(sweep: Sweep) -> None:

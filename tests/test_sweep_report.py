@@ -21,6 +21,11 @@ def test_seed_ranges_and_settings():
         setting_flags(["alpha"])
     with pytest.raises(ValueError, match="5-1 is an empty range; write it lowest first: 1-5"):
         parse_seeds(["5-1"])
+    from chunkrl.sweep import settings_dict
+
+    assert settings_dict(["flow.actor_hidden_dims=8", "flow.alpha=300", "sparse=", "no_tensorboard="]) == {
+        "flow": {"actor_hidden_dims": [8], "alpha": 300}, "sparse": True, "tensorboard": False
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
