@@ -215,7 +215,10 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
 
     given = Path(config.dataset_path).expanduser() if config.dataset_path is not None else None
     if given is not None and not given.exists():
-        raise DatasetError(f"--dataset-path {given} does not exist")
+        raise DatasetError(
+            f"--dataset-path {given} does not exist. Pass an existing OGBench .npz, robomimic .hdf5 or LeRobot v3 "
+            "folder, or make the OGBench file with `chunkrl data generate DATASET --out FILE`."
+        )
     if given is not None and given.is_dir() and not is_lerobot_dataset(given):
         raise DatasetError(
             f"--dataset-path {given} is a folder but not a LeRobot v3 dataset (it has no meta/info.json). Pass a "
