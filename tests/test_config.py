@@ -38,12 +38,17 @@ def test_fql_is_one_step_without_chunking_and_fql_n_keeps_the_horizon():
 
 
 @pytest.mark.parametrize(
-    ("method", "section", "eta", "norm"), [("diffusion-ql", "diffusion", 0.005, 10.0), ("cpql", "cpql", 0.1, 8.0)]
+    ("method", "section", "eta", "norm", "targets"),
+    [
+        ("diffusion-ql", "diffusion", 0.005, 10.0, ("polyak", "ema")),  # Diffusion-QL's code
+        ("cpql", "cpql", 0.005, 8.0, ("ema", "online")),  # CPQL's code's target rules, η measured (README)
+    ],
 )
-def test_offline_diffusion_methods_declare_their_data_and_schedule(method, section, eta, norm):
+def test_offline_diffusion_methods_declare_their_data_and_schedule(method, section, eta, norm, targets):
     resolved = resolve_method(TrainConfig(agent=method))
     assert (resolved.boundary, resolved.online_steps, resolved.offline_steps) == ("truncate", 0, 1_000_000)
-    assert (getattr(resolved, section).eta, getattr(resolved, section).max_grad_norm) == (eta, norm)
+    settings = getattr(resolved, section)
+    assert (settings.eta, settings.max_grad_norm, (settings.target_update, settings.next_actor)) == (eta, norm, targets)
     chosen = resolve_method(TrainConfig(agent=method, boundary="mask", online_steps=5))
     assert (chosen.boundary, chosen.online_steps) == ("mask", 5)  # the user's values win
     flow = resolve_method(TrainConfig(agent="qc-fql"))
