@@ -254,6 +254,8 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
 def check_lengths(store: Trajectories, config: TrainConfig, path: Path, console) -> None:
     """Trajectories shorter than the chunk give chunks cut short: said, and refused where no chunk would be a
     TD sample (``mask`` leaves every cut chunk out of the TD loss)."""
+    if config.boundary is None:  # not a training run (e.g. `chunkrl data export`): no chunks are cut
+        return
     ends = np.flatnonzero(store.ends[: store.size])
     lengths = np.diff(np.concatenate([[-1], ends]))
     short = int((lengths < config.horizon).sum())
