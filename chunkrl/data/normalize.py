@@ -31,35 +31,49 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from chunkrl.data.trajectories import DatasetError, Trajectories
 
-ActionNorm = Literal["auto", "none", "min_max", "quantile", "bounds"]
-ObservationNorm = Literal["auto", "none", "mean_std"]
 FILE = "normalization.json"
 """Where a run directory and every checkpoint keep the statistics."""
 UNIT_TOLERANCE = 1e-6
 """How far past ±1 data may lie and still count as 'already in [-1, 1]' (float rounding)."""
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+"""The quantiles LeRobot's ``compute_stats`` records (``lerobot/datasets/compute_stats.py``); quantile
+normalisation reads q01 and q99."""
 
 
 def feature_stats(values: np.ndarray) -> dict[str, list]:
     """Per-dimension statistics of ``values`` [N, D] with LeRobot's keys (``meta/stats.json``): mean, std,
-    min, max, the 1st and 99th percentiles (q01, q99) and the count of rows."""
+    min, max, the quantiles q01 .. q99 and the count of rows."""
     values = np.asarray(values, np.float64)
     if values.ndim != 2 or len(values) == 0:
         raise DatasetError(f"statistics need a non-empty [rows, dims] array, got shape {values.shape}")
+    quantiles = np.quantile(values, list(QUANTILES.values()), axis=0)
     return {
         "mean": values.mean(0).tolist(),
         "std": values.std(0).tolist(),
         "min": values.min(0).tolist(),
         "max": values.max(0).tolist(),
-        "q01": np.quantile(values, 0.01, axis=0).tolist(),
-        "q99": np.quantile(values, 0.99, axis=0).tolist(),
+        **{key: row.tolist() for key, row in zip(QUANTILES, quantiles, strict=True)},
         "count": [int(len(values))],
     }
+
+
+def reach(actions: np.ndarray | None) -> float:
+    """The largest magnitude among ``actions`` (0 for none)."""
+    return 0.0 if actions is None else float(np.abs(actions).max(initial=0.0))
+
+
+def finite_bounds(low, high) -> bool:
+    return low is not None and bool(np.isfinite(low).all() and np.isfinite(high).all())
+
+
+def unit_bounds(low, high) -> bool:
+    """Whether the action bounds are [-1, 1] in every dimension."""
+    return bool(np.allclose(low, -1.0) and np.allclose(high, 1.0))
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,7 @@ class Normalizer:
 
     ``normalized = (raw - center) / scale`` (scale 0: normalised 0) and ``raw = center + normalized * scale``,
     for actions (``action_*``) and observations (``observation_*``). ``action_mode`` / ``observation_mode``
-    name the resolved modes; ``action_clip`` clips normalised actions to [-1, 1] (quantile mode)."""
+    name the resolved modes."""
 
     action_mode: str
     observation_mode: str
@@ -76,7 +90,6 @@ class Normalizer:
     action_scale: np.ndarray
     observation_center: np.ndarray
     observation_scale: np.ndarray
-    action_clip: bool = False
 
     @classmethod
     def identity(cls, observation_dim: int, action_dim: int) -> Normalizer:
@@ -89,30 +102,22 @@ class Normalizer:
         return self.action_mode == "none" and self.observation_mode == "none"
 
     # ------------------------------------------------------------------ maps
-    def normalize_actions(self, actions: np.ndarray) -> np.ndarray:
-        normalized = _forward(actions, self.action_center, self.action_scale)
-        return np.clip(normalized, -1.0, 1.0) if self.action_clip else normalized
-
     def denormalize_actions(self, actions: np.ndarray) -> np.ndarray:
         return (self.action_center + np.asarray(actions, np.float64) * self.action_scale).astype(np.float32)
 
     def normalize_observations(self, observations: np.ndarray) -> np.ndarray:
         return _forward(observations, self.observation_center, self.observation_scale)
 
-    def denormalize_observations(self, observations: np.ndarray) -> np.ndarray:
-        return (self.observation_center + np.asarray(observations, np.float64) * self.observation_scale).astype(
-            np.float32
-        )
-
     def apply_to(self, store: Trajectories) -> int:
-        """Normalise a store's filled steps in place; returns how many action numbers were clipped."""
+        """Normalise a store's filled steps in place, actions clipped to [-1, 1] (beyond quantiles; for min_max and
+        bounds only float rounding); returns how many action numbers lay outside and were clipped."""
         n = store.size
         clipped = 0
         if self.action_mode != "none":
             raw = store.actions[:n]
             mapped = _forward(raw, self.action_center, self.action_scale)
             clipped = int((np.abs(mapped) > 1.0 + UNIT_TOLERANCE).sum())
-            store.actions[:n] = np.clip(mapped, -1.0, 1.0)  # min_max / bounds: only float rounding is clipped
+            store.actions[:n] = np.clip(mapped, -1.0, 1.0)
         if self.observation_mode != "none":
             store.observations[:n] = self.normalize_observations(store.observations[:n])
             store.next_observations[:n] = self.normalize_observations(store.next_observations[:n])
@@ -125,7 +130,6 @@ class Normalizer:
                 "format": 1,
                 "action_mode": self.action_mode,
                 "observation_mode": self.observation_mode,
-                "action_clip": self.action_clip,
                 "action": {"center": self.action_center.tolist(), "scale": self.action_scale.tolist()},
                 "observation": {"center": self.observation_center.tolist(), "scale": self.observation_scale.tolist()},
             },
@@ -142,12 +146,12 @@ class Normalizer:
                 for part in ("action", "observation")
                 for key in ("center", "scale")
             ]
-            modes = str(data["action_mode"]), str(data["observation_mode"]), bool(data["action_clip"])
+            modes = str(data["action_mode"]), str(data["observation_mode"])
         except (ValueError, KeyError, TypeError) as error:
             raise DatasetError(f"{source} is not a chunkrl normalisation file ({error!r}); it may be corrupt") from None
         if any(a.ndim != 1 or not np.isfinite(a).all() for a in arrays) or arrays[0].shape != arrays[1].shape:
             raise DatasetError(f"{source} holds malformed or non-finite statistics; it may be corrupt")
-        return cls(modes[0], modes[1], *arrays, action_clip=modes[2])
+        return cls(*modes, *arrays)
 
 
 def _forward(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -159,7 +163,7 @@ def _forward(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.nd
 def resolve_action_mode(mode: str, actions: np.ndarray | None, low=None, high=None) -> str:
     """The action mode ``auto`` stands for (see the module docstring); other modes are returned as they are
     after checking that they can be used."""
-    bounded = low is not None and np.isfinite(low).all() and np.isfinite(high).all()
+    bounded = finite_bounds(low, high)
     if mode == "bounds" and not bounded:
         raise DatasetError(
             "--action-norm bounds needs an environment with finite action bounds; this run has none. "
@@ -169,9 +173,9 @@ def resolve_action_mode(mode: str, actions: np.ndarray | None, low=None, high=No
         raise DatasetError(f"--action-norm {mode} computes statistics from a dataset, and this run has none")
     if mode != "auto":
         return mode
-    if bounded and not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
+    if bounded and not unit_bounds(low, high):
         return "bounds"
-    if actions is None or np.abs(actions).max(initial=0.0) <= 1.0 + UNIT_TOLERANCE:
+    if reach(actions) <= 1.0 + UNIT_TOLERANCE:
         return "none"
     return "min_max"
 
@@ -210,4 +214,4 @@ def fit_normalizer(
         stats = feature_stats(observations)
         obs_center, obs_scale = np.asarray(stats["mean"]), np.asarray(stats["std"])
         obs_scale = np.where(obs_scale > 1e-8, obs_scale, 0.0)
-    return Normalizer(resolved, obs_mode, center, scale, obs_center, obs_scale, action_clip=resolved == "quantile")
+    return Normalizer(resolved, obs_mode, center, scale, obs_center, obs_scale)

@@ -18,7 +18,7 @@ from chunkrl.agents import METHODS, Agent, PerDomain, agent_config
 from chunkrl.config import TrainConfig
 from chunkrl.data.generate import generate_dataset, official_settings
 from chunkrl.data.normalize import FILE as NORMALIZATION_FILE
-from chunkrl.data.normalize import Normalizer, fit_normalizer
+from chunkrl.data.normalize import UNIT_TOLERANCE, Normalizer, finite_bounds, fit_normalizer, reach, unit_bounds
 from chunkrl.data.sources.ogbench import (
     OGBenchTask,
     cached_episode_counts,
@@ -477,15 +477,13 @@ def check_reachable(normalizer: Normalizer, store: Trajectories | None, low, hig
     """With ``--action-norm none`` the agent's [-1, 1] must be where the data and the environment's actions are."""
     if normalizer.action_mode != "none":
         return
-    if store is not None and store.size:
-        reach = float(abs(store.actions[: store.size]).max())
-        if reach > 1.0 + 1e-6:
-            raise DatasetError(
-                f"the dataset's actions reach {reach:.4g}, outside [-1, 1], which this agent cannot emit (tanh, clip); "
-                "use --action-norm min_max or quantile (or auto) to map them into its range"
-            )
-    finite = low is not None and bool(abs(low).max() < float("inf")) and bool(abs(high).max() < float("inf"))
-    if finite and not (abs(low + 1).max() < 1e-6 and abs(high - 1).max() < 1e-6):
+    largest = reach(None if store is None else store.actions[: store.size])
+    if largest > 1.0 + UNIT_TOLERANCE:
+        raise DatasetError(
+            f"the dataset's actions reach {largest:.4g}, outside [-1, 1], which this agent cannot emit (tanh, clip); "
+            "use --action-norm min_max or quantile (or auto) to map them into its range"
+        )
+    if finite_bounds(low, high) and not unit_bounds(low, high):
         raise DatasetError(
             f"the environment's action bounds are [{low.min():.4g}, {high.max():.4g}] (per dimension), not [-1, 1], "
             "which this agent emits; use --action-norm bounds (or auto) to map [-1, 1] onto them"

@@ -21,7 +21,8 @@ def store_of(actions, observations=None):
 
 def test_feature_stats_carry_lerobots_keys_computed_by_hand():
     stats = feature_stats(np.array([[0.0, 5.0], [2.0, 5.0], [4.0, 5.0]]))
-    assert set(stats) == {"mean", "std", "min", "max", "q01", "q99", "count"}
+    assert set(stats) == {"mean", "std", "min", "max", "q01", "q10", "q50", "q90", "q99", "count"}
+    assert stats["q50"] == [2.0, 5.0] and stats["q10"] == pytest.approx([0.4, 5.0])  # 0.1 * 2 = 0.2 -> 0.2 * 2
     assert stats["mean"] == [2.0, 5.0] and stats["min"] == [0.0, 5.0] and stats["max"] == [4.0, 5.0]
     assert stats["std"] == pytest.approx([np.sqrt(8 / 3), 0.0])  # population std: ((4 + 0 + 4) / 3) ** 0.5
     # numpy's linear quantile: position 0.01 * (3 - 1) = 0.02 -> 0 + 0.02 * 2; 0.99 * 2 = 1.98 -> 2 + 0.98 * 2
@@ -57,7 +58,7 @@ def test_quantile_mode_clips_beyond_the_percentiles_and_counts_them():
     normalizer = fit_normalizer("quantile", "none", store, 2, 1)
     clipped = normalizer.apply_to(store)
     assert clipped >= 1 and store.actions[:200].max() == 1.0 and store.actions[:200].min() == -1.0
-    assert normalizer.action_clip
+    assert normalizer.action_mode == "quantile"
 
 
 def test_auto_leaves_data_in_unit_range_alone_uses_finite_bounds_and_otherwise_the_datas_range():

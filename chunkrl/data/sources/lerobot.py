@@ -36,10 +36,9 @@ from pathlib import Path
 import numpy as np
 import pydantic
 
+from chunkrl.data.normalize import feature_stats
 from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
 
-QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
-"""The quantiles LeRobot's ``compute_stats`` records (``lerobot/datasets/compute_stats.py``)."""
 SCALAR_COLUMNS = ("episode_index", "frame_index", "index", "next.reward", "next.success", "next.done", "next.truncated")
 
 INFO = Path("meta") / "info.json"
@@ -331,7 +330,7 @@ def _write_folder(store: Trajectories, out: Path, fps: int, task: str) -> None:
         "meta/episodes/chunk_index": zeros, "meta/episodes/file_index": zeros,
     }  # fmt: skip
     for name, values in vectors.items():  # per-episode statistics, as LeRobot's episode metadata holds them
-        per_episode = [lerobot_stats(values[a:b]) for a, b in zip(starts, starts + lengths, strict=True)]
+        per_episode = [feature_stats(values[a:b]) for a, b in zip(starts, starts + lengths, strict=True)]
         for stat in per_episode[0]:
             episodes[f"stats/{name}/{stat}"] = [s[stat] for s in per_episode]
     (out / "meta" / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
@@ -350,19 +349,8 @@ def _write_folder(store: Trajectories, out: Path, fps: int, task: str) -> None:
         "features": features, "splits": {"train": f"0:{len(starts)}"},
     }  # fmt: skip
     (out / INFO).write_text(json.dumps(info, indent=2))
-    stats = {k: lerobot_stats(v) for k, v in vectors.items()}
+    stats = {k: feature_stats(v) for k, v in vectors.items()}
     (out / "meta" / "stats.json").write_text(json.dumps(stats))
-
-
-def lerobot_stats(values: np.ndarray) -> dict[str, list]:
-    """A feature's statistics under LeRobot's keys: min, max, mean, std, count and the quantiles q01 .. q99
-    (``lerobot/datasets/compute_stats.py``; quantile normalisation reads q01 and q99)."""
-    from chunkrl.data.normalize import feature_stats
-
-    stats = feature_stats(values)
-    quantiles = np.quantile(np.asarray(values, np.float64), list(QUANTILES.values()), axis=0)
-    stats.update({key: row.tolist() for key, row in zip(QUANTILES, quantiles, strict=True)})
-    return stats
 
 
 def write_tasks(tasks: list[str], out: Path) -> None:
