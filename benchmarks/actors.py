@@ -21,9 +21,10 @@ from throughput import (  # this folder is on sys.path
     updates_per_second,
 )
 
-from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
-from chunkrl.agents.configs import ACTActorConfig
+from chunkrl.agents.sac.config import SACAgentConfig
+from chunkrl.agents.sac.sac import ChunkedSACAgent
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.nets.act import ACTActorConfig
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 

@@ -24,8 +24,8 @@ from throughput import (  # this folder is on sys.path
     updates_per_second,
 )
 
-from chunkrl.agents.configs import UNetConfig
 from chunkrl.data.chunks import ChunkSampler
+from chunkrl.nets.unet1d import UNetConfig
 
 
 def main() -> None:

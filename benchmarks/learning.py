@@ -21,10 +21,10 @@ import statistics
 import time
 from pathlib import Path
 
-from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.agents.flow.config import FlowAgentConfig
 from chunkrl.config import TrainConfig
 from chunkrl.nets.precision import PRECISIONS
-from chunkrl.train.loop import train
+from chunkrl.train.run import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ogbench" / "puzzle-3x3-play-v0.npz"
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from throughput import cpu_description  # this folder is on sys.path
 
-from chunkrl.agents.configs import ChunkPPOConfig
-from chunkrl.agents.ppo import ChunkPPOAgent
+from chunkrl.agents.ppo.config import ChunkPPOConfig
+from chunkrl.agents.ppo.ppo import ChunkPPOAgent
 from chunkrl.config import TrainConfig
 from chunkrl.envs.aloha import AlohaEnv
 from chunkrl.nets.tokenizer import ChunkTokenizer

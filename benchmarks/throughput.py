@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from chunkrl.agents import METHODS, agent_config
-from chunkrl.config import TrainConfig
+from chunkrl.agents.registry import METHODS, agent_config, build_agent
+from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.nets.precision import PRECISIONS, autocast, matmul_precision
-from chunkrl.train.setup import build_agent, resolve_device, resolve_method
+from chunkrl.train.device import resolve_device
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")

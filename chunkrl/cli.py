@@ -46,7 +46,7 @@ def _train(argv: list[str]) -> int:
     import tyro
 
     from chunkrl.config import TrainConfig, load_config
-    from chunkrl.train.loop import train
+    from chunkrl.train.run import train
 
     parser = argparse.ArgumentParser(prog="chunkrl train", add_help=False)
     parser.add_argument("--config", type=Path, default=None)
@@ -83,7 +83,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def _eval(argv: list[str]) -> int:
-    from chunkrl.train.loop import evaluate_checkpoint
+    from chunkrl.train.evaluate import evaluate_checkpoint
 
     parser = argparse.ArgumentParser(prog="chunkrl eval", description="Evaluate a checkpoint or a run's latest one.")
     parser.add_argument("checkpoint", type=Path, help="a checkpoint directory or a run directory")
@@ -106,7 +106,8 @@ def _eval(argv: list[str]) -> int:
 
 
 def _data(argv: list[str]) -> int:
-    from chunkrl.data.sources.ogbench import DATASETS, default_cache_dir, generated_dataset_path
+    from chunkrl.data.catalog import default_cache_dir, generated_dataset_path
+    from chunkrl.envs.ogbench import DATASETS
 
     parser = argparse.ArgumentParser(prog="chunkrl data", description="OGBench datasets and scripted ALOHA data.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,12 +139,12 @@ def _data(argv: list[str]) -> int:
         print("known datasets:\n  " + "\n  ".join(DATASETS))
         print(f"generated in {root}:\n  " + ("\n  ".join(cached) if cached else "(none)"))
         return 0
-    from chunkrl.data.aloha_scripted import DATASETS as SCRIPTED
-    from chunkrl.train.logging import generation_progress
+    from chunkrl.envs.scripted.aloha import DATASETS as SCRIPTED
+    from chunkrl.progress import generation_progress
 
     if args.dataset in SCRIPTED:
         return _generate_scripted(args)
-    from chunkrl.data.generate import generate_dataset, official_settings
+    from chunkrl.envs.scripted.ogbench import generate_dataset, official_settings
 
     settings = official_settings(args.dataset, args.episodes, args.seed)
     out = args.out or generated_dataset_path(args.dataset, settings.episodes, args.cache_dir)
@@ -160,9 +161,9 @@ def _data(argv: list[str]) -> int:
 def _export(args) -> int:
     """``chunkrl data export``: any dataset chunkrl trains on, as a LeRobot v3 folder."""
     from chunkrl.config import TrainConfig
+    from chunkrl.data.catalog import load_dataset
     from chunkrl.data.sources.lerobot import write_lerobot
     from chunkrl.envs.registry import make_env
-    from chunkrl.train.setup import load_dataset
 
     config = TrainConfig(
         env=args.env, dataset_path=args.dataset_path, dataset_episodes=args.dataset_episodes, sparse=args.sparse
@@ -176,8 +177,7 @@ def _export(args) -> int:
 
 def _generate_scripted(args) -> int:
     """``chunkrl data generate aloha-transfer-cube-scripted``: scripted ALOHA demonstrations."""
-    from chunkrl.data.sources.ogbench import generated_dataset_path
-    from chunkrl.train.setup import ALOHA_EPISODES, generate_scripted_dataset
+    from chunkrl.data.catalog import ALOHA_EPISODES, generate_scripted_dataset, generated_dataset_path
 
     episodes = args.episodes or ALOHA_EPISODES
     out = args.out or generated_dataset_path(args.dataset, episodes, args.cache_dir)
@@ -186,7 +186,7 @@ def _generate_scripted(args) -> int:
 
 
 def _plot(argv: list[str]) -> int:
-    from chunkrl.train.plot import PAPER_CURVES, plot_runs
+    from chunkrl.report.plot import PAPER_CURVES, plot_runs
 
     parser = argparse.ArgumentParser(
         prog="chunkrl plot",
@@ -204,7 +204,7 @@ def _plot(argv: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    from chunkrl.train.plot import report_table
+    from chunkrl.report.plot import report_table
 
     parser = argparse.ArgumentParser(
         prog="chunkrl report", description="A Markdown table: final success (mean, 95%% CI), steps, wall time."
@@ -280,8 +280,8 @@ COMMANDS = {"train": _train, "eval": _eval, "data": _data, "plot": _plot, "repor
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chunkrl`` console script."""
-    from chunkrl.train.checkpoint import CheckpointError
-    from chunkrl.train.loop import NonFiniteLoss, TrainingInterrupted
+    from chunkrl.errors import CheckpointError
+    from chunkrl.train.trainer import NonFiniteLoss, TrainingInterrupted
 
     warnings.filterwarnings("ignore", message=".*precision lowered.*")  # gymnasium notices about OGBench's spaces
     argv = sys.argv[1:] if argv is None else argv

@@ -15,7 +15,13 @@ from typing import Literal
 import pydantic
 import yaml
 
-from chunkrl.agents.configs import ChunkPPOConfig, CPQLConfig, DiffusionQLConfig, FlowAgentConfig, SACAgentConfig
+from chunkrl.agents.diffusion.config import CPQLConfig, DiffusionQLConfig
+from chunkrl.agents.flow.config import FlowAgentConfig
+from chunkrl.agents.ppo.config import ChunkPPOConfig
+from chunkrl.agents.registry import METHODS, PerDomain, agent_config
+from chunkrl.agents.sac.config import SACAgentConfig
+from chunkrl.envs.ogbench import close_matches_hint
+from chunkrl.envs.registry import env_domain
 from chunkrl.files import write_atomically
 
 
@@ -69,7 +75,14 @@ class TrainConfig:
     cache_dir: Path | None = None
     """Dataset cache (default: $CHUNKRL_CACHE or ~/.cache/chunkrl)."""
     horizon: int = 5
-    """Chunk length h."""
+    """Chunk length h: the default of the three named lengths below (all equal to it unless set)."""
+    critic_horizon: int | None = None
+    """The critic's horizon: how many actions the critic scores and how many steps the TD backup jumps
+    (reward over them, bootstrap with γ^τ). None: --horizon."""
+    actor_chunk: int | None = None
+    """The actor's chunk: how many actions the policy emits per query (and a token policy's tokenizer
+    encodes). None: --horizon. Longer than the critic's horizon (e.g. 8 against 3) for agents that declare
+    it (qc-fql, qc): the critic scores the chunk's first critic_horizon actions."""
     discount: float = 0.99
     """Per-step discount γ."""
     boundary: Literal["mask", "truncate"] | None = None
@@ -98,8 +111,9 @@ class TrainConfig:
     offline-to-online code, whose policy was pre-trained). None: the method's default (RLPD family random,
     flow agents policy)."""
     execute_horizon: int | None = None
-    """Actions of each chunk executed open loop before re-planning. None: the method's, the whole chunk except
-    for a SAC first-action critic with the standard objective, which re-plans every step (1)."""
+    """Actions of each chunk executed open loop before re-planning (at most the actor's chunk). None: the
+    method's, the whole chunk except for a SAC first-action critic with the standard objective, which re-plans
+    every step (1)."""
     eval_interval: int = 100_000
     """Steps between evaluations (0: only at the end of each phase)."""
     eval_episodes: int = 50
@@ -246,9 +260,13 @@ def check_values(config: TrainConfig) -> None:
         c.dataset_episodes is None or c.dataset_episodes >= 1,
         f"dataset_episodes must be >= 1 (got {c.dataset_episodes})",
     )
+    for name in ("critic_horizon", "actor_chunk"):  # None: --horizon
+        value = getattr(c, name)
+        need(value is None or value >= 1, f"{name} must be >= 1 (got {value})")
+    chunk = c.actor_chunk or c.horizon
     need(
-        c.execute_horizon is None or 1 <= c.execute_horizon <= c.horizon,
-        f"execute_horizon must be between 1 and the horizon {c.horizon} (got {c.execute_horizon})",
+        c.execute_horizon is None or 1 <= c.execute_horizon <= chunk,
+        f"execute_horizon must be between 1 and the actor's chunk {chunk} (got {c.execute_horizon})",
     )
     need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
     need(
@@ -285,3 +303,57 @@ def load_config(path: Path) -> TrainConfig:
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write the resolved config as YAML (atomically: a crash leaves the old file or the new one)."""
     write_atomically(Path(path), yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def resolve_horizons(config: TrainConfig, method) -> dict[str, int]:
+    """The three named lengths: a method that fixes the chunk (FQL, BFN, RLPD: one action) fixes all of them;
+    else each left at None takes --horizon. An agent that does not declare ``decoupled_horizons`` needs the
+    critic's horizon equal to the actor's chunk."""
+    if method.horizon is not None:
+        fixed = method.horizon
+        given = {
+            n: getattr(config, n) for n in ("critic_horizon", "actor_chunk") if getattr(config, n) not in (None, fixed)
+        }
+        if given:
+            raise ValueError(f"{config.agent} acts and backs up one action at a time; it takes no {given}")
+        return {"horizon": fixed, "critic_horizon": fixed, "actor_chunk": fixed}
+    critic = config.critic_horizon or config.horizon
+    actor = config.actor_chunk or config.horizon
+    if critic != actor and not method.decoupled_horizons:
+        raise ValueError(
+            f"{config.agent} scores the chunk its actor emits: its critic's horizon must equal the actor's chunk "
+            f"(got critic_horizon {critic}, actor_chunk {actor}); set one --horizon, or use an agent that takes "
+            f"them apart ({', '.join(n for n, m in METHODS.items() if m.decoupled_horizons)})"
+        )
+    if critic > actor:
+        raise ValueError(
+            f"critic_horizon {critic} > actor_chunk {actor}: a critic longer than the actor's chunk is not "
+            "available yet; use critic_horizon <= actor_chunk"
+        )
+    return {"critic_horizon": critic, "actor_chunk": actor}
+
+
+def resolve_method(config: TrainConfig) -> TrainConfig:
+    """Apply the method's defining settings (e.g. FQL is h = 1 without chunking) and its defaults for
+    options left at None: the paper's per-domain values (QC-FQL's alpha, QC's N) for the task's domain,
+    and run defaults (e.g. the RLPD family: no offline phase, symmetric replay, random warm-up; the offline
+    diffusion methods: no online phase, truncate boundaries)."""
+    if config.agent not in METHODS:
+        raise ValueError(
+            f"Unknown agent '{config.agent}'.{close_matches_hint(config.agent, tuple(METHODS))} "
+            f"Available: {', '.join(METHODS)}."
+        )
+    method = METHODS[config.agent]
+    domain = env_domain(config.env)
+    section = agent_config(config)
+    unset = {
+        k: v.for_domain(domain) if isinstance(v, PerDomain) else v
+        for k, v in method.defaults.items()
+        if getattr(section, k) is None
+    }
+    settings = dataclasses.replace(section, **method.overrides, **unset)
+    resolved = {method.section: settings, **resolve_horizons(config, method)}
+    if config.execute_horizon is None:  # e.g. a first-action critic re-plans every step
+        resolved["execute_horizon"] = settings.execute_horizon_default()
+    resolved.update({k: v for k, v in method.run_defaults.items() if getattr(config, k) is None})
+    return dataclasses.replace(config, **resolved)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chunkrl.config import check_values, load_config
+from chunkrl.config import check_values, load_config, resolve_method
 from chunkrl.envs.executor import stacked_history
 
 
@@ -39,7 +39,7 @@ class Policy:
 
         self.agent, self.config, self.deterministic = agent, config, deterministic
         self.normalizer = normalizer or Normalizer.identity(agent.observation_dim, agent.action_dim)
-        self.execute_horizon = execute_horizon or config.execute_horizon or agent.horizon
+        self.execute_horizon = execute_horizon or config.execute_horizon or agent.actor_chunk
         self.queue: deque[np.ndarray] = deque()
         self.history: deque[np.ndarray] = deque(maxlen=agent.history_length)
 
@@ -49,7 +49,8 @@ class Policy:
     ) -> Policy:
         """The policy of a checkpoint directory or of a run directory's latest checkpoint."""
         from chunkrl.train import checkpoint as ckpt
-        from chunkrl.train.setup import agent_from_checkpoint, checkpoint_normalizer, resolve_device, resolve_method
+        from chunkrl.train.checkpoint import agent_from_checkpoint, checkpoint_normalizer
+        from chunkrl.train.device import resolve_device
 
         checkpoint = ckpt.resolve_checkpoint(Path(path))
         ckpt.verify_checkpoint(checkpoint)

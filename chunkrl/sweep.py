@@ -81,8 +81,7 @@ def _takes_several(key: str) -> bool:
 def check_sweep(sweep: Sweep) -> None:
     """Every trial's configuration as its run will check it (agent and environment names, every ``--set``
     key and value, ranges), before any trial or directory is made: a mistake fails once, with its message."""
-    from chunkrl.config import TrainConfig, check_values, from_dict, load_config, to_dict
-    from chunkrl.train.setup import resolve_method
+    from chunkrl.config import TrainConfig, check_values, from_dict, load_config, resolve_method, to_dict
 
     def merged(base: dict, changes: dict) -> dict:
         out = dict(base)

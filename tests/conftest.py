@@ -35,7 +35,7 @@ def two_trajectories():
 def tiny_puzzle_dataset(tmp_path_factory):
     """A real OGBench puzzle-3x3 play dataset: 2 training + 1 validation episodes of 201 stored steps,
     generated with OGBench's oracles (fast enough for tests)."""
-    from chunkrl.data.generate import GenerationSettings, generate_dataset
+    from chunkrl.envs.scripted.ogbench import GenerationSettings, generate_dataset
 
     out = tmp_path_factory.mktemp("data") / "puzzle-3x3-play-v0.npz"
     settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=2, max_episode_steps=201)
@@ -46,7 +46,7 @@ def tiny_puzzle_dataset(tmp_path_factory):
 def tiny_config(dataset, **changes):
     """A tiny offline run on ``dataset`` (the tiny puzzle file): 4 offline steps, 8-unit flow networks,
     batch 8, one evaluation episode at the end, no TensorBoard; ``changes`` override any field."""
-    from chunkrl.agents.configs import FlowAgentConfig
+    from chunkrl.agents.flow.config import FlowAgentConfig
     from chunkrl.config import TrainConfig
 
     values = dict(

@@ -69,7 +69,7 @@ def test_plotting_a_run_without_evaluations_is_an_error_not_an_empty_picture(tmp
 def test_generating_into_a_read_only_directory_fails_before_any_episode(tmp_path, monkeypatch, capsys):
     import os
 
-    from chunkrl.data import generate
+    from chunkrl.envs.scripted import ogbench as generate
 
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a read-only directory (root ignores modes)
     monkeypatch.setattr(generate, "_collect", lambda *args: pytest.fail("episodes were generated"))

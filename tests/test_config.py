@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chunkrl.config import TrainConfig, check_values, load_config, save_config
-from chunkrl.train.setup import resolve_method
+from chunkrl.config import TrainConfig, check_values, load_config, resolve_method, save_config
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
@@ -35,6 +34,33 @@ def test_fql_is_one_step_without_chunking_and_fql_n_keeps_the_horizon():
     assert fql_n.horizon == 5 and fql_n.flow.action_chunking is False
     qc = resolve_method(TrainConfig(agent="qc-fql"))
     assert qc.horizon == 5 and qc.flow.action_chunking is True
+    assert (fql.critic_horizon, fql.actor_chunk) == (1, 1) and (qc.critic_horizon, qc.actor_chunk) == (5, 5)
+
+
+def test_the_three_named_lengths_default_to_the_horizon_and_are_resolved_into_the_config():
+    config = resolve_method(TrainConfig(agent="qc-rlpd", horizon=4))
+    assert (config.critic_horizon, config.actor_chunk, config.execute_horizon) == (4, 4, None)
+    seed_000 = resolve_method(TrainConfig(agent="qc-fql", horizon=3, actor_chunk=8))  # actor 8, critic 3
+    assert (seed_000.critic_horizon, seed_000.actor_chunk) == (3, 8)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"agent": "qc-rlpd", "critic_horizon": 3, "actor_chunk": 8}, "must equal the actor's chunk.*qc-fql, qc"),
+        ({"agent": "qc-fql", "critic_horizon": 8, "actor_chunk": 3}, "critic_horizon 8 > actor_chunk 3"),
+        ({"agent": "fql", "actor_chunk": 4}, "one action at a time; it takes no .*actor_chunk"),
+    ],
+)
+def test_lengths_an_agent_cannot_train_with_are_refused_with_the_reason(changes, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_method(TrainConfig(**changes))
+
+
+def test_execute_horizon_is_bounded_by_the_actor_chunk_not_the_critic_horizon():
+    check_values(TrainConfig(agent="qc-fql", horizon=2, actor_chunk=6, execute_horizon=6))
+    with pytest.raises(ValueError, match="between 1 and the actor's chunk 6"):
+        check_values(TrainConfig(agent="qc-fql", horizon=2, actor_chunk=6, execute_horizon=7))
 
 
 @pytest.mark.parametrize(
@@ -56,7 +82,8 @@ def test_offline_diffusion_methods_declare_their_data_and_schedule(method, secti
 
 
 def test_every_agent_section_checks_its_own_values():
-    from chunkrl.agents.configs import CPQLConfig, DiffusionQLConfig, UNetConfig
+    from chunkrl.agents.diffusion.config import CPQLConfig, DiffusionQLConfig
+    from chunkrl.nets.unet1d import UNetConfig
 
     bad = TrainConfig(
         diffusion=DiffusionQLConfig(steps=0, num_critics=1, unet=UNetConfig(channels=(12,))), cpql=CPQLConfig(scales=1)
@@ -68,7 +95,7 @@ def test_every_agent_section_checks_its_own_values():
 
 
 def test_ppo_values_that_compare_false_with_everything_are_refused_too():
-    from chunkrl.agents.configs import ChunkPPOConfig
+    from chunkrl.agents.ppo.config import ChunkPPOConfig
 
     bad = ChunkPPOConfig(clip=float("nan"), target_kl=-1.0, entropy_coef=float("inf"), value_clip=float("nan"))
     problems = " ".join(bad.problems("ppo"))
@@ -83,7 +110,7 @@ def test_best_of_n_methods_get_their_sample_counts_unless_set():
     assert resolve_method(TrainConfig(agent="bfn-n")).flow.num_samples == 4
     bfn = resolve_method(TrainConfig(agent="bfn"))
     assert bfn.flow.num_samples == 4 and bfn.horizon == 1 and bfn.flow.action_chunking is False
-    from chunkrl.agents.configs import FlowAgentConfig
+    from chunkrl.agents.flow.config import FlowAgentConfig
 
     custom = resolve_method(TrainConfig(agent="qc", flow=FlowAgentConfig(num_samples=16)))
     assert custom.flow.num_samples == 16
@@ -97,7 +124,7 @@ def test_the_rlpd_family_learns_online_with_prior_data_and_its_own_bc_weight():
     assert rlpd_ac.sac.bc_alpha == 0.0 and rlpd_ac.horizon == 5
     rlpd = resolve_method(TrainConfig(agent="rlpd"))
     assert rlpd.horizon == 1 and rlpd.sac.bc_alpha == 0.0
-    from chunkrl.agents.configs import SACAgentConfig
+    from chunkrl.agents.sac.config import SACAgentConfig
 
     tuned = resolve_method(TrainConfig(agent="qc-rlpd", offline_steps=10, sac=SACAgentConfig(bc_alpha=0.1)))
     assert tuned.sac.bc_alpha == 0.1 and tuned.offline_steps == 10
@@ -214,7 +241,7 @@ def test_a_directory_is_not_a_config(tmp_path):
         ({"horizon": -2}, "horizon must be >= 1"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"keep_checkpoints": 0}, "keep_checkpoints must be >= 1"),
-        ({"execute_horizon": 7}, "execute_horizon must be between 1 and the horizon 5"),
+        ({"execute_horizon": 7}, "execute_horizon must be between 1 and the actor's chunk 5"),
         ({"discount": 1.5}, r"discount must be in \[0, 1\]"),
     ],
 )
@@ -242,7 +269,7 @@ def test_every_problem_is_reported_at_once():
     [
         ('horizon: "five"\n', [], "horizon: 'five'"),
         ("agent: qc-fql\n", ["--eval-episodes", "0"], "eval_episodes must be >= 1"),
-        ("agent: fql\n", ["--execute-horizon", "3"], "execute_horizon must be between 1 and the horizon 1"),
+        ("agent: fql\n", ["--execute-horizon", "3"], "execute_horizon must be between 1 and the actor's chunk 1"),
     ],
 )
 def test_a_bad_config_stops_the_cli_before_anything_is_created(tmp_path, capsys, config_text, flags, message):

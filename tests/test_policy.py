@@ -6,7 +6,7 @@ import torch
 
 from chunkrl import Policy
 from chunkrl.train import checkpoint as ckpt
-from chunkrl.train.loop import train
+from chunkrl.train.run import train
 from tests.conftest import tiny_config
 
 
@@ -70,15 +70,11 @@ ACTIONS_PER_QUERY = {
 
 
 def tiny_method_config(agent: str):
-    from chunkrl.agents.configs import (
-        ChunkPPOConfig,
-        CPQLConfig,
-        DiffusionQLConfig,
-        FlowAgentConfig,
-        SACAgentConfig,
-    )
-    from chunkrl.config import TrainConfig
-    from chunkrl.train.setup import resolve_method
+    from chunkrl.agents.diffusion.config import CPQLConfig, DiffusionQLConfig
+    from chunkrl.agents.flow.config import FlowAgentConfig
+    from chunkrl.agents.ppo.config import ChunkPPOConfig
+    from chunkrl.agents.sac.config import SACAgentConfig
+    from chunkrl.config import TrainConfig, resolve_method
 
     nets = dict(actor_hidden_dims=(8,), critic_hidden_dims=(8,))
     return resolve_method(
@@ -96,10 +92,9 @@ def tiny_method_config(agent: str):
 
 @pytest.mark.parametrize("agent", sorted(ACTIONS_PER_QUERY))
 def test_every_method_deploys_actions_of_the_action_size_in_the_datas_units(agent):
-    from chunkrl.agents import METHODS
+    from chunkrl.agents.registry import METHODS, build_agent
     from chunkrl.data.normalize import Normalizer
     from chunkrl.nets.tokenizer import ChunkTokenizer
-    from chunkrl.train.setup import build_agent
 
     assert set(ACTIONS_PER_QUERY) == set(METHODS)  # a new method gets its line here
     config = tiny_method_config(agent)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
+from chunkrl.report.plot import bootstrap_ci, plot_runs, report_table
 from chunkrl.sweep import Sweep, parse_seeds, run_sweep, setting_flags
-from chunkrl.train.plot import bootstrap_ci, plot_runs, report_table
 
 
 def test_seed_ranges_and_settings():
@@ -101,7 +101,7 @@ def test_sweep_on_a_local_ray_instance(tiny_puzzle_dataset, tmp_path):
 
 
 def test_report_and_plot_name_each_run_they_cannot_read_and_go_on_with_the_others(tiny_puzzle_dataset, tmp_path):
-    from chunkrl.train.loop import train
+    from chunkrl.train.run import train
     from tests.conftest import tiny_config
 
     good = tmp_path / "good"

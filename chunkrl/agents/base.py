@@ -61,15 +61,21 @@ class Agent(nn.Module):
     """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
     noise: GlobalNoise = GLOBAL_NOISE
     """Source of every random draw of ``update`` and ``act`` (``nets/noise.py``)."""
+    fresh_on_init: tuple[str, ...] = ()
+    """Parameter-name prefixes that ``--init-from`` may leave fresh when the checkpoint lacks them (chunk-ppo
+    from a chunk-bc checkpoint: ``value_head.``)."""
     unit_actions: bool = True
     """The agent emits actions in [-1, 1] (tanh, clip or clamp): the run maps the data's actions into that
     range (``data/normalize.py``). Token policies normalise inside their tokenizer and set False."""
 
-    def __init__(self, observation_dim: int, action_dim: int, horizon: int):
+    def __init__(self, observation_dim: int, action_dim: int, actor_chunk: int, critic_horizon: int | None = None):
         super().__init__()
         self.observation_dim = observation_dim
         self.action_dim = action_dim
-        self.horizon = horizon
+        self.actor_chunk = actor_chunk
+        """Actions the policy emits per query (``act`` returns ``[B, actor_chunk, A]``)."""
+        self.critic_horizon = critic_horizon or actor_chunk
+        """Actions the critic scores (the backup's length; the batches' ``reward_h`` spans it)."""
 
     @property
     def device(self) -> torch.device:
@@ -85,6 +91,15 @@ class Agent(nn.Module):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
+
+    def extra_files(self) -> dict[str, str]:
+        """Text files saved beside the weights in every checkpoint (name -> content), e.g. a tokenizer."""
+        return {}
+
+    def distribute(self) -> None:
+        """Average gradients over the ranks of ``torch.distributed`` (agents whose registry entry declares
+        ``data_parallel``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not train data-parallel")
 
     def act(
         self, observations: np.ndarray, deterministic: bool = False, history_valid: np.ndarray | None = None
@@ -176,11 +191,9 @@ class ActorCriticAgent(Agent):
     """
 
     target_tau: float
-    stacks_seeds: bool = True
-    """Whether ``--seeds`` can train this class with stacked parameters (checked before a run starts)."""
 
-    def __init__(self, observation_dim: int, action_dim: int, horizon: int):
-        super().__init__(observation_dim, action_dim, horizon)
+    def __init__(self, observation_dim: int, action_dim: int, actor_chunk: int, critic_horizon: int | None = None):
+        super().__init__(observation_dim, action_dim, actor_chunk, critic_horizon)
         self.groups: dict[str, OptimizerGroup] = {}
         self.emas: list[EMA] = []
 
@@ -213,7 +226,7 @@ class ActorCriticAgent(Agent):
     def stackable(self) -> bool:
         """Whether ``--seeds`` can train it with stacked parameters: one optimizer, no clipping, no EMA."""
         plain = len(self.groups) == 1 and not self.emas and all(g.max_grad_norm is None for g in self.groups.values())
-        return self.stacks_seeds and plain
+        return plain
 
     def losses(self, batch: ChunkBatch) -> Losses:
         raise NotImplementedError

@@ -41,19 +41,31 @@ class ChunkSpec:
     """How chunks are cut from trajectories."""
 
     horizon: int = 5
-    """Chunk length h (number of actions per chunk)."""
+    """The critic's horizon h: how many actions the backup spans (``tau <= h``, ``reward_h``, ``γ^τ``)."""
     discount: float = 0.99
     """Per-step discount γ."""
     boundary: BoundaryMode = "mask"
     """``mask``: chunks cut by a trajectory's end are excluded from TD; ``truncate``: they bootstrap early."""
+    action_length: int | None = None
+    """Actions per chunk in a batch (``actions`` and ``valid`` are ``[B, L, A]``, ``[B, L]``): the longer of the
+    critic's horizon and the actor's chunk, so that a policy emitting more actions than the critic scores
+    (or fewer) trains on its whole chunk. None: ``horizon``. Only the first ``horizon`` positions decide
+    the TD weight in ``mask`` mode."""
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.action_length is not None and self.action_length < 1:
+            raise ValueError(f"action_length must be >= 1, got {self.action_length}")
         if not 0.0 <= self.discount <= 1.0:
             raise ValueError(f"discount must be in [0, 1], got {self.discount}")
         if self.boundary not in ("mask", "truncate"):
             raise ValueError(f"boundary must be 'mask' or 'truncate', got {self.boundary!r}")
+
+    @property
+    def length(self) -> int:
+        """Actions per chunk in a batch: ``action_length``, or the horizon."""
+        return self.action_length or self.horizon
 
 
 @dataclass
@@ -96,20 +108,20 @@ def enumerate_chunks(trajectories: Trajectories, spec: ChunkSpec) -> ChunkBatch:
     Deterministic and loop-based on purpose: it states the semantics plainly, for tests and for
     anyone checking the math. Use ``ChunkSampler`` for training.
     """
-    n, h, gamma = trajectories.size, spec.horizon, spec.discount
+    n, h, length, gamma = trajectories.size, spec.horizon, spec.length, spec.discount
     steps = trajectories.step_arrays()
     if n and not steps.ends[-1]:
         raise ValueError("enumerate_chunks needs complete trajectories; the newest one is still open")
-    out = _empty_batch(n, h, trajectories.observation_dim, trajectories.action_dim)
+    out = _empty_batch(n, length, trajectories.observation_dim, trajectories.action_dim)
     for t in range(n):
         ended = False  # passed the trajectory's end
         stopped = False  # return summation has stopped (terminal or end reached)
         ret, tau, stop_index = 0.0, 0, t
-        for i in range(h):
+        for i in range(length):
             if not ended:
                 out.valid[t, i] = 1.0
                 out.actions[t, i] = steps.actions[t + i]
-            if not stopped:
+            if not stopped and i < h:  # the return spans the critic's horizon only
                 ret += gamma**i * float(steps.rewards[t + i])
                 tau, stop_index = i + 1, t + i
                 if steps.terminals[t + i] or steps.ends[t + i]:
@@ -123,7 +135,7 @@ def enumerate_chunks(trajectories: Trajectories, spec: ChunkSpec) -> ChunkBatch:
         out.tau[t] = tau
         out.next_observations[t] = steps.next_observations[stop_index]
         out.bootstrap_discount[t] = 0.0 if terminal_stop else gamma**tau
-        padded = out.valid[t].sum() < h
+        padded = out.valid[t, :h].sum() < h
         out.td_weight[t] = 0.0 if (spec.boundary == "mask" and padded) else 1.0
     out.from_dataset = np.ones(n, np.float32)  # every step of a store is the dataset's unless a sampler says
     return out
@@ -159,7 +171,7 @@ class ChunkSampler:
         self.partial_returns = partial_returns
         self.dataset_steps = dataset_steps
         self.rng = np.random.default_rng(seed)
-        self._offsets = np.arange(spec.horizon, dtype=np.int64)
+        self._offsets = np.arange(spec.length, dtype=np.int64)
         self._powers = (spec.discount**self._offsets).astype(np.float64)
 
     def rng_state(self) -> dict:
@@ -195,7 +207,7 @@ class ChunkSampler:
         actions = store.actions[safe_positions] * valid[..., None]
         bootstrap = np.where(terminal_stop, 0.0, self.spec.discount**tau)
         if self.spec.boundary == "mask":  # any padding leaves the TD loss (see the module docstring)
-            td_weight = valid.all(axis=1).astype(np.float32)
+            td_weight = valid[:, :h].all(axis=1).astype(np.float32)
         else:
             td_weight = np.ones(len(starts), np.float32)
         extra = self.histories(starts, stop) if self.history > 1 else {}

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from chunkrl.errors import DatasetError  # noqa: F401  (re-exported: readers raise it from here)
+
 NO_INDEX = np.iinfo(np.int64).max // 4
 """Marker for "no such step" in ``next_terminal`` (and for open trajectories in ``episode_last``)."""
-
-
-class DatasetError(ValueError):
-    """Raised when step data is malformed; the message says what is wrong and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import warnings
 import gymnasium
 import numpy as np
 
-from chunkrl.data.sources.ogbench import OGBenchTask, parse_task
+from chunkrl.envs.ogbench import OGBenchTask, parse_task
 
 
 class SparseReward(gymnasium.RewardWrapper):

@@ -17,15 +17,12 @@ slices), concatenated in action order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from chunkrl.nets.actors import GaussianChunkActor, bounded_log_std
-
-if TYPE_CHECKING:  # the agents package imports this module; a runtime import would be circular
-    from chunkrl.agents.configs import ACTActorConfig
 
 
 def parse_action_groups(groups: tuple[str, ...], action_dim: int) -> list[tuple[str, int, int]]:
@@ -50,6 +47,32 @@ def parse_action_groups(groups: tuple[str, ...], action_dim: int) -> list[tuple[
     if position != action_dim:
         raise ValueError(f"action groups {list(groups)} cover {position} dimensions; the action has {action_dim}")
     return parsed
+
+
+@dataclass
+class ACTActorConfig:
+    """The ACT-style transformer chunk actor (``--sac.actor act``)."""
+
+    width: int = 256
+    """Token width (d_model)."""
+    heads: int = 4
+    """Attention heads (must divide the width)."""
+    decoder_layers: int = 4
+    """Transformer decoder layers over the h chunk-step queries."""
+    encoder_layers: int = 2
+    """Transformer encoder layers over the observation history (only with obs_history > 1)."""
+    feedforward: int = 1024
+    """Feed-forward width inside each transformer layer."""
+    dropout: float = 0.0
+    """Dropout inside the transformer layers (active in training updates only)."""
+    memory_tokens: int = 1
+    """Tokens a single observation is projected to (obs_history 1)."""
+    obs_history: int = 1
+    """Observations the actor reads: the current one and the obs_history - 1 before it (padded and
+    masked at episode starts). The critic always scores the current observation."""
+    action_groups: tuple[str, ...] = ()
+    """Split output heads per named slice of the action vector, as name:start:end (e.g. arm:0:3
+    hand:3:5); they must cover the action in order. Empty: one head for the whole action."""
 
 
 class ACTChunkActor(GaussianChunkActor):

@@ -17,12 +17,28 @@ own zero padding), and the output is cropped back to ``h``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from chunkrl.nets.denoisers import StepEmbedding
+
+
+@dataclass
+class UNetConfig:
+    """The temporal U-Net denoiser (``--diffusion.backbone unet``), Diffusion Policy's design."""
+
+    channels: tuple[int, ...] = (64, 128, 256)
+    """Channels per level; L levels halve the chunk's time axis L - 1 times (the chunk is padded to fit).
+    Diffusion Policy uses (256, 512, 1024): about 16x the parameters, for GPUs."""
+    kernel_size: int = 5
+    """Temporal kernel of the convolutions."""
+    groups: int = 8
+    """GroupNorm groups (must divide every channel count)."""
+    step_dim: int = 128
+    """Width of the diffusion-step embedding."""
 
 
 class ConvBlock(nn.Sequential):

@@ -30,17 +30,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from chunkrl.agents import agent_config
+from chunkrl.agents.base import Agent
+from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
+from chunkrl.agents.registry import METHODS, agent_config, build_agent
 from chunkrl.config import TrainConfig, load_config, save_config
-from chunkrl.data.trajectories import StepArrays, Trajectories
+from chunkrl.data.normalize import FILE as NORMALIZATION_FILE
+from chunkrl.data.normalize import Normalizer
+from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
+from chunkrl.errors import CheckpointError
 from chunkrl.files import write_atomically
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not fit the agent it is loaded into."""
 
 
 @dataclass
@@ -306,7 +308,7 @@ def load_initial_weights(agent: torch.nn.Module, checkpoint: Path, allow_partial
     checkpoint = Path(checkpoint)
     tensors = _read_weights(checkpoint, agent.device)
     expected = agent.state_dict()
-    fresh_prefixes = tuple(getattr(agent, "fresh_on_init", ()))
+    fresh_prefixes = tuple(agent.fresh_on_init)
     fresh = [p for p in fresh_prefixes if not any(k.startswith(p) for k in tensors)]
     missing = sorted(k for k in expected if k not in tensors and not k.startswith(tuple(fresh)))
     unexpected = sorted(set(tensors) - set(expected))
@@ -403,3 +405,32 @@ def _prune(root: Path, keep: int) -> None:
     checkpoints = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in checkpoints[: max(0, len(checkpoints) - keep)]:
         shutil.rmtree(old)
+
+
+def agent_from_checkpoint(
+    checkpoint: Path, config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device
+) -> Agent:
+    """The agent a checkpoint holds (with its tokenizer, if the method needs one), weights loaded from
+    ``model.safetensors``, in evaluation mode."""
+    tokenizer = None
+    if METHODS[config.agent].needs_tokenizer:
+        tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True, quiet=True))
+    agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
+    load_weights(agent, checkpoint)
+    return agent.eval()
+
+
+def checkpoint_normalizer(checkpoint: Path, observation_dim: int, action_dim: int) -> Normalizer:
+    """The statistics a checkpoint saved (``normalization.json``); none (identity) for checkpoints written
+    before runs normalised their data, which all trained in the data's own units."""
+    path = Path(checkpoint) / NORMALIZATION_FILE
+    if not path.exists():
+        return Normalizer.identity(observation_dim, action_dim)
+    normalizer = Normalizer.from_json(path.read_text(), str(path))
+    sizes = (len(normalizer.observation_center), len(normalizer.action_center))
+    if sizes != (observation_dim, action_dim):
+        raise DatasetError(
+            f"{path} normalises observations of {sizes[0]} and actions of {sizes[1]} numbers, this run has "
+            f"{observation_dim} and {action_dim}: the checkpoint belongs to another task"
+        )
+    return normalizer

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from chunkrl.files import write_atomically
 
@@ -100,19 +98,6 @@ class RunLogger:
             self.writer.close()
         if self.wandb is not None:
             self.wandb.finish()
-
-
-@contextlib.contextmanager
-def generation_progress(console: Console):
-    """A rich progress bar that ``generate_dataset`` reports finished episodes to."""
-    columns = (TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("generate", total=None)
-
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield report
 
 
 class SilentLogger:

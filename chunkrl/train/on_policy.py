@@ -32,7 +32,7 @@ def make_vector_env(config, seed: int, normalizer=None) -> gymnasium.vector.Vect
 
     def build():
         env = in_agent_units(make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps), normalizer)
-        return ChunkStepEnv(env, config.horizon, config.discount, config.execute_horizon)
+        return ChunkStepEnv(env, config.actor_chunk, config.discount, config.execute_horizon)
 
     envs = gymnasium.vector.SyncVectorEnv(
         [build] * config.ppo.num_envs, autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP

@@ -24,8 +24,9 @@ from rich.progress import Progress
 from chunkrl.agents.stack import SeedStack
 from chunkrl.config import TrainConfig, save_config
 from chunkrl.files import write_atomically
-from chunkrl.train.loop import Trainer, build_trainer, open_for_resume, run_trainers
-from chunkrl.train.setup import mark_run
+from chunkrl.train.build import build_trainer
+from chunkrl.train.run_dir import mark_run, open_for_resume
+from chunkrl.train.trainer import Trainer, run_trainers
 
 
 def lane_config(config: TrainConfig, seed: int) -> TrainConfig:

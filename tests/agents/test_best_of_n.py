@@ -5,7 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from chunkrl.agents import BestOfNAgent, FlowAgentConfig, best_of_n
+from chunkrl.agents.flow import best_of_n
+from chunkrl.agents.flow.best_of_n import BestOfNAgent
+from chunkrl.agents.flow.config import FlowAgentConfig
 from tests.agents.test_fql import ACT, OBS, H, batch
 
 

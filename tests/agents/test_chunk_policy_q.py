@@ -5,11 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from chunkrl.agents import CPQLAgent, DiffusionQLAgent
 from chunkrl.agents.base import EMA
-from chunkrl.agents.configs import CPQLConfig, DiffusionQLConfig, UNetConfig
+from chunkrl.agents.diffusion.config import CPQLConfig, DiffusionQLConfig
+from chunkrl.agents.diffusion.cpql import CPQLAgent
+from chunkrl.agents.diffusion.diffusion_ql import DiffusionQLAgent
 from chunkrl.agents.stack import SeedStack
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.nets.unet1d import UNetConfig
 from tests.conftest import make_store
 
 SMALL = dict(
@@ -203,7 +205,7 @@ def test_unset_method_values_and_stacked_seeds_are_refused_clearly():
 
 
 def test_seeds_for_an_agent_that_cannot_be_stacked_are_refused_before_anything_is_created(tmp_path):
-    from chunkrl.train.loop import train
+    from chunkrl.train.run import train
     from tests.conftest import tiny_config
 
     config = tiny_config(tmp_path / "never-read.npz", agent="cpql", seeds=(0, 1))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from chunkrl.agents import FlowAgentConfig, FQLAgent
+from chunkrl.agents.flow.config import FlowAgentConfig
+from chunkrl.agents.flow.fql import FQLAgent
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.nets.ensemble import aggregate
 from tests.conftest import make_store
@@ -179,3 +180,28 @@ def test_loading_weights_of_another_configuration_explains_the_mismatch(tmp_path
     wider = FQLAgent(OBS, ACT, H, small_config(actor_hidden_dims=(64, 64)))
     with pytest.raises(CheckpointError, match="another configuration"):
         load_weights(wider, tmp_path)
+
+
+@pytest.mark.parametrize("agent_class", ["fql", "best_of_n"])
+def test_an_actor_chunk_longer_than_the_critic_horizon_builds_updates_and_acts(agent_class):
+    from chunkrl.agents.flow.best_of_n import BestOfNAgent
+
+    cls, extra = (FQLAgent, {}) if agent_class == "fql" else (BestOfNAgent, {"num_samples": 4})
+    agent = cls(OBS, ACT, 4, small_config(**extra), critic_horizon=2)  # actor chunk 4, critic horizon 2
+    rng = np.random.default_rng(0)
+    n = 80
+    ends = rng.random(n) < 0.1
+    ends[-1] = True
+    store = make_store(rng.normal(size=n), np.zeros(n), ends, obs_dim=OBS, action_dim=ACT)
+    sampler = ChunkSampler(store, ChunkSpec(2, 0.9, "mask", action_length=4), seed=0)
+    batch = sampler.sample(16).to_torch()
+    before = [p.detach().clone() for p in agent.critic.parameters()]
+    metrics = agent.update(batch)
+    assert torch.isfinite(metrics["loss/total"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.critic.parameters(), strict=True))
+    # the critic reads 2 actions, the policy emits 4
+    q = agent.critic(batch.observations, batch.actions[:, :2].flatten(1))
+    assert q.shape == (2, 16)
+    with pytest.raises(RuntimeError):
+        agent.critic(batch.observations, batch.actions.flatten(1))
+    assert agent.act(np.zeros(OBS, np.float32)).shape == (4, ACT)

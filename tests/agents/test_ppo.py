@@ -6,8 +6,8 @@ import torch
 from rich.console import Console
 from safetensors.torch import save_file
 
-from chunkrl.agents.configs import ChunkPPOConfig
-from chunkrl.agents.ppo import ChunkBCAgent, ChunkPPOAgent, clipped_surrogate
+from chunkrl.agents.ppo.config import ChunkPPOConfig
+from chunkrl.agents.ppo.ppo import ChunkBCAgent, ChunkPPOAgent, clipped_surrogate
 from chunkrl.data.rollouts import RolloutBatch
 from chunkrl.nets.tokenizer import ChunkTokenizer, TokenizerSettings
 from chunkrl.train.checkpoint import CheckpointError, load_initial_weights

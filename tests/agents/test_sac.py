@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
-from chunkrl.agents.configs import ACTActorConfig
-from chunkrl.agents.sac import bc_weight, objective_weights, target_entropy
+from chunkrl.agents.sac.config import SACAgentConfig
+from chunkrl.agents.sac.sac import ChunkedSACAgent, bc_weight, objective_weights, target_entropy
 from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec
+from chunkrl.nets.act import ACTActorConfig
 from chunkrl.nets.actors import chunk_log_likelihood
 from chunkrl.nets.distributions import tanh_gaussian_log_prob
 
@@ -168,8 +168,7 @@ def test_bc_imitates_the_online_half_of_a_batch_only_when_asked(rows):
 
 
 def test_a_first_action_critic_with_the_standard_objective_replans_every_step_by_default():
-    from chunkrl.config import TrainConfig
-    from chunkrl.train.setup import resolve_method
+    from chunkrl.config import TrainConfig, resolve_method
 
     first = SACAgentConfig(critic_input="first_action")
     assert resolve_method(TrainConfig(agent="qc-rlpd", sac=first)).execute_horizon == 1

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from chunkrl.agents import BestOfNAgent, ChunkedSACAgent, FlowAgentConfig, FQLAgent, SACAgentConfig
-from chunkrl.agents.configs import ACTActorConfig
+from chunkrl.agents.flow.best_of_n import BestOfNAgent
+from chunkrl.agents.flow.config import FlowAgentConfig
+from chunkrl.agents.flow.fql import FQLAgent
+from chunkrl.agents.sac.config import SACAgentConfig
+from chunkrl.agents.sac.sac import ChunkedSACAgent
 from chunkrl.agents.stack import SeedStack
+from chunkrl.nets.act import ACTActorConfig
 from chunkrl.nets.noise import GeneratorNoise
 from tests.agents.test_fql import ACT, OBS, H, batch
 

@@ -109,14 +109,14 @@ def test_horizon_one_is_the_ordinary_one_step_transition(two_trajectories):
 
 
 @pytest.mark.parametrize("boundary", ["mask", "truncate"])
-@pytest.mark.parametrize("h", [1, 2, 3, 5])
-def test_vectorized_sampler_matches_reference_enumeration(boundary, h):
+@pytest.mark.parametrize(("h", "length"), [(1, None), (2, None), (3, None), (5, None), (2, 4), (1, 3)])
+def test_vectorized_sampler_matches_reference_enumeration(boundary, h, length):
     rng = np.random.default_rng(h)
     n = 60
     ends = rng.random(n) < 0.15
     ends[-1] = True
     store = make_store(rng.normal(size=n), rng.random(n) < 0.1, ends, obs_dim=3, action_dim=2)
-    s = ChunkSpec(horizon=h, discount=G, boundary=boundary)
+    s = ChunkSpec(horizon=h, discount=G, boundary=boundary, action_length=length)
     reference = enumerate_chunks(store, s)
     fast = ChunkSampler(store, s, partial_returns=True).gather(np.arange(n))
     for name in reference.__dataclass_fields__:
@@ -190,3 +190,21 @@ def test_batches_mark_the_chunks_that_start_in_the_dataset(two_trajectories):
     np.testing.assert_array_equal(sampler.gather(np.array([0, 4, 5, 7])).from_dataset, [1, 1, 0, 0])
     every = ChunkSampler(two_trajectories, ChunkSpec(2, 0.9, "mask"))  # a store of dataset steps only
     np.testing.assert_array_equal(every.gather(np.array([0, 7])).from_dataset, [1, 1])
+
+
+def test_an_actor_chunk_longer_than_the_critic_horizon_carries_actions_past_the_backup(two_trajectories):
+    # critic horizon 2, actor chunk 4: the return and bootstrap span 2 steps, actions and validity 4
+    s = ChunkSpec(horizon=2, discount=G, boundary="mask", action_length=4)
+    batch = ChunkSampler(two_trajectories, s).gather(np.array([0, 3]))
+    assert batch.actions.shape == (2, 4, 1) and batch.valid.shape == (2, 4)
+    # from step 0: r0 + γ r1 = 1 + 0.9 * 2; actions a0..a3 all inside trajectory A (steps 0-4)
+    np.testing.assert_allclose(batch.reward_h[0], 1.0 + G * 2.0)
+    np.testing.assert_allclose(batch.actions[0, :, 0], [0.5, 1.5, 2.5, 3.5])
+    assert batch.tau[0] == 2 and np.isclose(batch.bootstrap_discount[0], G**2)
+    np.testing.assert_allclose(batch.next_observations[0], [101.0, 101.0])  # s_2 is next_observation of step 1
+    # from step 3: a3, a4 real, then trajectory A ends: the tail is padding, yet the critic's 2 actions are
+    # whole, so in mask mode the chunk stays a TD sample (with one horizon of 4 it would not be)
+    np.testing.assert_allclose(batch.valid[1], [1, 1, 0, 0])
+    np.testing.assert_allclose(batch.reward_h[1], 4.0 + G * 5.0)
+    assert batch.td_weight[1] == 1.0
+    assert ChunkSampler(two_trajectories, spec(h=4)).gather(np.array([3])).td_weight[0] == 0.0

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from chunkrl.data.generate import GenerationSettings, generate_dataset, official_settings
-from chunkrl.data.sources.ogbench import validation_path
+from chunkrl.envs.ogbench import validation_path
+from chunkrl.envs.scripted.ogbench import GenerationSettings, generate_dataset, official_settings
 
 
 def test_generated_file_has_ogbench_layout_and_a_validation_split(tiny_puzzle_dataset):

@@ -233,7 +233,7 @@ def test_a_folder_that_is_not_a_lerobot_dataset_is_not_called_a_corrupt_npz(tmp_
     from rich.console import Console
 
     from chunkrl.config import TrainConfig
-    from chunkrl.train.setup import load_dataset
+    from chunkrl.data.catalog import load_dataset
 
     (tmp_path / "videos_only" / "videos").mkdir(parents=True)
     config = TrainConfig(env="none", dataset_path=tmp_path / "videos_only", online_steps=0)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from chunkrl.data.sources.ogbench import load_single_task, parse_task, read_npz
+from chunkrl.data.sources.ogbench import load_single_task, read_npz
 from chunkrl.data.trajectories import DatasetError
+from chunkrl.envs.ogbench import parse_task
 from chunkrl.envs.registry import make_task_env
 
 TASK = parse_task("puzzle-3x3-play-singletask-task1-v0")

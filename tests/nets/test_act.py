@@ -5,9 +5,9 @@ import torch
 from safetensors.torch import save_file
 from torch import distributions as D
 
-from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
-from chunkrl.agents.configs import ACTActorConfig
-from chunkrl.nets.act import ACTChunkActor, parse_action_groups
+from chunkrl.agents.sac.config import SACAgentConfig
+from chunkrl.agents.sac.sac import ChunkedSACAgent
+from chunkrl.nets.act import ACTActorConfig, ACTChunkActor, parse_action_groups
 from chunkrl.nets.distributions import tanh_gaussian_log_prob
 from chunkrl.train.checkpoint import load_weights
 

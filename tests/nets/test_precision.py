@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from chunkrl.agents import FlowAgentConfig, FQLAgent
+from chunkrl.agents.flow.config import FlowAgentConfig
+from chunkrl.agents.flow.fql import FQLAgent
 from chunkrl.nets.precision import autocast, check_precision, matmul_precision
 from tests.agents.test_fql import ACT, OBS, H, batch
 

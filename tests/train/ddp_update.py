@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from chunkrl.agents.configs import ChunkPPOConfig
-from chunkrl.agents.ppo import ChunkPPOAgent
+from chunkrl.agents.ppo.config import ChunkPPOConfig
+from chunkrl.agents.ppo.ppo import ChunkPPOAgent
 from chunkrl.data.rollouts import RolloutBatch
 from chunkrl.nets.tokenizer import ChunkTokenizer
 from chunkrl.train import distributed

@@ -10,7 +10,7 @@ from chunkrl.config import TrainConfig
 from chunkrl.train import checkpoint as ckpt_module
 from chunkrl.train import logging as logging_module
 from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint, load_training_state
-from chunkrl.train.loop import train
+from chunkrl.train.run import train
 from tests.conftest import tiny_config
 
 FILES = ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.yaml"]
@@ -127,7 +127,7 @@ def test_a_full_disk_stops_the_run_with_its_error_and_the_last_checkpoint_stays_
 
 
 def test_a_summary_that_cannot_be_written_does_not_fail_a_finished_run(tiny_puzzle_dataset, tmp_path, monkeypatch):
-    from chunkrl.train import loop
+    from chunkrl.train import trainer as loop
 
     real = loop.write_atomically
 
@@ -142,7 +142,7 @@ def test_a_summary_that_cannot_be_written_does_not_fail_a_finished_run(tiny_puzz
 
 
 def test_evaluating_a_corrupt_checkpoint_names_the_file(run_copy):
-    from chunkrl.train.loop import evaluate_checkpoint
+    from chunkrl.train.evaluate import evaluate_checkpoint
 
     (checkpoint(run_copy, 6) / "config.yaml").write_text("agent: qc-fql\n")  # edited after it was written
     with pytest.raises(CheckpointError, match="step_000000006/config.yaml is corrupt"):
@@ -165,7 +165,7 @@ def test_checksums_naming_anything_but_the_checkpoints_own_files_are_refused_wit
     import json
 
     from chunkrl import Policy
-    from chunkrl.train.loop import evaluate_checkpoint
+    from chunkrl.train.evaluate import evaluate_checkpoint
 
     target = checkpoint(run_copy, 6)
     (target / "zero").symlink_to("/dev/zero")

@@ -25,8 +25,8 @@ def test_an_old_checkpoint_acts_as_it_did(name):
     np.testing.assert_allclose(chunk, np.asarray(expected["chunk"]), rtol=1e-5, atol=1e-6)
 
 
-def test_an_old_run_reads_with_three_named_horizons_equal_to_its_horizon():
-    from chunkrl.config import load_config
+def test_an_old_run_config_resolves_its_one_horizon_into_the_three_named_lengths():
+    from chunkrl.config import load_config, resolve_method
 
-    config = load_config(FIXTURES / "qc-fql-run" / "config.yaml")
-    assert config.horizon == 3
+    config = resolve_method(load_config(FIXTURES / "qc-fql-run" / "config.yaml"))
+    assert (config.horizon, config.critic_horizon, config.actor_chunk, config.execute_horizon) == (3, 3, 3, None)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from chunkrl.config import TrainConfig
+from chunkrl.data.catalog import load_dataset
 from chunkrl.data.sources.lerobot import read_lerobot
 from chunkrl.envs.registry import make_env
-from chunkrl.train.setup import load_dataset
 from tests.train.test_cli_end_to_end import ENV, TINY, chunkrl
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from chunkrl.agents.configs import FlowAgentConfig
-from chunkrl.agents.fql import FQLAgent
+from chunkrl.agents.flow.config import FlowAgentConfig
+from chunkrl.agents.flow.fql import FQLAgent
 from chunkrl.config import TrainConfig
-from chunkrl.train.loop import NonFiniteLoss, train
+from chunkrl.train.run import train
+from chunkrl.train.trainer import NonFiniteLoss
 from tests.conftest import tiny_config
 
 
@@ -41,9 +42,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_puzzle_dataset, 
 
 
 def test_a_mismatch_with_an_act_checkpoint_names_its_transformer_settings(tmp_path):
-    from chunkrl.agents import ChunkedSACAgent, SACAgentConfig
-    from chunkrl.agents.configs import ACTActorConfig
+    from chunkrl.agents.sac.config import SACAgentConfig
+    from chunkrl.agents.sac.sac import ChunkedSACAgent
     from chunkrl.config import save_config
+    from chunkrl.nets.act import ACTActorConfig
     from chunkrl.train.checkpoint import CheckpointError, load_weights
 
     act = ACTActorConfig(width=16, heads=2, feedforward=32, decoder_layers=1, obs_history=2)
@@ -58,9 +60,10 @@ def test_a_mismatch_with_an_act_checkpoint_names_its_transformer_settings(tmp_pa
 
 
 def test_a_mismatch_with_a_diffusion_checkpoint_names_its_denoiser_and_never_needs_known_fields(tmp_path, monkeypatch):
-    from chunkrl.agents import DiffusionQLAgent, DiffusionQLConfig
-    from chunkrl.agents.configs import UNetConfig
+    from chunkrl.agents.diffusion.config import DiffusionQLConfig
+    from chunkrl.agents.diffusion.diffusion_ql import DiffusionQLAgent
     from chunkrl.config import save_config
+    from chunkrl.nets.unet1d import UNetConfig
     from chunkrl.train import checkpoint
     from chunkrl.train.checkpoint import CheckpointError, load_weights
 

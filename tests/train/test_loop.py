@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from chunkrl.agents.configs import SACAgentConfig
-from chunkrl.agents.sac import ChunkedSACAgent
+from chunkrl.agents.sac.config import SACAgentConfig
+from chunkrl.agents.sac.sac import ChunkedSACAgent
 from chunkrl.envs.executor import UniformRandomPolicy
+from chunkrl.train.build import restore_rng_states
 from chunkrl.train.checkpoint import load_online_steps, resolve_checkpoint
-from chunkrl.train.loop import restore_rng_states, train
+from chunkrl.train.run import train
 from tests.conftest import tiny_config
 
 
@@ -50,7 +51,7 @@ def zero_proposing_agent(monkeypatch):
         ChunkedSACAgent,
         "act_tensor",
         lambda self, observations, deterministic=False, history_valid=None: torch.zeros(
-            observations.shape[0], self.horizon, self.action_dim
+            observations.shape[0], self.actor_chunk, self.action_dim
         ),
     )
 
@@ -83,3 +84,19 @@ def test_resume_restores_the_cuda_random_state_where_a_gpu_is_present(monkeypatc
     trainer = FakeTrainer()
     restore_rng_states({"torch": torch.get_rng_state(), "sampler": {"s": 1}, "cuda": cuda_states}, trainer)
     assert restored["cuda"] is cuda_states and trainer.sampler.state == {"s": 1}
+
+
+def test_a_run_with_an_actor_chunk_longer_than_the_critic_horizon_trains_and_records_it(tiny_puzzle_dataset, tmp_path):
+    from chunkrl.config import load_config
+    from chunkrl.policy import Policy
+
+    run = tmp_path / "run"
+    config = tiny_config(tiny_puzzle_dataset, horizon=2, actor_chunk=4, execute_horizon=3)
+    summary = train(config, run_dir=run)
+    assert summary["status"] == "finished"
+    saved = load_config(run / "config.yaml")
+    assert (saved.critic_horizon, saved.actor_chunk, saved.execute_horizon) == (2, 4, 3)
+    policy = Policy.from_pretrained(run, device="cpu")
+    observation = np.zeros(policy.agent.observation_dim, np.float32)
+    assert policy.predict_chunk(observation).shape == (4, policy.agent.action_dim)
+    assert policy.execute_horizon == 3

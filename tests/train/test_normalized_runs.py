@@ -8,11 +8,12 @@ import pytest
 import yaml
 
 from chunkrl import Policy
-from chunkrl.agents.configs import DiffusionQLConfig, SACAgentConfig
+from chunkrl.agents.diffusion.config import DiffusionQLConfig
+from chunkrl.agents.sac.config import SACAgentConfig
 from chunkrl.data.normalize import FILE, Normalizer
 from chunkrl.data.sources.lerobot import write_lerobot
 from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
-from chunkrl.train.loop import train
+from chunkrl.train.run import train
 from tests.conftest import tiny_config
 
 RANGE = np.array([3.0, 3.0])  # the data's actions lie in [-3, 3]: radians, say

@@ -8,8 +8,8 @@ import pytest
 
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.files import write_atomically
-from chunkrl.train.loop import train
-from chunkrl.train.setup import RUN_MARKER, RunDirectoryBusy, RunDirectoryLock, new_run_dir
+from chunkrl.train.run import train
+from chunkrl.train.run_dir import RUN_MARKER, RunDirectoryBusy, RunDirectoryLock, new_run_dir
 from tests.conftest import tiny_config
 
 

@@ -10,9 +10,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.agents.flow.config import FlowAgentConfig
 from chunkrl.agents.stack import SeedStack
-from chunkrl.train.loop import TrainingInterrupted, train
+from chunkrl.train.run import train
+from chunkrl.train.trainer import TrainingInterrupted
 from tests.conftest import tiny_config
 
 

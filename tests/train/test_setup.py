@@ -4,9 +4,9 @@ import pytest
 from rich.console import Console
 
 from chunkrl.config import TrainConfig
-from chunkrl.data.sources.ogbench import generated_dataset_path, parse_task
+from chunkrl.data.catalog import dataset_file, generated_dataset_path
 from chunkrl.data.trajectories import DatasetError
-from chunkrl.train.setup import dataset_file
+from chunkrl.envs.ogbench import parse_task
 
 TASK = parse_task("scene-play-singletask-task2-v0")
 
@@ -46,9 +46,9 @@ def test_explicit_path_wins(tmp_path):
 def test_a_token_checkpoint_of_another_task_is_called_that_not_a_horizon_problem(tmp_path):
     import numpy as np
 
+    from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
     from chunkrl.nets.tokenizer import ChunkTokenizer
     from chunkrl.train.checkpoint import CheckpointError
-    from chunkrl.train.setup import prepare_tokenizer
 
     tokenizer = ChunkTokenizer.for_bounds(5, -np.ones(5), np.ones(5))  # chunks of 5 actions of 5 numbers
     (tmp_path / "tokenizer.json").write_text(tokenizer.to_json())

@@ -21,7 +21,7 @@ import copy
 import torch
 
 from chunkrl.agents.base import ActorCriticAgent, Losses, masked_mean, td_loss
-from chunkrl.agents.configs import FlowAgentConfig
+from chunkrl.agents.flow.config import FlowAgentConfig
 from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.ensemble import Critic
 from chunkrl.nets.flow import VelocityField, euler_sample, flow_matching_targets
@@ -37,15 +37,20 @@ class FlowCriticAgent(ActorCriticAgent):
         horizon: int,
         config: FlowAgentConfig,
         boundary: BoundaryMode = "mask",
+        critic_horizon: int | None = None,
     ):
-        super().__init__(observation_dim, action_dim, horizon)
+        super().__init__(observation_dim, action_dim, horizon, critic_horizon)
+        if self.critic_horizon > self.actor_chunk:
+            raise ValueError(f"critic_horizon {self.critic_horizon} > actor_chunk {self.actor_chunk} is not supported")
         self.config = config
-        self.policy_dim = action_dim * horizon if config.action_chunking else action_dim
+        chunking = config.action_chunking
+        self.policy_dim = action_dim * self.actor_chunk if chunking else action_dim
+        self.critic_dim = action_dim * self.critic_horizon if chunking else action_dim
         c = config
         self.flow = VelocityField(observation_dim, self.policy_dim, c.actor_hidden_dims, c.actor_layer_norm)
-        validity = horizon if (boundary == "truncate" and c.action_chunking) else 0
+        validity = self.critic_horizon if (boundary == "truncate" and chunking) else 0
         self.critic = Critic(
-            observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm, validity
+            observation_dim, self.critic_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm, validity
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_tau = config.target_tau
@@ -57,10 +62,15 @@ class FlowCriticAgent(ActorCriticAgent):
 
     # ------------------------------------------------------------------ policies
     def policy_actions(self, batch: ChunkBatch) -> torch.Tensor:
-        """Dataset actions in the policy's space: the flattened chunk, or the first action."""
+        """Dataset actions in the policy's space: the flattened actor chunk, or the first action."""
         if self.config.action_chunking:
-            return batch.actions.flatten(1)
+            return batch.actions[:, : self.actor_chunk].flatten(1)
         return batch.actions[:, 0]
+
+    def scored(self, actions: torch.Tensor) -> torch.Tensor:
+        """The part of policy-space actions [B, policy_dim] the critic scores: the chunk's first
+        ``critic_horizon`` actions (all of them when the two lengths are equal)."""
+        return actions[:, : self.critic_dim]
 
     def flow_actions(self, observations: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The behaviour policy's actions for ``noise`` (Euler integration of the flow)."""
@@ -79,7 +89,8 @@ class FlowCriticAgent(ActorCriticAgent):
         """TD loss on the h-step backup; chunks with ``td_weight = 0`` do not count."""
         with torch.no_grad():
             target = batch.reward_h + batch.bootstrap_discount * self.next_values(batch.next_observations)
-        q = self.critic(batch.observations, self.policy_actions(batch), batch.valid)  # [E, B]
+        valid = batch.valid[:, : self.critic_horizon]
+        q = self.critic(batch.observations, self.scored(self.policy_actions(batch)), valid)  # [E, B]
         return td_loss(q, target, batch.td_weight)
 
     def bc_flow_loss(self, batch: ChunkBatch) -> torch.Tensor:
@@ -89,7 +100,7 @@ class FlowCriticAgent(ActorCriticAgent):
         t = self.noise.uniform((actions.shape[0], 1), actions.device)
         x_t, velocity = flow_matching_targets(actions, noise, t)
         errors = (self.flow(batch.observations, x_t, t) - velocity).square()
-        valid = batch.valid if self.config.action_chunking else batch.valid[:, :1]
+        valid = batch.valid[:, : self.actor_chunk] if self.config.action_chunking else batch.valid[:, :1]
         return masked_mean(errors, valid.repeat_interleave(self.action_dim, dim=1))
 
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -20,10 +20,7 @@ all of them at once with stacked parameters (``train/seeds.py``), through the ve
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import shutil
 import signal
 import time
 from collections.abc import Callable, Generator
@@ -31,43 +28,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from chunkrl.agents import METHODS, Agent
-from chunkrl.agents.stack import unstackable_message
-from chunkrl.config import TrainConfig, check_values, load_config, save_config, to_dict
-from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec, MixedChunkSampler
+from chunkrl.agents.base import Agent
+from chunkrl.config import TrainConfig
+from chunkrl.data.chunks import ChunkBatch, ChunkSampler, MixedChunkSampler
 from chunkrl.data.normalize import FILE as NORMALIZATION_FILE
 from chunkrl.data.normalize import Normalizer
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
-from chunkrl.envs.normalized import in_agent_units
-from chunkrl.envs.registry import NO_ENV, space_dims
 from chunkrl.files import write_atomically
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
-from chunkrl.train import distributed
 from chunkrl.train.logging import RunLogger, SilentLogger
 from chunkrl.train.on_policy import on_policy_phase
-from chunkrl.train.setup import (
-    RunDirectoryLock,
-    agent_from_checkpoint,
-    build_agent,
-    check_own_run,
-    checkpoint_normalizer,
-    load_dataset,
-    new_run_dir,
-    prepare_tokenizer,
-    record_normalization,
-    report_clipped,
-    resolve_device,
-    resolve_method,
-    run_env,
-    run_normalizer,
-    seed_everything,
-)
 
 
 class TrainingInterrupted(Exception):
@@ -120,6 +94,7 @@ class Trainer:
     eval_executor: ChunkExecutor | None  # None: no environment (offline runs on LeRobot or robomimic data)
     logger: RunLogger | SilentLogger
     device: torch.device
+    schedule: str = "off_policy"  # the method's declared schedule: off_policy (replay) or on_policy (rollouts)
     rank: int = 0  # this process's rank under torchrun; only rank 0 logs, evaluates and checkpoints
     warmup_policy: UniformRandomPolicy | None = None  # acts before start_training (None: the agent)
     label: str = ""  # which seed this is, when several train together (shown in progress and eval lines)
@@ -245,7 +220,7 @@ class Trainer:
             rng_states,
             self.online_steps(),
             keep=self.config.keep_checkpoints,
-            extra_files={**getattr(self.agent, "extra_files", dict)(), NORMALIZATION_FILE: self.normalizer.to_json()},
+            extra_files={**self.agent.extra_files(), NORMALIZATION_FILE: self.normalizer.to_json()},
         )
 
     def online_steps(self) -> StepArrays | None:
@@ -265,7 +240,7 @@ class Trainer:
     def phases(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
         """Both phases: yields every batch to train on, receives each update's metrics."""
         yield from self.offline_phase(progress)
-        if getattr(self.agent, "on_policy", False):  # the agent declares its schedule: rollouts, not replay
+        if self.schedule == "on_policy":  # declared by the method's registry entry: rollouts, not replay
             yield from on_policy_phase(self, progress)
         else:
             yield from self.online_phase(progress)
@@ -361,213 +336,6 @@ def _progress(console) -> Progress:
     )
 
 
-def build_trainer(
-    config: TrainConfig,
-    run_dir: Path,
-    checkpoint: Path | None,
-    restart: bool = False,
-    own_noise: bool = False,
-    rank: int = 0,
-) -> Trainer:
-    """Everything a run needs; restores the state of ``checkpoint`` when resuming. ``restart``: the run
-    directory holds a run that never wrote a checkpoint, whose log rows are dropped. ``own_noise``: the
-    agent draws from a generator of its own (checkpointed) instead of torch's global one."""
-    device = resolve_device(config.device)
-    seed_everything(config.seed + 1000 * rank)
-    offline_only = config.env == NO_ENV  # a dataset with no simulator here: no evaluation, no online phase
-    env = None if offline_only else run_env(config)
-    counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
-    resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
-    if rank == 0:
-        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
-    else:
-        logger = SilentLogger()
-    method = METHODS[config.agent]
-    on_policy = getattr(method.agent, "on_policy", False)  # rollouts from the environments: no dataset
-    shared = config.replay == "shared"
-    store = replay = sampler = None
-    if not on_policy:
-        store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
-    observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
-    tokenizer = None
-    initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
-    normalizer = run_normalizer(config, store, env, checkpoint or initial, logger.console, checkpoint is not None)
-    config = record_normalization(config, normalizer)
-    if rank == 0 and checkpoint is None:  # the run's config records the modes auto resolved to
-        save_config(config, run_dir / "config.yaml")
-    if store is not None:
-        report_clipped(normalizer.apply_to(store), normalizer, logger.console)
-    env = None if env is None else in_agent_units(env, normalizer)
-    eval_env = None if offline_only else in_agent_units(run_env(config), normalizer)
-    if getattr(method.agent, "needs_tokenizer", False):
-        source = checkpoint or initial
-        space = env.action_space if env is not None else None
-        tokenizer = prepare_tokenizer(config, action_dim, store, source, logger.console, space)
-    agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
-    if own_noise:
-        agent.noise = GeneratorNoise(config.seed + 30_000, device)
-    spec = ChunkSpec(config.horizon, config.discount, config.boundary)
-    history = agent.history_length
-    if on_policy:
-        pass  # rollouts come from the environments (train/on_policy.py): no sampler, no replay
-    elif shared:
-        replay = store
-        sampler = ChunkSampler(store, spec, seed=config.seed, history=history, dataset_steps=store.size)
-    else:
-        replay = Trajectories(observation_dim, action_dim, max(config.online_steps, 1))
-        offline = ChunkSampler(store, spec, seed=config.seed, history=history)
-        online = ChunkSampler(replay, spec, seed=config.seed + 1, history=history, dataset_steps=0)
-        sampler = MixedChunkSampler(offline, online)
-    trainer = Trainer(
-        config=config,
-        run_dir=run_dir,
-        agent=agent,
-        normalizer=normalizer,
-        store=store,
-        dataset_size=store.size if store is not None else 0,
-        replay=replay,
-        sampler=sampler,
-        env=env,
-        eval_executor=None
-        if eval_env is None
-        else ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
-        logger=logger,
-        device=device,
-        warmup_policy=UniformRandomPolicy(env.action_space, seed=config.seed + 2)
-        if config.warmup == "random" and not on_policy and env is not None
-        else None,
-        rank=rank,
-    )
-    if checkpoint is not None:
-        ckpt.load_weights(agent, checkpoint)
-        trainer.counters = counters
-        rng = ckpt.load_training_state(checkpoint, agent.optimizers())
-        restore_rng_states(rng, trainer)
-        online = ckpt.load_online_steps(checkpoint)
-        if online is not None:
-            replay.extend(online)
-        previous = previous_summary(run_dir / "summary.json", logger.console)
-        trainer.evaluations = previous.get("evaluations", {})
-        wall = previous.get("wall_seconds", 0.0)
-        trainer.earlier_wall_seconds = float(wall) if isinstance(wall, int | float) and wall >= 0 else 0.0
-    elif initial is not None:
-        ckpt.verify_checkpoint(initial)
-        ckpt.load_initial_weights(agent, initial, config.allow_partial_init, logger.console)
-    if torch.distributed.is_initialized():
-        if not hasattr(agent, "distribute"):
-            raise ValueError(
-                f"data-parallel training (torchrun) is for chunk-ppo; {config.agent} trains in one process"
-            )
-        agent.distribute()
-    return trainer
-
-
-def previous_summary(path: Path, console) -> dict:
-    """A run's summary.json before a resume (its evaluations and wall time so far); a missing or unreadable
-    file (it is derived and never blocks a resume) gives none."""
-    if not path.exists():
-        return {}
-    try:
-        summary = json.loads(path.read_text())
-        if not isinstance(summary, dict) or not isinstance(summary.get("evaluations", {}), dict):
-            raise ValueError("not a chunkrl summary (a JSON object with evaluations)")
-        return summary
-    except (OSError, ValueError) as error:
-        console.print(f"[yellow]ignoring {path}: {error}; the resumed run writes a new one[/]")
-        return {}
-
-
-def restore_rng_states(states: dict, trainer: Trainer) -> None:
-    """Put back every random state a checkpoint saved: torch (and CUDA's, where both exist), the
-    sampler's and the warm-up policy's."""
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    if trainer.sampler is not None:
-        trainer.sampler.set_rng_state(states["sampler"])
-    if "noise" in states and isinstance(trainer.agent.noise, GeneratorNoise):
-        trainer.agent.noise.set_state(states["noise"])
-    if trainer.warmup_policy is not None and "warmup" in states:
-        trainer.warmup_policy.set_rng_state(states["warmup"])
-
-
-def open_for_resume(path: Path, console) -> tuple[Path, Path | None, TrainConfig]:
-    """(run directory, checkpoint or None, saved config) of a run to resume.
-
-    A checkpoint directory is refused with the command that resumes its run; a run killed before its
-    first checkpoint (config.yaml but no checkpoints yet) starts again from its saved config.
-    """
-    path = Path(path)
-    if (path / "model.safetensors").exists():
-        run = path.parent.parent if path.parent.name == "checkpoints" else None
-        where = f"`chunkrl train --resume {run}`" if run else "`chunkrl train --resume RUN_DIR`"
-        raise ValueError(
-            f"{path} is a checkpoint, not a run directory; resume its run with {where}, which continues from "
-            "the run's latest checkpoint (to start a new run from these weights: --init-from)."
-        )
-    if not (path / "config.yaml").exists():
-        raise ckpt.CheckpointError(
-            f"{path} is not a run directory (it has no config.yaml). Pass a directory written by `chunkrl train`."
-        )
-    check_own_run(path)
-    config = resolve_method(load_config(path / "config.yaml"))  # fills only what a hand edit left at None
-    check_values(config)
-    written = path / "checkpoints"
-    if not ((written / "latest").exists() or any(written.glob("step_*"))):
-        console.print(
-            f"[yellow]{path} has no checkpoint yet (the run stopped before its first one): starting it again "
-            "from its saved config.[/]"
-        )
-        return path, None, config
-    checkpoint = ckpt.latest_good_checkpoint(path, lambda text: console.print(f"[yellow]{escape(text)}[/]"))
-    return path, checkpoint, config
-
-
-def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None = None) -> dict:
-    """Run (or resume) training; returns the summary also written to ``<run>/summary.json``."""
-    started = time.time()
-    checkpoint = None
-    console = Console(stderr=True, soft_wrap=True)
-    is_checkpoint = resume is not None and (Path(resume) / "model.safetensors").exists()  # refused below
-    if resume is not None and (Path(resume) / "config.yaml").exists() and not is_checkpoint:
-        check_own_run(Path(resume))
-        saved = resolve_method(load_config(Path(resume) / "config.yaml"))
-        if saved.seeds:  # several seeds: each seed_<n> directory is resumed from its own checkpoint
-            from chunkrl.train.seeds import train_seeds
-
-            with RunDirectoryLock(Path(resume)):
-                return train_seeds(saved, Path(resume), True, started, console)
-    rank = distributed.init()
-    if resume is not None:
-        run_dir, checkpoint, config = open_for_resume(Path(resume), console)
-    else:
-        check_values(config)
-        config = resolve_method(config)  # also rejects an unknown agent or environment name
-        check_values(config)  # the method's defaults filled in
-        if config.seeds and not getattr(METHODS[config.agent].agent, "stacks_seeds", True):
-            raise ValueError(unstackable_message(config.agent) + ". Nothing was created.")
-        run_dir = distributed.from_rank0(new_run_dir(config, run_dir) if rank == 0 else None)
-    with RunDirectoryLock(run_dir) if rank == 0 else contextlib.nullcontext():
-        if resume is None and rank == 0:
-            save_config(config, run_dir / "config.yaml")
-        if config.seeds:
-            from chunkrl.train.seeds import train_seeds
-
-            return train_seeds(config, run_dir, False, started, console)
-        try:
-            trainer = build_trainer(
-                config, run_dir, checkpoint, restart=resume is not None and checkpoint is None, rank=rank
-            )
-        except BaseException:
-            if resume is None and rank == 0:  # nothing was trained: leave no half-made run directory behind
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        try:
-            return run_trainer(trainer, started)
-        finally:
-            distributed.finish()
-
-
 def run_trainer(trainer: Trainer, started: float) -> dict:
     """Both phases, then the summary; the first error is the one that propagates."""
     return run_trainers([trainer], started, lambda progress: drive(trainer.phases(progress), trainer.agent.update))[0]
@@ -612,29 +380,3 @@ def drive(phases: Generator[ChunkBatch, dict[str, torch.Tensor], None], update) 
             batch = phases.send(update(batch))
     except StopIteration:
         return
-
-
-def evaluate_checkpoint(
-    path: Path,
-    episodes: int | None = None,
-    execute_horizon: int | None = None,
-    device: str = "auto",
-    deterministic: bool = False,
-) -> dict:
-    """Evaluate a checkpoint (or a run's latest one) in fresh environments, acting as the run's evaluations
-    and ``Policy`` do by default (sampled chunks), or with the agent's deterministic chunk."""
-    checkpoint = ckpt.resolve_checkpoint(path)
-    ckpt.verify_checkpoint(checkpoint)
-    config = load_config(checkpoint / "config.yaml")
-    raw_env = run_env(config)
-    dims = space_dims(raw_env)
-    env = in_agent_units(raw_env, checkpoint_normalizer(checkpoint, *dims))
-    agent = agent_from_checkpoint(checkpoint, config, *dims, resolve_device(device))
-    seed_everything(config.seed + 20_000)
-    executor = ChunkExecutor(
-        env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length
-    )
-    policy = functools.partial(agent.act, deterministic=deterministic)
-    results = evaluate(executor, policy, episodes or config.eval_episodes)
-    acting = "deterministic" if deterministic else "sampled"
-    return {"checkpoint": str(checkpoint), "env": config.env, "agent": config.agent, "acting": acting, **results}

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from chunkrl.agents.base import call_frozen
-from chunkrl.agents.flow_critic import FlowCriticAgent
+from chunkrl.agents.flow.critic import FlowCriticAgent
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import aggregate
 from chunkrl.nets.mlp import MLP
@@ -26,7 +26,7 @@ class FQLAgent(FlowCriticAgent):
         if c.alpha is None:
             raise ValueError(
                 "FlowAgentConfig.alpha is unset: set it, or build the agent from a run config resolved with "
-                "chunkrl.train.setup.resolve_method (which fills in the paper's value for the task's domain)"
+                "chunkrl.config.resolve_method (which fills in the paper's value for the task's domain)"
             )
         input_dim = self.observation_dim + self.policy_dim
         self.actor = MLP(input_dim, c.actor_hidden_dims, self.policy_dim, c.actor_layer_norm)
@@ -39,7 +39,7 @@ class FQLAgent(FlowCriticAgent):
 
     def next_values(self, next_observations: torch.Tensor) -> torch.Tensor:
         next_actions = self.one_step_actions(next_observations)
-        return aggregate(self.target_critic(next_observations, next_actions), self.config.q_aggregation)
+        return aggregate(self.target_critic(next_observations, self.scored(next_actions)), self.config.q_aggregation)
 
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Flow BC on valid actions + alpha * distillation - Q of the one-step policy."""
@@ -52,7 +52,7 @@ class FQLAgent(FlowCriticAgent):
         distill_loss = F.mse_loss(student, teacher)
 
         # The Q term trains the actor only: the critic runs on detached copies of its weights.
-        q = aggregate(call_frozen(self.critic, observations, student.clamp(-1.0, 1.0)), "mean")
+        q = aggregate(call_frozen(self.critic, observations, self.scored(student.clamp(-1.0, 1.0))), "mean")
         q_loss = -q.mean()
         if self.config.normalize_q_loss:
             q_loss = q_loss / q.abs().mean().detach().clamp_min(1e-6)

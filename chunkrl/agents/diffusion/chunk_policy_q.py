@@ -27,7 +27,7 @@ import copy
 import torch
 
 from chunkrl.agents.base import ActorCriticAgent, Losses, call_frozen, masked_mean, td_loss
-from chunkrl.agents.configs import ChunkPolicyQConfig
+from chunkrl.agents.diffusion.config import ChunkPolicyQConfig
 from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.denoisers import MLPDenoiser
 from chunkrl.nets.ensemble import Critic, polyak_update
@@ -37,8 +37,6 @@ from chunkrl.nets.unet1d import UNetDenoiser
 class ChunkPolicyQAgent(ActorCriticAgent):
     """A generative chunk policy with a semi-Markov chunk critic (see the module docstring)."""
 
-    stacks_seeds = False  # two optimizers, clipping and an EMA: SeedStack's single stacked Adam cannot do them
-
     def __init__(
         self,
         observation_dim: int,
@@ -46,14 +44,15 @@ class ChunkPolicyQAgent(ActorCriticAgent):
         horizon: int,
         config: ChunkPolicyQConfig,
         boundary: BoundaryMode = "truncate",
+        critic_horizon: int | None = None,
     ):
-        super().__init__(observation_dim, action_dim, horizon)
+        super().__init__(observation_dim, action_dim, horizon, critic_horizon)
         c = self.config = config
         for name in ("eta", "max_grad_norm", "target_update", "next_actor"):
             if getattr(c, name) is None:
                 raise ValueError(
                     f"{type(c).__name__}.{name} is unset: set it, or build the agent from a run config resolved "
-                    "with chunkrl.train.setup.resolve_method (which fills in the method's value)"
+                    "with chunkrl.config.resolve_method (which fills in the method's value)"
                 )
         self.history_length = c.obs_horizon
         conditioning_dim = observation_dim if c.obs_horizon == 1 else c.obs_horizon * (observation_dim + 1)
@@ -191,4 +190,4 @@ class ChunkPolicyQAgent(ActorCriticAgent):
             uniform = self.noise.uniform((batch, k), scores.device).clamp(1e-20, 1.0 - 1e-7)
             scores = scores - torch.log(-torch.log(uniform))
         best = scores.argmax(dim=1)
-        return chunks.view(batch, k, self.horizon, self.action_dim)[torch.arange(batch, device=best.device), best]
+        return chunks.view(batch, k, self.actor_chunk, self.action_dim)[torch.arange(batch, device=best.device), best]

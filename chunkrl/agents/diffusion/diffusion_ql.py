@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from chunkrl.agents.chunk_policy_q import ChunkPolicyQAgent
+from chunkrl.agents.diffusion.chunk_policy_q import ChunkPolicyQAgent
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.diffusion import DDPM
 
@@ -21,7 +21,7 @@ class DiffusionQLAgent(ChunkPolicyQAgent):
         self.process = DDPM(self.config.steps, self.config.schedule)
 
     def sample_chunks(self, model, conditioning: torch.Tensor) -> torch.Tensor:
-        shape = (conditioning.shape[0], self.horizon, self.action_dim)
+        shape = (conditioning.shape[0], self.actor_chunk, self.action_dim)
         return self.process.sample(model, conditioning, shape, self.noise)
 
     def bc_loss(self, batch: ChunkBatch, conditioning: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

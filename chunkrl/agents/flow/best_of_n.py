@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from chunkrl.agents.flow_critic import FlowCriticAgent
+from chunkrl.agents.flow.critic import FlowCriticAgent
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import Critic, aggregate
 
@@ -55,7 +55,7 @@ class BestOfNAgent(FlowCriticAgent):
 
     def _select_best(self, critic: Critic, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         repeated, actions = self.candidates(observations)
-        scores = aggregate(critic(repeated, actions), self.config.q_aggregation)
+        scores = aggregate(critic(repeated, self.scored(actions)), self.config.q_aggregation)
         scores = scores.view(-1, self.num_samples)
         best_scores, best = scores.max(dim=1)
         chosen = actions.view(-1, self.num_samples, self.policy_dim)[torch.arange(len(best)), best]
@@ -65,7 +65,7 @@ class BestOfNAgent(FlowCriticAgent):
         if self.config.target_selection == "target_critic":
             return self.select_best(self.target_critic, next_observations)[1]
         chosen, _ = self.select_best(self.critic, next_observations)
-        return aggregate(self.target_critic(next_observations, chosen), self.config.q_aggregation)
+        return aggregate(self.target_critic(next_observations, self.scored(chosen)), self.config.q_aggregation)
 
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The policy is the flow itself: flow-matching BC on the valid dataset actions."""

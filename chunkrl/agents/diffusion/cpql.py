@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from chunkrl.agents.chunk_policy_q import ChunkPolicyQAgent
+from chunkrl.agents.diffusion.chunk_policy_q import ChunkPolicyQAgent
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.diffusion import Consistency
 
@@ -25,7 +25,7 @@ class CPQLAgent(ChunkPolicyQAgent):
         self.process = Consistency(c.sigma_min, c.sigma_max, c.rho, c.sigma_data, c.scales)
 
     def sample_chunks(self, model, conditioning: torch.Tensor) -> torch.Tensor:
-        shape = (conditioning.shape[0], self.horizon, self.action_dim)
+        shape = (conditioning.shape[0], self.actor_chunk, self.action_dim)
         return self.process.sample(model, conditioning, shape, self.noise, self.config.sample_steps)
 
     def bc_loss(self, batch: ChunkBatch, conditioning: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from chunkrl.data.trajectories import DatasetError
+from chunkrl.errors import DatasetError
 
 DATASETS = {"aloha-transfer-cube-scripted": "aloha-transfer-cube"}
 MEET = np.array([0.0, 0.5, 0.25])
@@ -174,28 +174,3 @@ def generate_scripted(
         "success_rate": len(kept) / attempts,
         "steps": len(arrays["rewards"]),
     }
-
-
-def load_scripted(path: Path, extra_capacity: int = 0):
-    """A scripted ALOHA dataset (written by ``generate_scripted``) as a trajectory store."""
-    import zipfile
-
-    from chunkrl.data.trajectories import StepArrays, Trajectories
-
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(
-            f"{path} does not exist. Generate it with "
-            f"`chunkrl data generate aloha-transfer-cube-scripted --out {path}`."
-        )
-    try:
-        with np.load(path) as data:
-            steps = StepArrays(
-                **{k: data[k] for k in ("observations", "actions", "rewards", "terminals", "ends", "next_observations")}
-            )
-    except (KeyError, zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise DatasetError(
-            f"{path} is not a scripted ALOHA dataset or is corrupt ({type(error).__name__}: {error}); generate it "
-            "again with `chunkrl data generate aloha-transfer-cube-scripted`."
-        ) from None
-    return Trajectories.from_arrays(steps, capacity=len(steps.rewards) + extra_capacity)

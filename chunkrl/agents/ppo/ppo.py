@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from chunkrl.agents.base import Agent, make_adam
-from chunkrl.agents.configs import ChunkPPOConfig
+from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.data.rollouts import RolloutBatch
 from chunkrl.nets.token_actor import GaussianChunkPolicy, TokenChunkActor, ValueHead
@@ -44,12 +44,19 @@ def build_actor(observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPP
 class TokenPolicyAgent(Agent):
     """What chunk-bc and chunk-ppo share: the actor, its tokenizer, acting, the tokenizer file."""
 
-    needs_tokenizer = True
     unit_actions = False  # the tokenizer maps the demonstrations' quantiles itself
-    stacks_seeds = False
 
-    def __init__(self, observation_dim, action_dim, horizon, config: ChunkPPOConfig, boundary=None, tokenizer=None):
-        super().__init__(observation_dim, action_dim, horizon)
+    def __init__(
+        self,
+        observation_dim,
+        action_dim,
+        horizon,
+        config: ChunkPPOConfig,
+        boundary=None,
+        tokenizer=None,
+        critic_horizon=None,
+    ):
+        super().__init__(observation_dim, action_dim, horizon, critic_horizon)
         if tokenizer is None or (tokenizer.horizon, tokenizer.action_dim) != (horizon, action_dim):
             raise ValueError(f"{type(self).__name__} needs a tokenizer for chunks of {horizon} x {action_dim}")
         self.config, self.tokenizer = config, tokenizer
@@ -106,7 +113,6 @@ class ChunkPPOAgent(TokenPolicyAgent):
     """PPO over chunk decisions: clipped surrogate, (optionally clipped) value loss, entropy bonus,
     advantage normalisation, gradient clipping; the loop stops a rollout's epochs on ``target_kl``."""
 
-    on_policy = True
     fresh_on_init = ("value_head.",)  # an imitation checkpoint has no value head: it starts fresh
 
     def __init__(self, *args, **kwargs):

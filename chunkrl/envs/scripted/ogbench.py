@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chunkrl.data.sources.ogbench import check_dataset_name, validation_path
+from chunkrl.envs.ogbench import check_dataset_name, validation_path
 
 MAX_HEALTH_RETRIES = 100
 

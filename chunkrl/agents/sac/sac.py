@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from chunkrl.agents.base import ActorCriticAgent, Losses, call_frozen, masked_mean
-from chunkrl.agents.configs import SACAgentConfig
+from chunkrl.agents.sac.config import SACAgentConfig
 from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.act import ACTChunkActor
 from chunkrl.nets.actors import GaussianChunkActor, MLPChunkActor, chunk_log_likelihood
@@ -128,8 +128,9 @@ class ChunkedSACAgent(ActorCriticAgent):
         config: SACAgentConfig,
         boundary: BoundaryMode = "mask",
         actor: GaussianChunkActor | None = None,
+        critic_horizon: int | None = None,
     ):
-        super().__init__(observation_dim, action_dim, horizon)
+        super().__init__(observation_dim, action_dim, horizon, critic_horizon)
         _check(config)
         c = self.config = config
         self.chunk_dim = horizon * action_dim
@@ -175,9 +176,9 @@ class ChunkedSACAgent(ActorCriticAgent):
         if self.config.critic_input == "chunk" or self.config.actor_objective == "standard":
             return ensemble_value(call_frozen(self.critic, observations, self.critic_actions(chunks)), self.config)
         batch = observations.shape[0]
-        per_step = chunks.view(batch, self.horizon, self.action_dim).transpose(0, 1).reshape(-1, self.action_dim)
-        repeated = observations.repeat(self.horizon, 1)  # block t of the h*B rows scores a_{t} at s
-        values = ensemble_value(call_frozen(self.critic, repeated, per_step), self.config).view(self.horizon, batch)
+        per_step = chunks.view(batch, self.actor_chunk, self.action_dim).transpose(0, 1).reshape(-1, self.action_dim)
+        repeated = observations.repeat(self.actor_chunk, 1)  # block t of the h*B rows scores a_{t} at s
+        values = ensemble_value(call_frozen(self.critic, repeated, per_step), self.config).view(self.actor_chunk, batch)
         if self.config.actor_objective == "conservative":
             return values.min(dim=0).values
         return (self.step_weights[:, None] * values).sum(dim=0)
@@ -265,4 +266,4 @@ class ChunkedSACAgent(ActorCriticAgent):
             chunks = self.actor.mode(observations, history_valid)
         else:
             chunks = self.actor.sample_actions(observations, history_valid, self.noise)
-        return chunks.view(observations.shape[0], self.horizon, self.action_dim)
+        return chunks.view(observations.shape[0], self.actor_chunk, self.action_dim)

@@ -1,0 +1,1 @@
+"""Offline chunked diffusion policies: Diffusion-QL (DDPM) and CPQL (consistency), semi-Markov chunk critics."""

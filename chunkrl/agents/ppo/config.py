@@ -1,0 +1,94 @@
+"""Settings of chunk-level PPO and its imitation pre-training (chunk-ppo, chunk-bc)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from chunkrl.agents.section import AgentSection
+from chunkrl.nets.tokenizer import TokenizerSettings
+
+
+@dataclass
+class ChunkPPOConfig(AgentSection):
+    """Chunk-level PPO (chunk-ppo) and its imitation pre-training (chunk-bc): one decision is one chunk."""
+
+    actor: Literal["tokens", "gaussian"] = "tokens"
+    """tokens: the autoregressive transformer over FAST-style chunk tokens; gaussian: the continuous
+    tanh-Gaussian chunk baseline."""
+    width: int = 128
+    """Transformer width (token actor)."""
+    layers: int = 2
+    """Transformer layers (token actor)."""
+    heads: int = 4
+    """Attention heads (token actor)."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden widths of the value head (and of the Gaussian actor)."""
+    value_input: Literal["state"] = "state"
+    """What the value head reads: the state, V(s). (state-chunk, V(s, chunk), was removed: an action-dependent
+    baseline makes every advantage about 0 once it fits, so PPO learned nothing with it.)"""
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
+    """How chunks become tokens (fitted on the dataset; saved with every checkpoint)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (actor and value head)."""
+    num_envs: int = 4
+    """Environments stepped together (gymnasium's vector API)."""
+    chunks_per_update: int = 128
+    """Decisions collected per rollout, over all environments (a multiple of num_envs)."""
+    epochs: int = 4
+    """Passes over each rollout."""
+    minibatch_size: int = 32
+    """Decisions per gradient step."""
+    gae_lambda: float = 0.95
+    """GAE λ, applied once per decision."""
+    clip: float = 0.2
+    """PPO ratio clip ε."""
+    value_clip: float | None = None
+    """Clip the value update to ±value_clip around the collected value (None: plain squared error)."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus (mean entropy per token, or per dimension for the Gaussian actor)."""
+    max_grad_norm: float = 0.5
+    """Gradient norm bound."""
+    target_kl: float | None = 0.05
+    """Stop a rollout's epochs early once a minibatch's approximate KL exceeds this (None: never)."""
+    normalize_advantages: bool = True
+    """Standardise advantages within each minibatch."""
+    temperature: float = 1.0
+    """Sampling temperature of the token actor (evaluation and, for chunk-bc, acting). chunk-ppo needs 1: it
+    trains the policy it samples from, and its stored log-probabilities are those of temperature 1."""
+
+    def summary(self) -> str:
+        return f"{self.actor} actor, width {self.width}, layers {self.layers}, value {list(self.hidden_dims)}"
+
+    def problems(self, section: str) -> list[str]:
+        problems = self.tokenizer.problems(f"{section}.tokenizer")
+        positive = ("width", "layers", "heads", "num_envs", "chunks_per_update", "epochs", "minibatch_size")
+        problems += [f"{section}.{n} must be >= 1 (got {getattr(self, n)})" for n in positive if getattr(self, n) < 1]
+        if self.learning_rate <= 0:
+            problems.append(f"{section}.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.width % self.heads:
+            problems.append(f"{section}.width {self.width} must be a multiple of heads {self.heads}")
+        if self.num_envs >= 1 and self.chunks_per_update % self.num_envs:
+            problems.append(
+                f"{section}.chunks_per_update {self.chunks_per_update} must be a multiple of num_envs {self.num_envs}"
+            )
+        if self.minibatch_size > self.chunks_per_update:
+            problems.append(
+                f"{section}.minibatch_size {self.minibatch_size} exceeds chunks_per_update {self.chunks_per_update}"
+            )
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            problems.append(f"{section}.gae_lambda must be in [0, 1] (got {self.gae_lambda})")
+        positive = {"clip": self.clip, "temperature": self.temperature, "max_grad_norm": self.max_grad_norm}
+        optional = {"value_clip": self.value_clip, "target_kl": self.target_kl}  # None: off
+        positive.update({k: v for k, v in optional.items() if v is not None})
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0):  # NaN fails every comparison: check it explicitly
+                problems.append(f"{section}.{name} must be a number > 0 (got {value})")
+        for name in ("value_coef", "entropy_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{section}.{name} must be a number >= 0 (got {value})")
+        return problems

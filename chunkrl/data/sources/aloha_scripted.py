@@ -1,0 +1,31 @@
+"""Reading the scripted ALOHA demonstrations (written by ``chunkrl.envs.scripted.aloha``)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
+
+
+def load_scripted(path: Path, extra_capacity: int = 0):
+    """A scripted ALOHA dataset (written by ``generate_scripted``) as a trajectory store."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(
+            f"{path} does not exist. Generate it with "
+            f"`chunkrl data generate aloha-transfer-cube-scripted --out {path}`."
+        )
+    try:
+        with np.load(path) as data:
+            steps = StepArrays(
+                **{k: data[k] for k in ("observations", "actions", "rewards", "terminals", "ends", "next_observations")}
+            )
+    except (KeyError, zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        raise DatasetError(
+            f"{path} is not a scripted ALOHA dataset or is corrupt ({type(error).__name__}: {error}); generate it "
+            "again with `chunkrl data generate aloha-transfer-cube-scripted`."
+        ) from None
+    return Trajectories.from_arrays(steps, capacity=len(steps.rewards) + extra_capacity)

@@ -1,0 +1,1 @@
+"""Figures and tables over finished runs (``chunkrl plot``, ``chunkrl report``)."""

@@ -1,0 +1,161 @@
+"""Building a Trainer from a resolved config: environment, dataset, units, agent, sampler; restoring a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
+from chunkrl.agents.registry import METHODS, build_agent
+from chunkrl.config import TrainConfig, save_config, to_dict
+from chunkrl.data.catalog import load_dataset
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
+from chunkrl.data.trajectories import Trajectories
+from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy
+from chunkrl.envs.normalized import in_agent_units
+from chunkrl.envs.registry import NO_ENV, make_env, space_dims
+from chunkrl.nets.noise import GeneratorNoise
+from chunkrl.train import checkpoint as ckpt
+from chunkrl.train.device import resolve_device, seed_everything
+from chunkrl.train.logging import RunLogger, SilentLogger
+from chunkrl.train.trainer import Trainer
+from chunkrl.train.units import record_normalization, report_clipped, run_normalizer
+
+
+def run_env(config: TrainConfig):
+    """A fresh environment of the run in its own units (``in_agent_units`` maps it to the agent's)."""
+    return make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+
+
+def build_trainer(
+    config: TrainConfig,
+    run_dir: Path,
+    checkpoint: Path | None,
+    restart: bool = False,
+    own_noise: bool = False,
+    rank: int = 0,
+) -> Trainer:
+    """Everything a run needs; restores the state of ``checkpoint`` when resuming. ``restart``: the run
+    directory holds a run that never wrote a checkpoint, whose log rows are dropped. ``own_noise``: the
+    agent draws from a generator of its own (checkpointed) instead of torch's global one."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed + 1000 * rank)
+    offline_only = config.env == NO_ENV  # a dataset with no simulator here: no evaluation, no online phase
+    env = None if offline_only else run_env(config)
+    counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
+    resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
+    if rank == 0:
+        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
+    else:
+        logger = SilentLogger()
+    method = METHODS[config.agent]
+    on_policy = method.schedule == "on_policy"  # rollouts from the environments: no dataset
+    shared = config.replay == "shared"
+    store = replay = sampler = None
+    if not on_policy:
+        store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
+    observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
+    tokenizer = None
+    initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
+    normalizer = run_normalizer(config, store, env, checkpoint or initial, logger.console, checkpoint is not None)
+    config = record_normalization(config, normalizer)
+    if rank == 0 and checkpoint is None:  # the run's config records the modes auto resolved to
+        save_config(config, run_dir / "config.yaml")
+    if store is not None:
+        report_clipped(normalizer.apply_to(store), normalizer, logger.console)
+    env = None if env is None else in_agent_units(env, normalizer)
+    eval_env = None if offline_only else in_agent_units(run_env(config), normalizer)
+    if method.needs_tokenizer:
+        source = checkpoint or initial
+        space = env.action_space if env is not None else None
+        tokenizer = prepare_tokenizer(config, action_dim, store, source, logger.console, space)
+    agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
+    if own_noise:
+        agent.noise = GeneratorNoise(config.seed + 30_000, device)
+    length = max(config.critic_horizon, config.actor_chunk)  # batches carry the longer of the two
+    spec = ChunkSpec(config.critic_horizon, config.discount, config.boundary, action_length=length)
+    history = agent.history_length
+    if on_policy:
+        pass  # rollouts come from the environments (train/on_policy.py): no sampler, no replay
+    elif shared:
+        replay = store
+        sampler = ChunkSampler(store, spec, seed=config.seed, history=history, dataset_steps=store.size)
+    else:
+        replay = Trajectories(observation_dim, action_dim, max(config.online_steps, 1))
+        offline = ChunkSampler(store, spec, seed=config.seed, history=history)
+        online = ChunkSampler(replay, spec, seed=config.seed + 1, history=history, dataset_steps=0)
+        sampler = MixedChunkSampler(offline, online)
+    trainer = Trainer(
+        config=config,
+        run_dir=run_dir,
+        agent=agent,
+        normalizer=normalizer,
+        store=store,
+        dataset_size=store.size if store is not None else 0,
+        replay=replay,
+        sampler=sampler,
+        env=env,
+        eval_executor=None
+        if eval_env is None
+        else ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
+        logger=logger,
+        device=device,
+        warmup_policy=UniformRandomPolicy(env.action_space, seed=config.seed + 2)
+        if config.warmup == "random" and not on_policy and env is not None
+        else None,
+        schedule=method.schedule,
+        rank=rank,
+    )
+    if checkpoint is not None:
+        ckpt.load_weights(agent, checkpoint)
+        trainer.counters = counters
+        rng = ckpt.load_training_state(checkpoint, agent.optimizers())
+        restore_rng_states(rng, trainer)
+        online = ckpt.load_online_steps(checkpoint)
+        if online is not None:
+            replay.extend(online)
+        previous = previous_summary(run_dir / "summary.json", logger.console)
+        trainer.evaluations = previous.get("evaluations", {})
+        wall = previous.get("wall_seconds", 0.0)
+        trainer.earlier_wall_seconds = float(wall) if isinstance(wall, int | float) and wall >= 0 else 0.0
+    elif initial is not None:
+        ckpt.verify_checkpoint(initial)
+        ckpt.load_initial_weights(agent, initial, config.allow_partial_init, logger.console)
+    if torch.distributed.is_initialized():
+        if not method.data_parallel:
+            raise ValueError(
+                f"data-parallel training (torchrun) is for chunk-ppo; {config.agent} trains in one process"
+            )
+        agent.distribute()
+    return trainer
+
+
+def previous_summary(path: Path, console) -> dict:
+    """A run's summary.json before a resume (its evaluations and wall time so far); a missing or unreadable
+    file (it is derived and never blocks a resume) gives none."""
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict) or not isinstance(summary.get("evaluations", {}), dict):
+            raise ValueError("not a chunkrl summary (a JSON object with evaluations)")
+        return summary
+    except (OSError, ValueError) as error:
+        console.print(f"[yellow]ignoring {path}: {error}; the resumed run writes a new one[/]")
+        return {}
+
+
+def restore_rng_states(states: dict, trainer: Trainer) -> None:
+    """Put back every random state a checkpoint saved: torch (and CUDA's, where both exist), the
+    sampler's and the warm-up policy's."""
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if trainer.sampler is not None:
+        trainer.sampler.set_rng_state(states["sampler"])
+    if "noise" in states and isinstance(trainer.agent.noise, GeneratorNoise):
+        trainer.agent.noise.set_state(states["noise"])
+    if trainer.warmup_policy is not None and "warmup" in states:
+        trainer.warmup_policy.set_rng_state(states["warmup"])

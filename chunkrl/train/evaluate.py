@@ -1,0 +1,41 @@
+"""Evaluating a saved checkpoint in fresh environments (``chunkrl eval``)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from chunkrl.config import load_config
+from chunkrl.envs.executor import ChunkExecutor, evaluate
+from chunkrl.envs.normalized import in_agent_units
+from chunkrl.envs.registry import space_dims
+from chunkrl.train import checkpoint as ckpt
+from chunkrl.train.build import run_env
+from chunkrl.train.checkpoint import agent_from_checkpoint, checkpoint_normalizer
+from chunkrl.train.device import resolve_device, seed_everything
+
+
+def evaluate_checkpoint(
+    path: Path,
+    episodes: int | None = None,
+    execute_horizon: int | None = None,
+    device: str = "auto",
+    deterministic: bool = False,
+) -> dict:
+    """Evaluate a checkpoint (or a run's latest one) in fresh environments, acting as the run's evaluations
+    and ``Policy`` do by default (sampled chunks), or with the agent's deterministic chunk."""
+    checkpoint = ckpt.resolve_checkpoint(path)
+    ckpt.verify_checkpoint(checkpoint)
+    config = load_config(checkpoint / "config.yaml")
+    raw_env = run_env(config)
+    dims = space_dims(raw_env)
+    env = in_agent_units(raw_env, checkpoint_normalizer(checkpoint, *dims))
+    agent = agent_from_checkpoint(checkpoint, config, *dims, resolve_device(device))
+    seed_everything(config.seed + 20_000)
+    executor = ChunkExecutor(
+        env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length
+    )
+    policy = functools.partial(agent.act, deterministic=deterministic)
+    results = evaluate(executor, policy, episodes or config.eval_episodes)
+    acting = "deterministic" if deterministic else "sampled"
+    return {"checkpoint": str(checkpoint), "env": config.env, "agent": config.agent, "acting": acting, **results}
