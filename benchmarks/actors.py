@@ -13,7 +13,7 @@ The ACT actor is also measured with a 3-observation history.
 from __future__ import annotations
 
 import torch
-from throughput import (  # this folder is on sys.path
+from harness import (  # the shared harness beside this script
     benchmark_parser,
     prepare,
     query_ms,

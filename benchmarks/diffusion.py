@@ -13,7 +13,7 @@ absolute figures with the CPU model; nothing is compared with figures from anoth
 
 from __future__ import annotations
 
-from throughput import (  # this folder is on sys.path
+from harness import (  # the shared harness beside this script
     BATCH,
     benchmark_parser,
     make_agent,

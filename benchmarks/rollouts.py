@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from throughput import cpu_description  # this folder is on sys.path
+from harness import cpu_description  # the shared harness beside this script
 
 from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.agents.ppo.ppo import ChunkPPOAgent

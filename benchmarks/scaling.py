@@ -30,7 +30,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from throughput import (  # this folder is on sys.path
+from harness import (  # the shared harness beside this script
     ACTION_DIM,
     BATCH,
     OBSERVATION_DIM,

@@ -10,7 +10,14 @@ Batch 256, h 5, puzzle-3x3 dimensions, sampling included (each seed samples its 
 from __future__ import annotations
 
 import torch
-from throughput import BATCH, benchmark_parser, make_agent, prepare, rate, synthetic_store  # this folder is on sys.path
+from harness import (
+    BATCH,
+    benchmark_parser,
+    make_agent,
+    prepare,
+    rate,
+    synthetic_store,
+)  # the shared harness beside this script
 
 from chunkrl.agents.stack import SeedStack
 from chunkrl.data.chunks import ChunkSampler

@@ -27,7 +27,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from throughput import cpu_description  # this folder is on sys.path
+from harness import cpu_description  # the shared harness beside this script
 
 from chunkrl.nets.precision import PRECISIONS
 

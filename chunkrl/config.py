@@ -31,7 +31,7 @@ class TrainConfig:
 
     agent: str = "qc-fql"
     """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql, cpql, chunk-bc or
-    chunk-ppo (see the README's table)."""
+    chunk-ppo (docs/methods/)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
     """OGBench single-task environment (its dataset is the matching play/noisy dataset), an ALOHA task:
     aloha-transfer-cube (dataset: the scripted demonstrations) or aloha-insertion (pip install -e ".[aloha]"),
@@ -135,7 +135,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16-matmul", "bf16"] = "fp32"
     """Arithmetic of updates and action queries. fp32: IEEE single precision. bf16-matmul: fp32 tensors, matrix
     products may use bfloat16 internally (on x86 CPUs: oneDNN instead of MKL). bf16: forward passes autocast to
-    bfloat16, parameters and optimizer state fp32. See the README's performance section for speed and learning."""
+    bfloat16, parameters and optimizer state fp32. docs/operations.md and docs/results.md measure speed and learning."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
     wandb: bool = False
@@ -300,9 +300,22 @@ def load_config(path: Path) -> TrainConfig:
     return from_dict(TrainConfig, data, str(path))
 
 
+def run_dict(config: TrainConfig) -> dict:
+    """The run's config as a plain dictionary holding only its own family's section (a qc-fql run saves
+    ``flow``, not ``sac``, ``diffusion``, ...): the other sections do not configure anything it does, and a
+    reader should not have to wonder. An unknown agent name keeps every section (the error comes later)."""
+    data = to_dict(config)
+    if config.agent in METHODS:
+        chosen = METHODS[config.agent].section
+        for other in {m.section for m in METHODS.values()} - {chosen}:
+            data.pop(other, None)
+    return data
+
+
 def save_config(config: TrainConfig, path: Path) -> None:
-    """Write the resolved config as YAML (atomically: a crash leaves the old file or the new one)."""
-    write_atomically(Path(path), yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML, with its family's section only (atomically: a crash leaves the old
+    file or the new one). Loading fills the other sections with their defaults."""
+    write_atomically(Path(path), yaml.safe_dump(run_dict(config), sort_keys=False))
 
 
 def resolve_horizons(config: TrainConfig, method) -> dict[str, int]:

@@ -22,13 +22,12 @@ best-valued candidate for best-of-N and the diffusion methods).
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 from chunkrl.config import check_values, load_config, resolve_method
-from chunkrl.envs.executor import stacked_history
+from chunkrl.envs.chunk_queue import ChunkQueue
 
 
 class Policy:
@@ -40,8 +39,7 @@ class Policy:
         self.agent, self.config, self.deterministic = agent, config, deterministic
         self.normalizer = normalizer or Normalizer.identity(agent.observation_dim, agent.action_dim)
         self.execute_horizon = execute_horizon or config.execute_horizon or agent.actor_chunk
-        self.queue: deque[np.ndarray] = deque()
-        self.history: deque[np.ndarray] = deque(maxlen=agent.history_length)
+        self.queue = ChunkQueue(agent.action_dim, self.execute_horizon, agent.history_length)
 
     @classmethod
     def from_pretrained(
@@ -69,8 +67,7 @@ class Policy:
 
     def reset(self) -> None:
         """Forget the queued actions and the observation history (call at every episode's start)."""
-        self.queue.clear()
-        self.history.clear()
+        self.queue.reset()
 
     def _flat(self, observation) -> np.ndarray:
         """The observation as a checked flat float32 vector: the right size, and finite (a NaN or inf reading
@@ -101,25 +98,21 @@ class Policy:
 
     def predict_chunk(self, observation) -> np.ndarray:
         """The chunk [k, A] for this observation in the dataset's units: k actions (the agent's chunk; one for
-        single-action agents such as fql or rlpd). Does not touch the queue."""
-        observation = self.normalizer.normalize_observations(self._flat(observation))
-        self.history.append(observation)
-        if self.agent.history_length == 1:
-            chunk = self.agent.act(observation, deterministic=self.deterministic)
-        else:
-            stacked, valid = stacked_history(self.history, self.agent.history_length)
-            chunk = self.agent.act(stacked, deterministic=self.deterministic, history_valid=valid)
+        single-action agents such as fql or rlpd). Records the observation in the history; the queue of
+        actions is untouched."""
+        self.queue.observe(self.normalizer.normalize_observations(self._flat(observation)))
+        return self.queue.query(self._chunk)
+
+    def select_action(self, observation) -> np.ndarray:
+        """One action [A]: the next of the queued chunk, planning a new chunk when the queue is empty. Every
+        observation is checked, also while a chunk runs: a bad reading is an error at every step."""
+        self.queue.observe(self.normalizer.normalize_observations(self._flat(observation)))
+        return self.queue.action(self._chunk)
+
+    def _chunk(self, observation: np.ndarray, history_valid: np.ndarray | None = None) -> np.ndarray:
+        """The agent's chunk for a normalised observation (or history), in the dataset's units."""
+        chunk = self.agent.act(observation, deterministic=self.deterministic, history_valid=history_valid)
         chunk = chunk.reshape(-1, self.agent.action_dim)
         if self.agent.unit_actions:  # the agents' range, so that the data's units are never left
             chunk = np.clip(chunk, -1.0, 1.0)
         return self.normalizer.denormalize_actions(chunk)
-
-    def select_action(self, observation) -> np.ndarray:
-        """One action [A]: the next of the queued chunk, planning a new chunk when the queue is empty."""
-        if not self.queue:
-            self.queue.extend(self.predict_chunk(observation)[: self.execute_horizon])
-            return self.queue.popleft()
-        flat = self._flat(observation)  # checked even while the chunk runs: a bad reading is an error every step
-        if self.agent.history_length > 1:
-            self.history.append(self.normalizer.normalize_observations(flat))
-        return self.queue.popleft()

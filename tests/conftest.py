@@ -1,9 +1,18 @@
-"""Shared fixtures: tiny hand-made trajectory stores."""
+"""Shared fixtures: tiny hand-made trajectory stores. Under pytest-xdist (one worker per core) every worker, and
+every command it starts, computes with one thread: two busy workers with two threads each would slow each
+other down many-fold on a 2-core machine."""
+
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from chunkrl.data.trajectories import StepArrays, Trajectories
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI tests' subprocesses
+    torch.set_num_threads(1)
 
 
 def make_store(rewards, terminals, ends, obs_dim=2, action_dim=1):

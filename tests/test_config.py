@@ -21,6 +21,16 @@ def test_save_then_load_gives_the_same_config(tmp_path):
     assert load_config(tmp_path / "c.yaml") == config
 
 
+def test_a_saved_config_holds_only_its_family_section_and_loads_back_whole(tmp_path):
+    import yaml
+
+    config = resolve_method(TrainConfig(agent="cpql"))
+    save_config(config, tmp_path / "c.yaml")
+    saved = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert "cpql" in saved and not {"flow", "sac", "diffusion", "ppo"} & set(saved)
+    assert load_config(tmp_path / "c.yaml") == config
+
+
 def test_unknown_keys_are_rejected_with_the_valid_ones_listed(tmp_path):
     (tmp_path / "bad.yaml").write_text("offline_step: 3\n")
     with pytest.raises(ValueError, match="unknown option.*offline_step"):

@@ -1,5 +1,7 @@
 """Policy.from_pretrained: deployment from safetensors + config, action queue, dict observations."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -23,8 +25,8 @@ def test_select_action_replans_every_execute_horizon_steps(trained_run):
     chunk = policy.predict_chunk(observation)
     assert chunk.shape == (4, policy.agent.action_dim)
     planned = []
-    original = policy.predict_chunk
-    policy.predict_chunk = lambda obs: planned.append(obs) or original(obs)
+    original = policy.agent.act
+    policy.agent.act = lambda obs, **kwargs: planned.append(obs) or original(obs, **kwargs)  # the agent's queries
     actions = [policy.select_action(observation + step) for step in range(5)]
     assert len(planned) == 3  # steps 0, 2, 4: two actions of each chunk, then a new chunk
     np.testing.assert_array_equal(planned[1], observation + 2)
@@ -174,3 +176,23 @@ def test_an_unknown_agent_name_in_a_checkpoint_is_named(trained_run, tmp_path):
     rewrite_checksums(checkpoint)
     with pytest.raises(ValueError, match="Unknown agent 'qc-fqll'"):
         Policy.from_pretrained(checkpoint, device="cpu")
+
+
+def test_deploying_a_policy_imports_neither_the_trainer_nor_data_generation_nor_simulators():
+    import subprocess
+    import sys
+
+    fixture = Path(__file__).parent / "fixtures" / "format_2026_12" / "chunk-bc-checkpoint"
+    code = (
+        "import sys; from chunkrl import Policy; "
+        f"Policy.from_pretrained({str(fixture)!r}, device='cpu').predict_chunk([0.0] * 55); "
+        "print(' '.join(sys.modules))"
+    )
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    forbidden = {
+        "chunkrl.train.trainer", "chunkrl.train.run", "chunkrl.train.build", "chunkrl.train.on_policy",
+        "chunkrl.train.seeds", "chunkrl.data.catalog", "chunkrl.envs.scripted", "ogbench", "mujoco", "gym_aloha",
+    }  # fmt: skip
+    assert "chunkrl.policy" in loaded and not forbidden & loaded

@@ -9,6 +9,7 @@ method's name, so that the CLI and presets select methods by the papers' names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +24,7 @@ from chunkrl.agents.flow.config import FlowAgentConfig
 from chunkrl.agents.flow.fql import FQLAgent
 from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.agents.ppo.ppo import ChunkBCAgent, ChunkPPOAgent
+from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
 from chunkrl.agents.sac.config import SACAgentConfig
 from chunkrl.agents.sac.sac import ChunkedSACAgent
 
@@ -57,7 +59,7 @@ CPQL_TARGETS = {"target_update": "ema", "next_actor": "online"}
 """CPQL's target rules, as its authors' code: the next chunk from the actor itself, the target critics on the
 EMA's schedule (0.995 every 5 updates from update 1000). Measured on puzzle-3x3 task 1 with η = 0.005 (10k
 steps, 3 seeds): success 0.13 [0.00, 0.26] against 0.08 [0.02, 0.14] with Diffusion-QL's rules (Polyak, EMA
-actor): within seed noise, the authors' rules kept (README, "Measured results")."""
+actor): within seed noise, the authors' rules kept (docs/results.md)."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,10 @@ class Method:
     schedule: Literal["off_policy", "on_policy"] = "off_policy"
     """off_policy: chunk transitions sampled from the dataset and a replay (offline phase, then online);
     on_policy: rollouts of chunk decisions from vectorized environments (no dataset, no replay)."""
-    needs_tokenizer: bool = False
-    """The agent is built with a chunk tokenizer (fitted on the dataset, or the checkpoint's) and saves it."""
+    prepare_tokenizer: Callable | None = None
+    """How the chunk tokenizer the agent is built with is made: ``prepare_tokenizer(config, action_dim, store,
+    checkpoint, console, action_space)`` (fitted on the dataset, or read from a checkpoint; the agent saves
+    it). None: the agent needs none."""
     stacks_seeds: bool = True
     """``--seeds`` can train it with stacked parameters (one Adam, no clipping, no EMA)."""
     data_parallel: bool = False
@@ -198,7 +202,7 @@ METHODS: dict[str, Method] = {
         "imitation of dataset chunks by a token (FAST-style) or Gaussian chunk policy, to initialise chunk-ppo",
         section="ppo",
         run_defaults=IMITATION,
-        needs_tokenizer=True,
+        prepare_tokenizer=prepare_tokenizer,
         stacks_seeds=False,
     ),
     "chunk-ppo": Method(
@@ -207,7 +211,7 @@ METHODS: dict[str, Method] = {
         section="ppo",
         run_defaults=ON_POLICY,
         schedule="on_policy",
-        needs_tokenizer=True,
+        prepare_tokenizer=prepare_tokenizer,
         stacks_seeds=False,
         data_parallel=True,
     ),
@@ -248,9 +252,9 @@ def build_agent(
     config: TrainConfig, observation_dim: int, action_dim: int, device: torch.device, tokenizer=None
 ) -> Agent:
     """The agent of ``config.agent`` (after ``resolve_method``) on ``device``; agents that declare
-    ``needs_tokenizer`` get ``tokenizer``."""
+    ``prepare_tokenizer`` get ``tokenizer``."""
     method = METHODS[config.agent]
-    extra = {"tokenizer": tokenizer} if method.needs_tokenizer else {}
+    extra = {"tokenizer": tokenizer} if method.prepare_tokenizer else {}
     agent = method.agent(
         observation_dim,
         action_dim,

@@ -1,7 +1,8 @@
 """Chunk transitions: what every chunked agent trains on.
 
-A chunk starts at step ``t`` with horizon ``h`` and discount ``γ`` (the README's "Chunk transitions"
-section states the same rules for users):
+A chunk starts at step ``t`` with the critic's horizon ``h`` and discount ``γ`` (docs/chunks.md states the
+same rules for users; with ``ChunkSpec.action_length`` L > h the batch carries L actions and ``valid`` over L,
+while the return, ``τ`` and the bootstrap span h):
 
 - ``actions``: ``a_t .. a_{t+h-1}`` from the same trajectory; ``valid[i] = 1`` when step ``t+i``
   exists there, otherwise the position is zero-padded and excluded from every loss.

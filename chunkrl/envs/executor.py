@@ -1,36 +1,27 @@
-"""Open-loop chunk execution: one object serves online collection and evaluation.
+"""Open-loop chunk execution in a gymnasium environment: one object serves online collection and evaluation.
 
-The agent is queried when the action queue is empty; ``execute_horizon`` (k <= h) actions of each
-chunk are run open loop before the next query; the end of an episode clears the queue. With
-``history = T > 1`` the executor keeps the last T observations of the episode (every step, not only
-query steps) and queries ``policy(history [T, obs], history_valid=[T])``, zero-padding and marking
-invalid the positions before the episode's start.
+The executor steps the environment with the actions of a ``ChunkQueue`` (``envs/chunk_queue.py``, the
+same queue a deployed ``Policy`` uses): the agent is queried when the queue is empty, ``execute_horizon``
+(k <= h) actions of each chunk run open loop, and the end of an episode clears the queue and the
+observation history. Episode statistics come from ``EpisodeStats`` (``envs/episodes.py``).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
 
-Policy = Callable[..., np.ndarray]  # observation [obs_dim] (or history [T, obs_dim], history_valid=[T]) -> [h, A]
+from chunkrl.envs.chunk_queue import ChunkPolicy, ChunkQueue
+from chunkrl.envs.episodes import EpisodeStats
 
-
-def stacked_history(history, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last observations of an episode as ``[length, obs]``, zero-padded before the episode's start,
-    and the validity of each position (1 for a real observation)."""
-    padding = length - len(history)
-    stacked = np.zeros((length, *np.shape(history[-1])), np.float32)
-    stacked[padding:] = np.stack(history)
-    return stacked, (np.arange(length) >= padding).astype(np.float32)
+Policy = ChunkPolicy
 
 
 @dataclass
 class Step:
-    """One executed environment step."""
+    """One executed environment step (``episode``: the finished episode's statistics on its last step)."""
 
     observation: np.ndarray
     action: np.ndarray
@@ -39,6 +30,7 @@ class Step:
     truncated: bool
     next_observation: np.ndarray
     info: dict
+    episode: dict[str, float] | None = None
 
     @property
     def done(self) -> bool:
@@ -58,62 +50,50 @@ class ChunkExecutor:
     def __init__(
         self, env: gymnasium.Env, execute_horizon: int | None = None, seed: int | None = None, history: int = 1
     ):
-        if execute_horizon is not None and execute_horizon < 1:
-            raise ValueError(f"execute_horizon must be >= 1, got {execute_horizon}")
         self.env = env
-        self.execute_horizon = execute_horizon
-        self.history_length = history
-        self.history: deque[np.ndarray] = deque(maxlen=history)
-        self.queue: deque[np.ndarray] = deque()
-        self.queries = 0
+        self.queue = ChunkQueue(env.action_space.shape[-1], execute_horizon, history)
+        self.stats = EpisodeStats()
         self.observation, _ = env.reset(seed=seed)
-        self.history.append(self.observation)
+        self.queue.observe(self.observation)
         self.at_episode_start = True
+
+    @property
+    def queries(self) -> int:
+        """Chunks asked for so far."""
+        return self.queue.queries
 
     def reset(self) -> np.ndarray:
         """Start a new episode and clear the queue and the history."""
-        self.queue.clear()
+        self.queue.reset()
+        self.stats = EpisodeStats()
         self.observation, _ = self.env.reset()
-        self.history.clear()
-        self.history.append(self.observation)
+        self.queue.observe(self.observation)
         self.at_episode_start = True
         return self.observation
 
-    def query(self, policy: Policy) -> np.ndarray:
-        """The policy's chunk [h, A] for the current observation (or history)."""
-        if self.history_length == 1:
-            return np.asarray(policy(self.observation))
-        stacked, valid = stacked_history(self.history, self.history_length)
-        return np.asarray(policy(stacked, history_valid=valid))
-
     def step(self, policy: Policy) -> Step:
         """Execute one action (querying ``policy`` first if the queue is empty)."""
-        if not self.queue:
-            chunk = self.query(policy).reshape(-1, self.env.action_space.shape[-1])
-            self.queue.extend(chunk[: self.execute_horizon or len(chunk)])
-            self.queries += 1
-        action = self.queue.popleft()
+        action = self.queue.action(policy)
         next_observation, reward, terminated, truncated, info = self.env.step(action)
         step = Step(self.observation, action, float(reward), bool(terminated), bool(truncated), next_observation, info)
         self.at_episode_start = False
+        finished = self.stats.add(step.reward, 1, step.done, info.get("success", False), info.get("diverged", False))
         if step.done:
+            step.episode = finished[0]
             self.reset()
         else:
             self.observation = next_observation
-            self.history.append(next_observation)
+            self.queue.observe(next_observation)
         return step
 
-    def run_episode(self, policy: Policy) -> tuple[float, int, bool]:
-        """Run one whole episode from a fresh start: (return, length, success)."""
+    def run_episode(self, policy: Policy) -> dict[str, float]:
+        """Run one whole episode from a fresh start; its statistics (return, length, success, diverged)."""
         if not self.at_episode_start:
             self.reset()
-        total, length = 0.0, 0
         while True:
             step = self.step(policy)
-            total += step.reward
-            length += 1
             if step.done:
-                return total, length, bool(step.info.get("success", False))
+                return step.episode
 
 
 class UniformRandomPolicy:
@@ -145,11 +125,10 @@ class UniformRandomPolicy:
 def evaluate(executor: ChunkExecutor, policy: Policy, episodes: int) -> dict[str, float]:
     """Success rate, mean return and mean length over ``episodes`` episodes."""
     results = [executor.run_episode(policy) for _ in range(episodes)]
-    returns, lengths, successes = (np.array(x, dtype=np.float64) for x in zip(*results, strict=True))
     return {
-        "success": float(successes.mean()),
-        "return": float(returns.mean()),
-        "length": float(lengths.mean()),
+        "success": float(np.mean([r["success"] for r in results])),
+        "return": float(np.mean([r["return"] for r in results])),
+        "length": float(np.mean([r["length"] for r in results])),
         "episodes": float(episodes),
     }
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
-from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
 from chunkrl.agents.registry import METHODS, build_agent
-from chunkrl.config import TrainConfig, save_config, to_dict
+from chunkrl.config import TrainConfig, run_dict, save_config
 from chunkrl.data.catalog import load_dataset
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.trajectories import Trajectories
@@ -47,7 +46,7 @@ def build_trainer(
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
     if rank == 0:
-        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, to_dict(config))
+        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, run_dict(config))
     else:
         logger = SilentLogger()
     method = METHODS[config.agent]
@@ -67,10 +66,9 @@ def build_trainer(
         report_clipped(normalizer.apply_to(store), normalizer, logger.console)
     env = None if env is None else in_agent_units(env, normalizer)
     eval_env = None if offline_only else in_agent_units(run_env(config), normalizer)
-    if method.needs_tokenizer:
-        source = checkpoint or initial
+    if method.prepare_tokenizer is not None:  # declared by the method's registry entry
         space = env.action_space if env is not None else None
-        tokenizer = prepare_tokenizer(config, action_dim, store, source, logger.console, space)
+        tokenizer = method.prepare_tokenizer(config, action_dim, store, checkpoint or initial, logger.console, space)
     agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
     if own_noise:
         agent.noise = GeneratorNoise(config.seed + 30_000, device)
@@ -125,9 +123,8 @@ def build_trainer(
         ckpt.load_initial_weights(agent, initial, config.allow_partial_init, logger.console)
     if torch.distributed.is_initialized():
         if not method.data_parallel:
-            raise ValueError(
-                f"data-parallel training (torchrun) is for chunk-ppo; {config.agent} trains in one process"
-            )
+            parallel = ", ".join(name for name, m in METHODS.items() if m.data_parallel)
+            raise ValueError(f"data-parallel training (torchrun) is for {parallel}; {config.agent} runs in one process")
         agent.distribute()
     return trainer
 

@@ -35,7 +35,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from chunkrl.agents.base import Agent
-from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
 from chunkrl.agents.registry import METHODS, agent_config, build_agent
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.data.normalize import FILE as NORMALIZATION_FILE
@@ -412,9 +411,9 @@ def agent_from_checkpoint(
 ) -> Agent:
     """The agent a checkpoint holds (with its tokenizer, if the method needs one), weights loaded from
     ``model.safetensors``, in evaluation mode."""
-    tokenizer = None
-    if METHODS[config.agent].needs_tokenizer:
-        tokenizer = prepare_tokenizer(config, action_dim, None, checkpoint, Console(stderr=True, quiet=True))
+    tokenizer, prepare = None, METHODS[config.agent].prepare_tokenizer
+    if prepare is not None:
+        tokenizer = prepare(config, action_dim, None, checkpoint, Console(stderr=True, quiet=True))
     agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
     load_weights(agent, checkpoint)
     return agent.eval()

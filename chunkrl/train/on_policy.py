@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from chunkrl.data.rollouts import Rollout, RolloutBatch
+from chunkrl.envs.episodes import EpisodeStats
 from chunkrl.envs.executor import ChunkStepEnv
 from chunkrl.envs.normalized import in_agent_units
 from chunkrl.envs.registry import make_env
@@ -71,14 +72,13 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
     envs = make_vector_env(c, c.seed + 1 + 1000 * trainer.rank + counters.episodes, trainer.normalizer)
     observations, _ = envs.reset()
     rows = p.chunks_per_update // p.num_envs
-    episode_return, episode_length = np.zeros(p.num_envs), np.zeros(p.num_envs, dtype=np.int64)
-    marks = {name: counters.online_step for name in ("log", "eval", "checkpoint")}
+    episodes = EpisodeStats(p.num_envs)
     diverged_since_log = 0  # episodes whose physics diverged (ended as failures, without bootstrapping)
     trainer.restart_rate_clock()
     shuffle = torch.Generator().manual_seed(c.seed + 7 + counters.online_updates)
     try:
         while counters.online_step < c.online_steps:
-            rollout, stats = None, {"chunk_reward": [], "tau": []}
+            rollout, stats, advance = None, {"chunk_reward": [], "tau": []}, 0
             for _ in range(rows):
                 obs = torch.as_tensor(observations, dtype=torch.float32, device=trainer.device)
                 encoded, log_pi, value, chunks = agent.collect(obs)
@@ -106,22 +106,12 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                 stats["tau"].append(tau)
                 executed = distributed.total(int(tau.sum()))  # all ranks share one step budget
                 counters.online_step += executed
-                progress.update(task, advance=executed)
-                episode_return += _from_step(info, "reward_sum", done)
-                episode_length += tau
-                successes = _from_step(info, "success", done)
-                diverged = _from_step(info, "diverged", done)
-                diverged_since_log += int(diverged[done].sum())
-                for i in np.flatnonzero(done):
+                advance += executed
+                success, diverged = _from_step(info, "success", done), _from_step(info, "diverged", done)
+                for row in episodes.add(_from_step(info, "reward_sum", done), tau, done, success, diverged):
                     counters.episodes += 1
-                    row = {
-                        "return": episode_return[i],
-                        "length": episode_length[i],
-                        "success": float(successes[i]),
-                        "diverged": float(diverged[i]),
-                    }
+                    diverged_since_log += int(row["diverged"])
                     trainer.logger.log("episodes", counters.global_step, row, "online")
-                    episode_return[i], episode_length[i] = 0.0, 0
             batch = rollout.batch(c.discount, p.gae_lambda)
             metrics, epochs = None, 0
             for _ in range(p.epochs):
@@ -137,30 +127,16 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                         break
                 if stop:
                     break
-            step = counters.online_step
-            if step - marks["log"] >= c.log_interval or step >= c.online_steps:
-                marks["log"] = step
-                values = {k: float(v) for k, v in metrics.items()}
-                values.update(
-                    {
-                        "ppo/chunk_reward": float(np.mean(stats["chunk_reward"])),
-                        "ppo/tau": float(np.mean(stats["tau"])),
-                        "ppo/explained_variance": explained_variance(batch.values, batch.returns),
-                        "ppo/epochs": float(epochs),
-                        "episodes/diverged": float(diverged_since_log),
-                        "tokenizer/invalid_decodes": float(agent.invalid_decodes),
-                    }
-                )
+            rollout_values = {
+                "ppo/chunk_reward": float(np.mean(stats["chunk_reward"])),
+                "ppo/tau": float(np.mean(stats["tau"])),
+                "ppo/explained_variance": explained_variance(batch.values, batch.returns),
+                "ppo/epochs": float(epochs),
+                "episodes/diverged": float(diverged_since_log),
+                "tokenizer/invalid_decodes": float(agent.invalid_decodes),
+            }
+            if trainer.end_step(metrics, "online", progress, task, advance, rollout_values):  # the shared cadence
                 agent.invalid_decodes = diverged_since_log = 0
-                shown = f"chunk reward={values['ppo/chunk_reward']:.3g} kl={values['ppo/approx_kl']:.3g}"
-                trainer.write_train_log(values, "online", progress, task, shown)
-            if c.eval_interval > 0 and step - marks["eval"] >= c.eval_interval and step < c.online_steps:
-                marks["eval"] = step
-                trainer.maybe_evaluate("online", force=True)
-            if c.checkpoint_interval > 0 and step - marks["checkpoint"] >= c.checkpoint_interval:
-                marks["checkpoint"] = step
-                trainer.save()
-            trainer.check_signals()
     finally:
         envs.close()
     trainer.finish_phase("online")

@@ -78,6 +78,32 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
+class Cadence:
+    """When periodic work (logging, evaluation, checkpoints) is due: each time the step count passes a multiple
+    of the work's interval. One step at a time (off-policy) that is every multiple; in jumps of a rollout's
+    steps (on-policy) it is the first step at or after each multiple. An interval of 0 is never due."""
+
+    def __init__(self, intervals: dict[str, int], step: int = 0):
+        self.intervals = intervals
+        self.last = dict.fromkeys(intervals, step)
+
+    def due(self, kind: str, step: int) -> bool:
+        interval, last = self.intervals[kind], self.last[kind]
+        if interval <= 0 or step // interval == last // interval:
+            return False
+        self.last[kind] = step
+        return True
+
+
+SHOWN_METRICS = {
+    "critic/loss": "critic",
+    "actor/loss": "actor",
+    "ppo/chunk_reward": "chunk reward",
+    "ppo/approx_kl": "kl",
+}
+"""Metrics shown beside the progress bar, when an update reports them."""
+
+
 @dataclass
 class Trainer:
     """A run in progress: its config, data, agent, environments and outputs."""
@@ -103,6 +129,7 @@ class Trainer:
     evaluations: dict = field(default_factory=dict)
     signals: StopSignals | None = None
     earlier_wall_seconds: float = 0.0  # wall time of the run's segments before this resume
+    cadence: Cadence | None = None  # when logging, evaluation and checkpoints are due (set when the phases start)
     _last_log: tuple[float, int] = (0.0, 0)
     _saved_step: int | None = None
     _first_nonfinite: torch.Tensor | None = None  # on the device: step of the first non-finite loss, or -1
@@ -141,17 +168,19 @@ class Trainer:
             "Try a lower learning rate; the rows of train.csv before that step show which loss grew."
         )
 
-    def maybe_log(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:
-        """Advance the progress bar; every ``log_interval`` steps write the latest update's metrics."""
+    def maybe_log(
+        self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task, extra=None
+    ) -> bool:
+        """Every ``log_interval`` steps, and at a phase's last step, write the latest update's metrics (and
+        ``extra`` values, e.g. rollout statistics); whether it wrote them."""
         step = self.counters.global_step
-        progress.update(task, advance=1)
-        if metrics is None or step % self.config.log_interval != 0:
-            return  # nothing to log before the first update (online warm-up)
-        values = {k: float(v) for k, v in metrics.items()}
-        shown = " ".join(
-            f"{k.replace('/loss', '')}={values[k]:.3g}" for k in ("critic/loss", "actor/loss") if k in values
-        )
+        due = self.cadence.due("log", step) or step == self.phase_end(phase)
+        if metrics is None or not due:
+            return False  # nothing to log before the first update (online warm-up)
+        values = {k: float(v) for k, v in metrics.items()} | (extra or {})
+        shown = " ".join(f"{label}={values[k]:.3g}" for k, label in SHOWN_METRICS.items() if k in values)
         self.write_train_log(values, phase, progress, task, shown)
+        return True
 
     def restart_rate_clock(self) -> None:
         """Count steps/s from now on (at the start of a phase)."""
@@ -176,9 +205,8 @@ class Trainer:
     def maybe_evaluate(self, phase: str, force: bool = False) -> None:
         if self.rank != 0 or self.eval_executor is None:  # (no environment: offline training only)
             return
-        interval = self.config.eval_interval
         step = self.counters.global_step
-        if not force and not (interval > 0 and step % interval == 0):
+        if not force and not self.cadence.due("eval", step):
             return
         self.check_finite()
         results = evaluate(self.eval_executor, self.agent.act, self.config.eval_episodes)  # sampled, as Policy acts
@@ -190,8 +218,7 @@ class Trainer:
         )
 
     def maybe_checkpoint(self, force: bool = False) -> None:
-        interval = self.config.checkpoint_interval
-        if force or (interval > 0 and self.counters.global_step % interval == 0):
+        if force or self.cadence.due("checkpoint", self.counters.global_step):
             self.save()
 
     def save(self) -> None:
@@ -239,6 +266,9 @@ class Trainer:
     # ------------------------------------------------------------------ phases
     def phases(self, progress: Progress) -> Generator[ChunkBatch, dict[str, torch.Tensor], None]:
         """Both phases: yields every batch to train on, receives each update's metrics."""
+        c = self.config
+        intervals = {"log": c.log_interval, "eval": c.eval_interval, "checkpoint": c.checkpoint_interval}
+        self.cadence = Cadence(intervals, self.counters.global_step)  # counted from where the run (re)starts
         yield from self.offline_phase(progress)
         if self.schedule == "on_policy":  # declared by the method's registry entry: rollouts, not replay
             yield from on_policy_phase(self, progress)
@@ -267,7 +297,6 @@ class Trainer:
         )
         seed = c.seed + 1 + self.counters.episodes
         executor = ChunkExecutor(self.env, c.execute_horizon, seed=seed, history=self.agent.history_length)
-        episode_return, episode_length = 0.0, 0
         metrics = None
         self.restart_rate_clock()
         while self.counters.online_step < c.online_steps:
@@ -277,17 +306,9 @@ class Trainer:
                 step.observation, step.action, step.reward, step.terminated, step.done, step.next_observation
             )
             self.counters.online_step += 1
-            episode_return += step.reward
-            episode_length += 1
-            if step.done:
+            if step.episode is not None:
                 self.counters.episodes += 1
-                episode = {
-                    "return": episode_return,
-                    "length": episode_length,
-                    "success": float(step.info.get("success", False)),
-                }
-                self.logger.log("episodes", self.counters.global_step, episode, "online")
-                episode_return, episode_length = 0.0, 0
+                self.logger.log("episodes", self.counters.global_step, step.episode, "online")
             if self.counters.online_step >= c.start_training:
                 for _ in range(c.utd_ratio):
                     metrics = yield from self.gradient_step()
@@ -295,12 +316,29 @@ class Trainer:
             self.end_step(metrics, "online", progress, task)
         self.finish_phase("online")
 
-    def end_step(self, metrics: dict[str, torch.Tensor] | None, phase: str, progress: Progress, task) -> None:
-        """What follows every step of either phase: log, evaluate, checkpoint, honour a stop signal."""
-        self.maybe_log(metrics, phase, progress, task)
-        self.maybe_evaluate(phase)
+    def end_step(
+        self,
+        metrics: dict[str, torch.Tensor] | None,
+        phase: str,
+        progress: Progress,
+        task,
+        advance: int = 1,
+        extra=None,
+    ) -> bool:
+        """What follows every step (or every rollout of ``advance`` steps) of any phase and schedule: advance the
+        progress bar, then log, evaluate and checkpoint when due, and honour a stop signal. Whether it logged."""
+        progress.update(task, advance=advance)
+        logged = self.maybe_log(metrics, phase, progress, task, extra)
+        if self.counters.global_step < self.phase_end(phase):  # the phase's end evaluates in finish_phase
+            self.maybe_evaluate(phase)
         self.maybe_checkpoint()
         self.check_signals()
+        return logged
+
+    def phase_end(self, phase: str) -> int:
+        """The global step at which ``phase`` ends."""
+        c = self.config
+        return c.offline_steps + (c.online_steps if phase == "online" else 0)
 
     def finish_phase(self, phase: str) -> None:
         """Evaluate at the phase's last step (unless just done), record it as the phase's final result, save."""

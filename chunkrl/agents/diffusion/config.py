@@ -39,13 +39,13 @@ class ChunkPolicyQConfig(AgentSection):
     target_update: Literal["polyak", "ema"] | None = None
     """How the target critics follow the critics: polyak (every update at target_tau, Diffusion-QL's code)
     or ema (the EMA actor's schedule: ema_decay every ema_every updates from ema_start, held at the initial
-    weights before it, as CPQL's code). None: the method's (see the README)."""
+    weights before it, as CPQL's code). None: the method's (docs/methods/diffusion.md)."""
     next_actor: Literal["ema", "online"] | None = None
     """Which actor proposes the next chunk a' of the TD target: the EMA actor (Diffusion-QL's code) or the
     actor itself (CPQL's code). None: the method's."""
     eta: float | None = None
     """Weight of the normalised Q term in the actor loss; None: the method's value for the task's domain
-    (see the README: Diffusion-QL 0.005, its Kitchen value; CPQL 0.1, its Adroit pen value)."""
+    (Diffusion-QL 0.005, its Kitchen value; CPQL 0.005 too, chosen by measurement: docs/results.md)."""
     ema_decay: float = 0.995
     """Decay of the EMA actor (target actions; CPQL's consistency target)."""
     ema_every: int = 5
