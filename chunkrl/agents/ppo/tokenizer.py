@@ -26,6 +26,7 @@ def prepare_tokenizer(
     """The chunk tokenizer of a token-policy run: the checkpoint's (resume, --init-from, eval); else fitted
     on the dataset's whole chunks (quantiles, BPE); else, for an on-policy run without a dataset, from
     the bounds of ``action_space``, without BPE (said on the console)."""
+    chunk = config.actor_chunk or config.horizon  # the actor's chunk: what the tokenizer encodes
     from chunkrl.agents.ppo.ppo import TOKENIZER_FILE
     from chunkrl.data.chunks import ChunkSampler, ChunkSpec
     from chunkrl.nets.tokenizer import ChunkTokenizer, TokenizerError
@@ -43,16 +44,16 @@ def prepare_tokenizer(
                 f"{path} tokenizes actions of {tokenizer.action_dim} numbers, and {config.env} has {action_dim}: the "
                 "checkpoint was trained on another task; pass a checkpoint of this task (or the matching --env)"
             )
-        if tokenizer.horizon != config.actor_chunk:
+        if tokenizer.horizon != chunk:
             raise CheckpointError(
                 f"{path} tokenizes chunks of {tokenizer.horizon} actions, this run's actor chunk is "
-                f"{config.actor_chunk}; "
+                f"{chunk}; "
                 f"use --horizon {tokenizer.horizon}"
             )
         return tokenizer
     settings = config.ppo.tokenizer
     if store is not None:
-        sampler = ChunkSampler(store, ChunkSpec(config.actor_chunk, config.discount, "mask"), seed=config.seed)
+        sampler = ChunkSampler(store, ChunkSpec(chunk, config.discount, "mask"), seed=config.seed)
         batch = sampler.sample(min(20_000, 4 * store.size))
         whole = batch.valid.all(axis=1)
         tokenizer = ChunkTokenizer.fit(batch.actions[whole], settings)
@@ -65,7 +66,7 @@ def prepare_tokenizer(
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         raise ValueError("the action space is unbounded: fit the tokenizer on demonstrations (chunk-bc, --init-from)")
     console.print(
-        f"tokenizer from the action bounds (no dataset, no BPE): {config.actor_chunk * action_dim} tokens per chunk. "
+        f"tokenizer from the action bounds (no dataset, no BPE): {chunk * action_dim} tokens per chunk. "
         "Start from a chunk-bc checkpoint (--init-from) for the BPE tokenizer fitted on demonstrations."
     )
-    return ChunkTokenizer.for_bounds(config.actor_chunk, low, high, settings.scale)
+    return ChunkTokenizer.for_bounds(chunk, low, high, settings.scale)

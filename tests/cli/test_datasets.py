@@ -11,7 +11,7 @@ from chunkrl.config import TrainConfig
 from chunkrl.data.catalog import load_dataset
 from chunkrl.data.sources.lerobot import read_lerobot
 from chunkrl.envs.registry import make_env
-from tests.train.test_cli_end_to_end import ENV, TINY, chunkrl
+from tests.cli.test_end_to_end import ENV, TINY, chunkrl
 
 pytestmark = pytest.mark.slow
 

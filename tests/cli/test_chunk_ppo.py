@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.train.test_cli_end_to_end import chunkrl
+from tests.cli.test_end_to_end import chunkrl
 
 pytestmark = pytest.mark.slow
 

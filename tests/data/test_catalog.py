@@ -41,19 +41,3 @@ def test_nothing_cached_and_no_generation_names_the_official_size(tmp_path):
 def test_explicit_path_wins(tmp_path):
     config = TrainConfig(env=TASK.env_name, dataset_path=tmp_path / "mine.npz")
     assert dataset_file(config, TASK, Console()) == tmp_path / "mine.npz"
-
-
-def test_a_token_checkpoint_of_another_task_is_called_that_not_a_horizon_problem(tmp_path):
-    import numpy as np
-
-    from chunkrl.agents.ppo.tokenizer import prepare_tokenizer
-    from chunkrl.nets.tokenizer import ChunkTokenizer
-    from chunkrl.train.checkpoint import CheckpointError
-
-    tokenizer = ChunkTokenizer.for_bounds(5, -np.ones(5), np.ones(5))  # chunks of 5 actions of 5 numbers
-    (tmp_path / "tokenizer.json").write_text(tokenizer.to_json())
-    config = TrainConfig(agent="chunk-ppo", env="aloha-transfer-cube", horizon=5)
-    with pytest.raises(CheckpointError, match="actions of 5 numbers, and aloha-transfer-cube has 14"):
-        prepare_tokenizer(config, 14, None, tmp_path, Console(quiet=True))
-    with pytest.raises(CheckpointError, match="use --horizon 5"):
-        prepare_tokenizer(TrainConfig(agent="chunk-ppo", horizon=4), 5, None, tmp_path, Console(quiet=True))
