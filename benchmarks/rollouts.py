@@ -7,12 +7,17 @@ cameras every step: ``--cameras top angle front_close`` measures that). The poli
 with the token actor from the action bounds (no BPE, ``h x A`` tokens per chunk, the longest case).
 Prints absolute figures with the CPU model.
 
-    python benchmarks/rollouts.py [--steps 400] [--pixel-steps 40] [--num-envs 4] [--horizon 5] [--threads N]
+    python benchmarks/rollouts.py [--steps 400] [--pixel-steps 40] [--num-envs 4] [--horizon 5] [--rounds 2]
+                                  [--threads N]
+
+Collection is measured with the token actor decoding from the whole prefix for every token and with its
+cached keys and values, alternately, ``--rounds`` times.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
@@ -21,7 +26,7 @@ from harness import cpu_description  # the shared harness beside this script
 
 from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.agents.ppo.ppo import ChunkPPOAgent
-from chunkrl.config import TrainConfig
+from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.envs.aloha import AlohaEnv
 from chunkrl.nets.tokenizer import ChunkTokenizer
 from chunkrl.train.on_policy import make_vector_env
@@ -38,15 +43,19 @@ def env_steps_per_second(env: AlohaEnv, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def collection_steps_per_second(num_envs: int, horizon: int, decisions: int) -> float:
-    config = TrainConfig(agent="chunk-ppo", env="aloha-transfer-cube", horizon=horizon)
-    config.ppo = ChunkPPOConfig(num_envs=num_envs)
+def collection_steps_per_second(num_envs: int, horizon: int, decisions: int, cache: bool = True) -> float:
+    config = resolve_method(
+        TrainConfig(
+            agent="chunk-ppo", env="aloha-transfer-cube", horizon=horizon, ppo=ChunkPPOConfig(num_envs=num_envs)
+        )
+    )
     envs = make_vector_env(config, seed=0)
     space = envs.single_action_space
     tokenizer = ChunkTokenizer.for_bounds(horizon, space.low[0], space.high[0])
     agent = ChunkPPOAgent(
         envs.single_observation_space.shape[0], space.shape[1], horizon, config.ppo, tokenizer=tokenizer
     )
+    agent.actor_backbone.sample = functools.partial(agent.actor_backbone.sample, cache=cache)
     observations, _ = envs.reset(seed=0)
     executed = 0
     started = time.perf_counter()
@@ -65,6 +74,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=4)
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--decisions", type=int, default=20, help="vector steps of chunk-PPO collection timed")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of full-prefix and cached decoding")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -77,11 +87,14 @@ def main() -> None:
     )
     print(f"pixel mode:  {pixels:8.1f} env steps/s (one environment, cameras {' '.join(args.cameras)} at 480x640)")
     print(f"ratio state / pixels: {state / pixels:.0f}x")
-    collected = collection_steps_per_second(args.num_envs, args.horizon, args.decisions)
-    print(
-        f"chunk-PPO collection: {collected:8.1f} env steps/s ({args.num_envs} envs, h {args.horizon}, token actor "
-        f"without BPE: {args.horizon * 14} tokens per chunk, sampled autoregressively)"
-    )
+    for round_ in range(args.rounds):  # alternately, so that both sides see the same machine
+        for cache, how in ((False, "full prefix per token"), (True, "cached keys and values")):
+            collected = collection_steps_per_second(args.num_envs, args.horizon, args.decisions, cache)
+            print(
+                f"round {round_ + 1} chunk-PPO collection, {how}: {collected:8.1f} env steps/s ({args.num_envs} envs, "
+                f"h {args.horizon}, token actor without BPE: {args.horizon * 14} tokens per chunk; "
+                f"{collected / state:.2f}x the bare simulator's state-mode rate)"
+            )
 
 
 if __name__ == "__main__":

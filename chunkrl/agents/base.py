@@ -61,6 +61,8 @@ class Agent(nn.Module):
     """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
     noise: GlobalNoise = GLOBAL_NOISE
     """Source of every random draw of ``update`` and ``act`` (``nets/noise.py``)."""
+    progress_metrics: dict[str, str] = {"critic/loss": "critic", "actor/loss": "actor"}
+    """Metrics shown beside the progress bar (name -> label), when an update or a rollout reports them."""
     fresh_on_init: tuple[str, ...] = ()
     """Parameter-name prefixes that ``--init-from`` may leave fresh when the checkpoint lacks them (chunk-ppo
     from a chunk-bc checkpoint: ``value_head.``)."""

@@ -88,6 +88,25 @@ class TokenChunkActor(nn.Module):
         mean_entropy = torch.where(present, entropy, 0.0).sum(1) / present.sum(1).clamp_min(1)
         return log_pi, mean_entropy
 
+    def _decode_step(self, x: torch.Tensor, caches: list) -> torch.Tensor:
+        """One position through every layer, attending to the keys and values cached for the positions
+        before it (``caches[layer]`` is ``(keys, values)`` [B, heads, T, d], extended in place): the next-token
+        logits [B, V + 1]. The same arithmetic as ``blocks`` (pre-norm ``TransformerEncoderLayer``), with the
+        earlier positions' keys and values kept instead of recomputed."""
+        for index, layer in enumerate(self.blocks.layers):
+            attention = layer.self_attn
+            batch, _, width = x.shape
+            heads = attention.num_heads
+            q, k, v = F.linear(layer.norm1(x), attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = (t.view(batch, 1, heads, width // heads).transpose(1, 2) for t in (q, k, v))
+            if caches[index] is not None:
+                k, v = torch.cat([caches[index][0], k], dim=2), torch.cat([caches[index][1], v], dim=2)
+            caches[index] = (k, v)
+            attended = F.scaled_dot_product_attention(q, k, v)  # one query: it may see every cached position
+            x = x + attention.out_proj(attended.transpose(1, 2).reshape(batch, 1, width))
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+        return self.head(self.norm(x))[:, 0]
+
     @torch.no_grad()
     def sample(
         self,
@@ -95,15 +114,30 @@ class TokenChunkActor(nn.Module):
         temperature: float = 1.0,
         greedy: bool = False,
         noise: GlobalNoise = GLOBAL_NOISE,
+        cache: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Autoregressive sampling (Gumbel-max on ``logits / temperature``, or argmax): (encoded [B, max+1],
-        log π under temperature 1 [B], the distribution ``evaluate`` scores)."""
+        log π under temperature 1 [B], the distribution ``evaluate`` scores). Every environment's chunk is
+        sampled in the one batch. ``cache``: keep each layer's keys and values across decoding steps (one
+        position of work per token); False re-runs the whole prefix for every token (the reference the
+        cache is tested against)."""
         batch = observations.shape[0]
         encoded = torch.full((batch, self.max_tokens + 1), -1, dtype=torch.long, device=observations.device)
         log_pi = torch.zeros(batch, device=observations.device)
         done = torch.zeros(batch, dtype=torch.bool, device=observations.device)
+        caches: list = [None] * len(self.blocks.layers)
+        position = self.observation_embedding(observations)[:, None] + self.position_embedding[0]
         for i in range(self.max_tokens + 1):
-            logits = self.logits(observations, encoded[:, :i].clamp_min(0))[:, -1].float()
+            if not cache:
+                logits = self.logits(observations, encoded[:, :i].clamp_min(0))[:, -1].float()
+            else:
+                if i > 0:  # the token chosen last enters at position i
+                    position = (
+                        self.token_embedding(encoded[:, i - 1].clamp_min(0))[:, None] + self.position_embedding[i]
+                    )
+                logits = self._decode_step(position, caches).float()
+                if i == self.max_tokens:  # after max_tokens tokens only EOS may follow
+                    logits = logits.masked_fill(self.only_eos, float("-inf"))
             if greedy:
                 token = logits.argmax(-1)
             else:

@@ -95,15 +95,6 @@ class Cadence:
         return True
 
 
-SHOWN_METRICS = {
-    "critic/loss": "critic",
-    "actor/loss": "actor",
-    "ppo/chunk_reward": "chunk reward",
-    "ppo/approx_kl": "kl",
-}
-"""Metrics shown beside the progress bar, when an update reports them."""
-
-
 @dataclass
 class Trainer:
     """A run in progress: its config, data, agent, environments and outputs."""
@@ -178,7 +169,7 @@ class Trainer:
         if metrics is None or not due:
             return False  # nothing to log before the first update (online warm-up)
         values = {k: float(v) for k, v in metrics.items()} | (extra or {})
-        shown = " ".join(f"{label}={values[k]:.3g}" for k, label in SHOWN_METRICS.items() if k in values)
+        shown = " ".join(f"{label}={values[k]:.3g}" for k, label in self.agent.progress_metrics.items() if k in values)
         self.write_train_log(values, phase, progress, task, shown)
         return True
 

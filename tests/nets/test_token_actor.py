@@ -51,3 +51,20 @@ def test_encode_decode_through_the_actor():
     assert encoded.shape == (2, 7) and (encoded[:, 2] == actor.eos).all() and (encoded[:, 3:] == -1).all()
     decoded, invalid = actor.decode(encoded)
     assert not invalid.any() and np.abs(decoded - chunks).max() <= 0.5 * np.sqrt(2) / 3.0
+
+
+def test_cached_decoding_samples_the_same_tokens_and_log_probs_as_the_full_prefix():
+    from chunkrl.nets.noise import GeneratorNoise
+
+    torch.manual_seed(1)
+    tokenizer = ChunkTokenizer(2, 1, [-1.0], [1.0], scale=3.0)
+    actor = TokenChunkActor(3, tokenizer, max_tokens=6, width=32, layers=3, heads=4)  # several layers and heads
+    observations = torch.randn(128, 3)
+    for greedy, temperature in ((False, 1.0), (False, 1.7), (True, 1.0)):
+        cached = actor.sample(observations, temperature, greedy, GeneratorNoise(5), cache=True)
+        full = actor.sample(observations, temperature, greedy, GeneratorNoise(5), cache=False)
+        torch.testing.assert_close(cached[0], full[0], rtol=0, atol=0)  # the same tokens, EOS and padding
+        torch.testing.assert_close(cached[1], full[1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cached[1], actor.evaluate(observations, cached[0])[0], atol=1e-4, rtol=1e-5)
+    lengths = (cached[0] >= 0).sum(1)
+    assert lengths.min() < lengths.max()  # rows that ended early beside rows that ran on: the padding path is used

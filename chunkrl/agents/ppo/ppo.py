@@ -113,6 +113,7 @@ class ChunkPPOAgent(TokenPolicyAgent):
     """PPO over chunk decisions: clipped surrogate, (optionally clipped) value loss, entropy bonus,
     advantage normalisation, gradient clipping; the loop stops a rollout's epochs on ``target_kl``."""
 
+    progress_metrics = {"ppo/chunk_reward": "chunk reward", "ppo/approx_kl": "kl"}
     fresh_on_init = ("value_head.",)  # an imitation checkpoint has no value head: it starts fresh
 
     def __init__(self, *args, **kwargs):
