@@ -57,7 +57,7 @@ def test_the_three_named_lengths_default_to_the_horizon_and_are_resolved_into_th
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"agent": "qc-rlpd", "critic_horizon": 3, "actor_chunk": 8}, "must equal the actor's chunk.*qc-fql, qc"),
+        ({"agent": "cpql", "critic_horizon": 3, "actor_chunk": 8}, "must equal the actor's chunk.*qc-fql, qc, "),
         ({"agent": "qc-fql", "critic_horizon": 8, "actor_chunk": 3}, "critic_horizon 8 > actor_chunk 3"),
         ({"agent": "fql", "actor_chunk": 4}, "one action at a time; it takes no .*actor_chunk"),
     ],

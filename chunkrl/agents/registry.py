@@ -165,6 +165,7 @@ METHODS: dict[str, Method] = {
         defaults={"bc_alpha": 0.01},
         section="sac",
         run_defaults=ONLINE_WITH_PRIOR_DATA,
+        decoupled_horizons=True,
     ),
     "rlpd-ac": Method(
         ChunkedSACAgent,
@@ -172,6 +173,7 @@ METHODS: dict[str, Method] = {
         defaults={"bc_alpha": 0.0},
         section="sac",
         run_defaults=ONLINE_WITH_PRIOR_DATA,
+        decoupled_horizons=True,
     ),
     "rlpd": Method(
         ChunkedSACAgent,

@@ -13,6 +13,7 @@ from chunkrl.data.chunks import ChunkBatch, ChunkSampler, ChunkSpec
 from chunkrl.nets.act import ACTActorConfig
 from chunkrl.nets.actors import chunk_log_likelihood
 from chunkrl.nets.distributions import tanh_gaussian_log_prob
+from tests.conftest import make_store
 
 OBS, ACT, H = 4, 2, 3
 SMALL = {"actor_hidden_dims": (16,), "critic_hidden_dims": (16,), "num_critics": 2}
@@ -310,3 +311,43 @@ def test_an_act_agent_with_history_trains_on_sampled_histories(two_trajectories)
     assert all(torch.isfinite(v) for v in metrics.values())
     with pytest.raises(ValueError, match="no histories"):
         agent.update(ChunkSampler(two_trajectories, ChunkSpec(horizon=2)).sample(8).to_torch())
+
+
+# ---------------------------------------------------------------- an actor chunk longer than the critic's horizon
+def long_chunk_agent(**overrides):
+    torch.manual_seed(0)
+    return ChunkedSACAgent(OBS, ACT, 5, SACAgentConfig(**{**SMALL, **overrides}), critic_horizon=2)  # h_a 5, h 2
+
+
+@pytest.mark.parametrize(
+    ("objective", "first_dims_value"),
+    [("standard", 0.1), ("conservative", -0.3), ("temporal_weighted", (2 * 0.1 + 1 * -0.3) / 3)],
+)
+def test_per_action_objectives_run_over_the_critics_actions_only(objective, first_dims_value):
+    agent = long_chunk_agent(critic_input="first_action", actor_objective=objective, temporal_decay=0.5, rho=0.5)
+    agent.critic = KnownCritic()
+    observations = torch.tensor([[1.0, 0, 0, 0]])
+    # a_t[0] = 0.1, -0.3 for the critic's two actions; the three after them (-5) must not count
+    chunk = torch.tensor([[0.1, 9.0], [-0.3, 9.0], [-5.0, 9.0], [-5.0, 9.0], [-5.0, 9.0]]).flatten()[None]
+    assert agent.actor_values(observations, chunk).item() == pytest.approx(1.0 + first_dims_value + 0.5)
+
+
+def test_the_chunk_critic_scores_the_first_critic_horizon_actions_and_bc_and_entropy_cover_the_whole_chunk():
+    agent = long_chunk_agent(bc_alpha=1.0)
+    seen = []
+    agent.critic.register_forward_hook(lambda module, inputs, output: seen.append(inputs[1].shape))
+    agent.actor_values(torch.zeros(3, OBS), torch.zeros(3, 5 * ACT))
+    assert seen == [torch.Size([3, 2 * ACT])]
+    assert agent.target_entropy == pytest.approx(-0.5 * ACT * 5)  # linear scaling over the actor's 5 actions
+    spec = ChunkSpec(horizon=2, discount=0.99, action_length=5)
+    rng = np.random.default_rng(0)
+    ends = np.zeros(40, bool)
+    ends[[19, 39]] = True
+    store = make_store(rng.normal(size=40), np.zeros(40), ends, obs_dim=OBS, action_dim=ACT)
+    batch = ChunkSampler(store, spec).sample(16).to_torch()
+    mean = torch.zeros(16, 5 * ACT, requires_grad=True)
+    agent.bc_term(mean, torch.zeros(16, 5 * ACT), batch).backward()
+    assert (mean.grad.view(16, 5, ACT)[:, 2:].abs().sum() > 0).item()  # actions past the critic's are imitated
+    metrics = agent.update(batch)
+    assert all(torch.isfinite(v) for v in metrics.values())
+    assert agent.act(np.zeros(OBS, np.float32)).shape == (5, ACT)

@@ -392,3 +392,26 @@ def test_chunk_diffusion_policies_train_evaluate_and_resume_offline(
 
     weights = load_file(run / "checkpoints" / "step_000000009" / "model.safetensors")
     assert weights["ema_actor.updates"].item() == 9  # the EMA's schedule went on from the checkpoint
+
+
+def test_the_seed_000_preset_trains_evaluates_resumes_and_deploys_its_8_action_chunk(tiny_puzzle_dataset, tmp_path):
+    """configs/seed000-qc-rlpd.yaml (actor chunk 8, critic horizon 3, history 5) with tiny networks and budget."""
+    run = tmp_path / "seed000"
+    tiny = [*ACT_TINY, *SAC_TINY, "--online-steps", 8, "--start-training", 4, "--eval-interval", 0]
+    tiny += ["--eval-episodes", 1, "--log-interval", 2, "--batch-size", 8, "--no-tensorboard"]
+    preset = Path(__file__).resolve().parents[2] / "configs" / "seed000-qc-rlpd.yaml"
+    chunkrl("train", "--config", preset, "--dataset-path", tiny_puzzle_dataset, "--run-dir", run, *tiny)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["critic_horizon"], config["actor_chunk"], config["execute_horizon"]) == (3, 8, 3)
+    assert config["sac"]["act"]["obs_history"] == 5 and "flow" not in config
+    config["online_steps"] = 12
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    chunkrl("train", "--resume", run)
+    assert json.loads((run / "summary.json").read_text())["counters"]["online_step"] == 12
+    assert json.loads(chunkrl("eval", run, "--episodes", 1).stdout)["agent"] == "qc-rlpd"
+    from chunkrl.policy import Policy
+
+    policy = Policy.from_pretrained(run, device="cpu")
+    observation = np.zeros(policy.agent.observation_dim, np.float32)
+    assert policy.predict_chunk(observation).shape == (8, policy.agent.action_dim)  # the policy's chunk
+    assert policy.execute_horizon == 3 and policy.agent.critic_horizon == 3

@@ -16,6 +16,12 @@
 
 With ``critic_input: first_action`` the critic scores only ``a_t`` (still on the h-step return) and
 the actor's objective is built from per-action values (standard, conservative, temporal_weighted).
+
+The actor's chunk may be longer than the critic's horizon (``actor_chunk`` > ``critic_horizon``, e.g. the
+SAC-with-Q-chunking specification's 8 and 3): the critic scores the chunk's first ``critic_horizon``
+actions (the per-action objectives run over those), the backup spans them, and the actions past them are
+trained only by what reaches them: the entropy term (the joint log-probability and the target entropy
+cover the whole actor chunk) and behaviour cloning on the dataset's chunk.
 The training loop gives these agents no offline phase and half-offline/half-online batches (RLPD).
 """
 
@@ -133,19 +139,21 @@ class ChunkedSACAgent(ActorCriticAgent):
         super().__init__(observation_dim, action_dim, horizon, critic_horizon)
         _check(config)
         c = self.config = config
+        if self.critic_horizon > self.actor_chunk:
+            raise ValueError(f"critic_horizon {self.critic_horizon} > actor_chunk {self.actor_chunk} is not supported")
         self.chunk_dim = horizon * action_dim
         self.target_tau = c.target_tau
         self.actor = actor or make_actor(observation_dim, action_dim, horizon, c)
         self.history_length = c.act.obs_history if c.actor == "act" else 1
-        critic_action_dim = self.chunk_dim if c.critic_input == "chunk" else action_dim
-        validity = horizon if (boundary == "truncate" and c.critic_input == "chunk") else 0
+        critic_action_dim = self.critic_horizon * action_dim if c.critic_input == "chunk" else action_dim
+        validity = self.critic_horizon if (boundary == "truncate" and c.critic_input == "chunk") else 0
         self.critic = Critic(
             observation_dim, critic_action_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm, validity
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(c.init_temperature)))
         self.target_entropy = target_entropy(c, horizon, action_dim)
-        self.register_buffer("step_weights", objective_weights(c, horizon), persistent=False)
+        self.register_buffer("step_weights", objective_weights(c, self.critic_horizon), persistent=False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # drives the BC schedule
         self.make_optimizer(c.learning_rate)
 
@@ -168,17 +176,21 @@ class ChunkedSACAgent(ActorCriticAgent):
 
     # ------------------------------------------------------------------ values
     def critic_actions(self, chunks: torch.Tensor) -> torch.Tensor:
-        """Flat chunks [B, h*A] as the critic's input: the whole chunk or its first action."""
-        return chunks if self.config.critic_input == "chunk" else chunks[:, : self.action_dim]
+        """Flat chunks [B, h_a*A] as the critic's input: the chunk's first ``critic_horizon`` actions (all of them
+        when the lengths are equal), or its first action."""
+        if self.config.critic_input == "chunk":
+            return chunks[:, : self.critic_horizon * self.action_dim]
+        return chunks[:, : self.action_dim]
 
     def actor_values(self, observations: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
         """What the actor maximises [B]; the critic's weights are frozen (gradients reach the chunk only)."""
         if self.config.critic_input == "chunk" or self.config.actor_objective == "standard":
             return ensemble_value(call_frozen(self.critic, observations, self.critic_actions(chunks)), self.config)
-        batch = observations.shape[0]
-        per_step = chunks.view(batch, self.actor_chunk, self.action_dim).transpose(0, 1).reshape(-1, self.action_dim)
-        repeated = observations.repeat(self.actor_chunk, 1)  # block t of the h*B rows scores a_{t} at s
-        values = ensemble_value(call_frozen(self.critic, repeated, per_step), self.config).view(self.actor_chunk, batch)
+        batch, scored = observations.shape[0], self.critic_horizon  # the objectives run over the critic's actions
+        per_step = chunks.view(batch, self.actor_chunk, self.action_dim)[:, :scored]
+        per_step = per_step.transpose(0, 1).reshape(-1, self.action_dim)
+        repeated = observations.repeat(scored, 1)  # block t of the h*B rows scores a_{t} at s
+        values = ensemble_value(call_frozen(self.critic, repeated, per_step), self.config).view(scored, batch)
         if self.config.actor_objective == "conservative":
             return values.min(dim=0).values
         return (self.step_weights[:, None] * values).sum(dim=0)
@@ -198,7 +210,8 @@ class ChunkedSACAgent(ActorCriticAgent):
     def critic_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """TD loss on the h-step backup; chunks with ``td_weight = 0`` do not count."""
         target = self.td_target(batch)
-        q = self.critic(batch.observations, self.critic_actions(batch.actions.flatten(1)), batch.valid)  # [E, B]
+        valid = batch.valid[:, : self.critic_horizon]
+        q = self.critic(batch.observations, self.critic_actions(batch.actions.flatten(1)), valid)  # [E, B]
         errors = (q - target).square()
         loss = masked_mean(errors, batch.td_weight.expand_as(errors))
         metrics = {
@@ -216,10 +229,11 @@ class ChunkedSACAgent(ActorCriticAgent):
         rows = torch.ones_like(batch.reward_h)
         if self.config.bc_rows == "dataset" and batch.from_dataset is not None:
             rows = batch.from_dataset
+        actions, valid = batch.actions[:, : self.actor_chunk], batch.valid[:, : self.actor_chunk]  # the actor's chunk
         if self.config.bc_loss == "mse":
-            weights = batch.valid.repeat_interleave(self.action_dim, dim=1) * rows[:, None]
-            return masked_mean((torch.tanh(mean) - batch.actions.flatten(1)).square(), weights)
-        return masked_mean(-chunk_log_likelihood(mean, log_std, batch.actions, batch.valid), rows)
+            weights = valid.repeat_interleave(self.action_dim, dim=1) * rows[:, None]
+            return masked_mean((torch.tanh(mean) - actions.flatten(1)).square(), weights)
+        return masked_mean(-chunk_log_likelihood(mean, log_std, actions, valid), rows)
 
     def actor_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """SAC actor loss on the joint log-probability plus the weighted BC term (BC alone while
