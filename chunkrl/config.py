@@ -320,8 +320,9 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 def resolve_horizons(config: TrainConfig, method) -> dict[str, int]:
     """The three named lengths: a method that fixes the chunk (FQL, BFN, RLPD: one action) fixes all of them;
-    else each left at None takes --horizon. An agent that does not declare ``decoupled_horizons`` needs the
-    critic's horizon equal to the actor's chunk."""
+    else each left at None takes the method's default (DQC: a critic horizon of 25), else --horizon. An agent
+    that declares neither ``decoupled_horizons`` (an actor chunk longer than the critic's horizon) nor
+    ``critic_longer`` (the reverse) needs the two equal."""
     if method.horizon is not None:
         fixed = method.horizon
         given = {
@@ -330,18 +331,20 @@ def resolve_horizons(config: TrainConfig, method) -> dict[str, int]:
         if given:
             raise ValueError(f"{config.agent} acts and backs up one action at a time; it takes no {given}")
         return {"horizon": fixed, "critic_horizon": fixed, "actor_chunk": fixed}
-    critic = config.critic_horizon or config.horizon
-    actor = config.actor_chunk or config.horizon
-    if critic != actor and not method.decoupled_horizons:
+    critic = config.critic_horizon or method.run_defaults.get("critic_horizon") or config.horizon
+    actor = config.actor_chunk or method.run_defaults.get("actor_chunk") or config.horizon
+    if actor > critic and not method.decoupled_horizons:
+        longer_actor = ", ".join(n for n, m in METHODS.items() if m.decoupled_horizons)
         raise ValueError(
             f"{config.agent} scores the chunk its actor emits: its critic's horizon must equal the actor's chunk "
             f"(got critic_horizon {critic}, actor_chunk {actor}); set one --horizon, or use an agent that takes "
-            f"them apart ({', '.join(n for n, m in METHODS.items() if m.decoupled_horizons)})"
+            f"them apart ({longer_actor})"
         )
-    if critic > actor:
+    if critic > actor and not method.critic_longer:
+        longer_critic = ", ".join(n for n, m in METHODS.items() if m.critic_longer)
         raise ValueError(
-            f"critic_horizon {critic} > actor_chunk {actor}: a critic longer than the actor's chunk is not "
-            "available yet; use critic_horizon <= actor_chunk"
+            f"critic_horizon {critic} > actor_chunk {actor}: {config.agent} cannot train a critic longer than the "
+            f"actor's chunk; use critic_horizon <= actor_chunk, or an agent that can ({longer_critic})"
         )
     return {"critic_horizon": critic, "actor_chunk": actor}
 
@@ -365,8 +368,13 @@ def resolve_method(config: TrainConfig) -> TrainConfig:
         if getattr(section, k) is None
     }
     settings = dataclasses.replace(section, **method.overrides, **unset)
+    if method.reward_offset and not config.sparse:
+        raise ValueError(
+            f"{config.agent}'s values are discounted success probabilities: it trains on the sparse reward (-1 until "
+            "the task is solved, 0 then); add --sparse"
+        )
     resolved = {method.section: settings, **resolve_horizons(config, method)}
     if config.execute_horizon is None:  # e.g. a first-action critic re-plans every step
         resolved["execute_horizon"] = settings.execute_horizon_default()
-    resolved.update({k: v for k, v in method.run_defaults.items() if getattr(config, k) is None})
+    resolved.update({k: v for k, v in method.run_defaults.items() if getattr(config, k) is None and k not in resolved})
     return dataclasses.replace(config, **resolved)

@@ -67,7 +67,7 @@ def test_the_deployed_policy_samples_as_the_runs_evaluation_did_by_default(train
 # n-step baselines and the h = 1 methods emit one action.
 ACTIONS_PER_QUERY = {
     "qc-fql": 4, "fql-n": 1, "fql": 1, "qc": 4, "bfn-n": 1, "bfn": 1, "qc-rlpd": 4, "rlpd-ac": 4, "rlpd": 1,
-    "diffusion-ql": 4, "cpql": 4, "chunk-bc": 4, "chunk-ppo": 4,
+    "diffusion-ql": 4, "cpql": 4, "chunk-bc": 4, "chunk-ppo": 4, "dqc": 4,  # dqc: the policy's 4, not its critic's 25
 }  # fmt: skip
 
 
@@ -83,6 +83,7 @@ def tiny_method_config(agent: str):
         TrainConfig(
             agent=agent,
             horizon=4,
+            sparse=agent == "dqc",  # dqc's values are success probabilities: sparse rewards only
             flow=FlowAgentConfig(**nets, flow_steps=2, num_samples=2),
             sac=SACAgentConfig(**nets, num_critics=2),
             diffusion=DiffusionQLConfig(**nets, act_samples=2),

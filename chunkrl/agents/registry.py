@@ -21,6 +21,7 @@ from chunkrl.agents.diffusion.cpql import CPQLAgent
 from chunkrl.agents.diffusion.diffusion_ql import DiffusionQLAgent
 from chunkrl.agents.flow.best_of_n import BestOfNAgent
 from chunkrl.agents.flow.config import FlowAgentConfig
+from chunkrl.agents.flow.dqc import DQCAgent
 from chunkrl.agents.flow.fql import FQLAgent
 from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.agents.ppo.ppo import ChunkBCAgent, ChunkPPOAgent
@@ -48,6 +49,9 @@ OFFLINE_SEMI_MARKOV = {**OFFLINE_TO_ONLINE, "online_steps": 0, "boundary": "trun
 """Run defaults of the offline chunked diffusion methods: 1M gradient steps on the dataset (Diffusion-QL's
 1000 epochs of 1000 steps), no online phase, and semi-Markov targets: every chunk is a TD sample,
 one cut short bootstraps with γ^τ."""
+DECOUPLED_OFFLINE = {**OFFLINE_TO_ONLINE, "online_steps": 0, "critic_horizon": 25}
+"""Run defaults of DQC: offline, a critic horizon of 25 (the authors' ``backup_horizon``; the actor's chunk keeps
+--horizon)."""
 IMITATION = {**OFFLINE_TO_ONLINE, "offline_steps": 20_000, "online_steps": 0}
 """Run defaults of imitation pre-training (chunk-bc): gradient steps on the demonstrations, nothing online."""
 ON_POLICY = {**OFFLINE_TO_ONLINE, "offline_steps": 0, "online_steps": 500_000}
@@ -116,6 +120,11 @@ class Method:
     """``--seeds`` can train it with stacked parameters (one Adam, no clipping, no EMA)."""
     data_parallel: bool = False
     """Under torchrun its updates average gradients over the ranks (``Agent.distribute``)."""
+    critic_longer: bool = False
+    """The agent trains with a critic horizon longer than the actor's chunk (DQC)."""
+    reward_offset: float = 0.0
+    """Added to every training reward (the dataset's and the online replay's; evaluations report the task's own):
+    DQC's values are discounted success probabilities, so OGBench's sparse -1 / 0 becomes 0 / 1."""
     decoupled_horizons: bool = False
     """The agent trains with an actor chunk longer than the critic's horizon (the critic scores its first
     critic_horizon actions); others need the two equal."""
@@ -158,6 +167,17 @@ METHODS: dict[str, Method] = {
         {"action_chunking": False},
         horizon=1,
         defaults={"num_samples": 4},
+    ),
+    "dqc": Method(
+        DQCAgent,
+        "Decoupled Q-chunking: a chunk critic over critic_horizon actions, a partial-chunk critic distilled from "
+        "it for the policy's shorter chunk, best of N flow chunks (offline; sparse rewards)",
+        {"action_chunking": True},
+        defaults={"num_samples": 32},
+        run_defaults=DECOUPLED_OFFLINE,
+        critic_longer=True,
+        reward_offset=1.0,
+        stacks_seeds=False,
     ),
     "qc-rlpd": Method(
         ChunkedSACAgent,

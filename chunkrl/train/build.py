@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium
 import torch
 
 from chunkrl.agents.registry import METHODS, build_agent
@@ -26,6 +27,12 @@ from chunkrl.train.units import record_normalization, report_clipped, run_normal
 def run_env(config: TrainConfig):
     """A fresh environment of the run in its own units (``in_agent_units`` maps it to the agent's)."""
     return make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps)
+
+
+def offset_rewards(env, offset: float):
+    """``env`` with ``offset`` added to every reward it returns (the training environment of a method that
+    declares a ``reward_offset``)."""
+    return gymnasium.wrappers.TransformReward(env, lambda reward: reward + offset)
 
 
 def build_trainer(
@@ -65,6 +72,10 @@ def build_trainer(
     if store is not None:
         report_clipped(normalizer.apply_to(store), normalizer, logger.console)
     env = None if env is None else in_agent_units(env, normalizer)
+    if method.reward_offset:  # declared by the method (DQC): training rewards only, evaluations keep the task's
+        if store is not None:
+            store.rewards[: store.size] += method.reward_offset
+        env = None if env is None else offset_rewards(env, method.reward_offset)
     eval_env = None if offline_only else in_agent_units(run_env(config), normalizer)
     if method.prepare_tokenizer is not None:  # declared by the method's registry entry
         space = env.action_space if env is not None else None

@@ -100,3 +100,39 @@ def test_a_run_with_an_actor_chunk_longer_than_the_critic_horizon_trains_and_rec
     observation = np.zeros(policy.agent.observation_dim, np.float32)
     assert policy.predict_chunk(observation).shape == (4, policy.agent.action_dim)
     assert policy.execute_horizon == 3
+
+
+def test_dqc_trains_with_a_critic_longer_than_its_chunk_and_reports_the_tasks_own_returns(
+    tiny_puzzle_dataset, tmp_path
+):
+    from chunkrl.config import load_config
+    from chunkrl.policy import Policy
+
+    with pytest.raises(ValueError, match="add --sparse"):
+        train(tiny_config(tiny_puzzle_dataset, agent="dqc"), run_dir=tmp_path / "dense")
+    run = tmp_path / "run"
+    config = tiny_config(tiny_puzzle_dataset, agent="dqc", sparse=True, horizon=2, critic_horizon=6)
+    summary = train(config, run_dir=run)
+    assert summary["status"] == "finished"
+    saved = load_config(run / "config.yaml")
+    assert (saved.critic_horizon, saved.actor_chunk) == (6, 2)
+    final = summary["evaluations"]["offline_final"]
+    assert final["return"] < 0 or final["success"] > 0  # the sparse task's -1 per step, not the training offset
+    policy = Policy.from_pretrained(run, device="cpu")
+    assert policy.predict_chunk(np.zeros(policy.agent.observation_dim, np.float32)).shape == (2, 5)
+
+
+def test_a_declared_reward_offset_reaches_the_training_data_but_not_evaluation(tiny_puzzle_dataset, tmp_path):
+    from chunkrl.config import resolve_method
+    from chunkrl.train.build import build_trainer
+
+    config = resolve_method(tiny_config(tiny_puzzle_dataset, agent="dqc", sparse=True, horizon=2, critic_horizon=6))
+    (tmp_path / "run").mkdir()
+    trainer = build_trainer(config, tmp_path / "run", None)
+    rewards = trainer.store.rewards[: trainer.store.size]
+    assert set(np.unique(rewards)) <= {0.0, 1.0}  # sparse -1 / 0 became 0 / 1 (no -1 is left)
+    still = np.zeros(trainer.env.action_space.shape, np.float32)
+    trainer.env.reset(seed=0)
+    assert trainer.env.step(still)[1] in (0.0, 1.0)  # online steps are offset as the dataset was
+    trainer.eval_executor.env.reset(seed=0)
+    assert trainer.eval_executor.env.step(still)[1] in (-1.0, 0.0)  # evaluation keeps the task's sparse reward

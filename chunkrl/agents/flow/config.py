@@ -44,6 +44,17 @@ class FlowAgentConfig(AgentSection):
     """Best-of-N TD target at s': critic (the paper's code) picks the best of the N chunks with the online
     critic, as when acting, and the target critic scores that chunk; target_critic picks and scores with
     the target critic (a max over its own estimates, biased upwards)."""
+    distill_kappa: float = 0.5
+    """dqc: asymmetry of the loss that distils the partial-chunk critic from the chunk critic (weight kappa where
+    the chunk critic's value is above the partial critic's, 1 - kappa below; DQC's code: 0.5)."""
+    distill_loss: Literal["expectile", "quantile"] = "expectile"
+    """dqc: that loss: expectile (weighted binary cross-entropy on the sigmoid values, DQC's code) or quantile
+    (weighted absolute error of the logits)."""
+    backup_kappa: float = 0.9
+    """dqc: asymmetry of the implicit value backup V(s) from the target partial-chunk critic (DQC's code: 0.9;
+    above 0.5 V leans towards the best partial chunks the data shows)."""
+    backup_loss: Literal["expectile", "quantile"] = "quantile"
+    """dqc: the implicit backup's loss: quantile (DQC's code) or expectile."""
     action_chunking: bool = True
     """True: the critic and policy act on the whole chunk (QC-FQL). False: single action with h-step
     return (FQL-n; with horizon 1 this is FQL)."""
@@ -57,6 +68,9 @@ class FlowAgentConfig(AgentSection):
             problems.append(f"{section}.flow_steps must be >= 1 (got {self.flow_steps})")
         if self.alpha is not None and self.alpha < 0:
             problems.append(f"{section}.alpha must be >= 0 (got {self.alpha})")
+        for name in ("distill_kappa", "backup_kappa"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                problems.append(f"{section}.{name} must be in (0, 1) (got {getattr(self, name)})")
         if self.num_samples is not None and self.num_samples < 1:
             problems.append(f"{section}.num_samples must be >= 1 (got {self.num_samples})")
         return problems

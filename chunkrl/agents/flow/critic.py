@@ -30,6 +30,9 @@ from chunkrl.nets.flow import VelocityField, euler_sample, flow_matching_targets
 class FlowCriticAgent(ActorCriticAgent):
     """Flow behaviour policy + chunk critic ensemble + target; one Adam over every trainable network."""
 
+    critic_may_be_longer = False
+    """Whether the critic's horizon may exceed the actor's chunk (DQC); the others score a prefix of it."""
+
     def __init__(
         self,
         observation_dim: int,
@@ -40,7 +43,7 @@ class FlowCriticAgent(ActorCriticAgent):
         critic_horizon: int | None = None,
     ):
         super().__init__(observation_dim, action_dim, horizon, critic_horizon)
-        if self.critic_horizon > self.actor_chunk:
+        if self.critic_horizon > self.actor_chunk and not self.critic_may_be_longer:
             raise ValueError(f"critic_horizon {self.critic_horizon} > actor_chunk {self.actor_chunk} is not supported")
         self.config = config
         chunking = config.action_chunking
