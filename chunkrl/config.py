@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper (arXiv 2507.07969)."""
 
     agent: str = "qc-fql"
-    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql, cpql, chunk-bc or
+    """Method name: qc-fql, fql-n, fql, qc, bfn-n, bfn, qc-rlpd, rlpd-ac, rlpd, diffusion-ql, cpql, dqc, chunk-bc or
     chunk-ppo (docs/methods/)."""
     env: str = "puzzle-3x3-play-singletask-task1-v0"
     """OGBench single-task environment (its dataset is the matching play/noisy dataset), an ALOHA task:
