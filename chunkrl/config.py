@@ -78,11 +78,12 @@ class TrainConfig:
     """Chunk length h: the default of the three named lengths below (all equal to it unless set)."""
     critic_horizon: int | None = None
     """The critic's horizon: how many actions the critic scores and how many steps the TD backup jumps
-    (reward over them, bootstrap with γ^τ). None: --horizon."""
+    (reward over them, bootstrap with γ^τ). None: the method's default (dqc: 25), else --horizon. Longer than the
+    actor's chunk for dqc only."""
     actor_chunk: int | None = None
     """The actor's chunk: how many actions the policy emits per query (and a token policy's tokenizer
-    encodes). None: --horizon. Longer than the critic's horizon (e.g. 8 against 3) for agents that declare
-    it (qc-fql, qc): the critic scores the chunk's first critic_horizon actions."""
+    encodes). None: --horizon. Longer than the critic's horizon (e.g. 8 against 3) for qc-fql, qc, qc-rlpd and
+    rlpd-ac: the critic scores the chunk's first critic_horizon actions."""
     discount: float = 0.99
     """Per-step discount γ."""
     boundary: Literal["mask", "truncate"] | None = None
