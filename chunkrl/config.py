@@ -115,6 +115,11 @@ class TrainConfig:
     """Actions of each chunk executed open loop before re-planning (at most the actor's chunk). None: the
     method's, the whole chunk except for a SAC first-action critic with the standard objective, which re-plans
     every step (1)."""
+    temporal_ensemble: float | None = None
+    """ACT's temporal ensembling when acting (online collection, evaluation, Policy): query a chunk at every step
+    and run the weighted mean of what every running chunk predicts for this step, weights exp(-m * i) from the
+    oldest prediction (i = 0) to the newest; the value is m (ACT: 0.01). None: off (chunks run open loop for
+    execute_horizon steps). Not for chunk-ppo, whose decision is one whole chunk."""
     eval_interval: int = 100_000
     """Steps between evaluations (0: only at the end of each phase)."""
     eval_episodes: int = 50
@@ -271,6 +276,11 @@ def check_values(config: TrainConfig) -> None:
     )
     need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
     need(
+        c.temporal_ensemble is None or (c.temporal_ensemble >= 0 and c.execute_horizon in (None, 1)),
+        "temporal_ensemble queries every step: it needs a weight >= 0 and no execute_horizon above 1 "
+        f"(got {c.temporal_ensemble}, execute_horizon {c.execute_horizon})",
+    )
+    need(
         c.env != "none" or (c.dataset_path is not None and not c.online_steps),
         "--env none trains offline on --dataset-path only: pass --dataset-path and --online-steps 0",
     )
@@ -369,6 +379,8 @@ def resolve_method(config: TrainConfig) -> TrainConfig:
         if getattr(section, k) is None
     }
     settings = dataclasses.replace(section, **method.overrides, **unset)
+    if config.temporal_ensemble is not None and method.schedule == "on_policy":
+        raise ValueError(f"{config.agent} decides one whole chunk at a time: temporal ensembling does not apply")
     if method.reward_offset and not config.sparse:
         raise ValueError(
             f"{config.agent}'s values are discounted success probabilities: it trains on the sparse reward (-1 until "

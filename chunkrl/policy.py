@@ -38,8 +38,11 @@ class Policy:
 
         self.agent, self.config, self.deterministic = agent, config, deterministic
         self.normalizer = normalizer or Normalizer.identity(agent.observation_dim, agent.action_dim)
-        self.execute_horizon = execute_horizon or config.execute_horizon or agent.actor_chunk
-        self.queue = ChunkQueue(agent.action_dim, self.execute_horizon, agent.history_length)
+        ensemble = config.temporal_ensemble  # ACT's temporal ensembling: a query every step
+        self.execute_horizon = (
+            1 if ensemble is not None else execute_horizon or config.execute_horizon or agent.actor_chunk
+        )
+        self.queue = ChunkQueue(agent.action_dim, self.execute_horizon, agent.history_length, ensemble)
 
     @classmethod
     def from_pretrained(

@@ -290,3 +290,11 @@ def test_a_bad_config_stops_the_cli_before_anything_is_created(tmp_path, capsys,
     assert code == 2
     assert message in capsys.readouterr().err.replace("\n", "")
     assert not run.exists()
+
+
+def test_temporal_ensembling_needs_a_query_every_step_and_a_chunk_per_decision_is_refused():
+    check_values(TrainConfig(temporal_ensemble=0.01))
+    with pytest.raises(ValueError, match="temporal_ensemble queries every step"):
+        check_values(TrainConfig(temporal_ensemble=0.01, execute_horizon=3))
+    with pytest.raises(ValueError, match="temporal ensembling does not apply"):
+        resolve_method(TrainConfig(agent="chunk-ppo", temporal_ensemble=0.01))

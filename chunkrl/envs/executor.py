@@ -45,13 +45,20 @@ class ChunkExecutor:
         execute_horizon: actions of each chunk executed before re-planning (None: the whole chunk).
         seed: seed of the first reset (later resets continue the environment's generator).
         history: observations the policy reads (1: the current one only).
+        temporal_ensemble: ACT's temporal ensembling weight m (query every step, average the running chunks'
+            actions for this step); None: off.
     """
 
     def __init__(
-        self, env: gymnasium.Env, execute_horizon: int | None = None, seed: int | None = None, history: int = 1
+        self,
+        env: gymnasium.Env,
+        execute_horizon: int | None = None,
+        seed: int | None = None,
+        history: int = 1,
+        temporal_ensemble: float | None = None,
     ):
         self.env = env
-        self.queue = ChunkQueue(env.action_space.shape[-1], execute_horizon, history)
+        self.queue = ChunkQueue(env.action_space.shape[-1], execute_horizon, history, temporal_ensemble)
         self.stats = EpisodeStats()
         self.observation, _ = env.reset(seed=seed)
         self.queue.observe(self.observation)

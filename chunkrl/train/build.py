@@ -108,7 +108,7 @@ def build_trainer(
         env=env,
         eval_executor=None
         if eval_env is None
-        else ChunkExecutor(eval_env, config.execute_horizon, seed=config.seed + 10_000, history=history),
+        else ChunkExecutor(eval_env, config.execute_horizon, config.seed + 10_000, history, config.temporal_ensemble),
         logger=logger,
         device=device,
         warmup_policy=UniformRandomPolicy(env.action_space, seed=config.seed + 2)

@@ -32,9 +32,8 @@ def evaluate_checkpoint(
     env = in_agent_units(raw_env, checkpoint_normalizer(checkpoint, *dims))
     agent = agent_from_checkpoint(checkpoint, config, *dims, resolve_device(device))
     seed_everything(config.seed + 20_000)
-    executor = ChunkExecutor(
-        env, execute_horizon or config.execute_horizon, seed=config.seed + 20_000, history=agent.history_length
-    )
+    horizon, history = execute_horizon or config.execute_horizon, agent.history_length
+    executor = ChunkExecutor(env, horizon, config.seed + 20_000, history, config.temporal_ensemble)
     policy = functools.partial(agent.act, deterministic=deterministic)
     results = evaluate(executor, policy, episodes or config.eval_episodes)
     acting = "deterministic" if deterministic else "sampled"

@@ -287,7 +287,8 @@ class Trainer:
             f"online{self.label}", total=c.online_steps, completed=self.counters.online_step, status=""
         )
         seed = c.seed + 1 + self.counters.episodes
-        executor = ChunkExecutor(self.env, c.execute_horizon, seed=seed, history=self.agent.history_length)
+        history = self.agent.history_length
+        executor = ChunkExecutor(self.env, c.execute_horizon, seed, history, c.temporal_ensemble)
         metrics = None
         self.restart_rate_clock()
         while self.counters.online_step < c.online_steps:

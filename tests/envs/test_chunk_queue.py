@@ -69,3 +69,26 @@ def test_episode_statistics_are_summed_per_environment_and_restart_after_each_en
         {"return": 1.0, "length": 1.0, "success": 0.0, "diverged": 0.0},  # env 0 started again after its end
         {"return": 3.5, "length": 7.0, "success": 0.0, "diverged": 1.0},
     ]
+
+
+def test_temporal_ensembling_averages_every_running_chunks_action_for_this_step_oldest_weighted_most():
+    m = 0.5
+    queue, policy = ChunkQueue(action_dim=1, history=1, temporal_ensemble=m), CountingPolicy()
+    actions = []
+    for t in range(4):
+        queue.observe(np.array([float(t)]))
+        actions.append(float(queue.action(policy)[0]))
+    w = np.exp(-m * np.arange(3))
+    # chunk q predicts [10q + 1, 10q + 2, 10q + 3] for its steps 0, 1, 2 (asked at step q)
+    assert actions[0] == pytest.approx(1.0)  # only chunk 0, at its step 0
+    assert actions[1] == pytest.approx((w[0] * 2 + w[1] * 11) / w[:2].sum())  # chunk 0 step 1, chunk 1 step 0
+    assert actions[2] == pytest.approx((w[0] * 3 + w[1] * 12 + w[2] * 21) / w.sum())
+    assert actions[3] == pytest.approx((w[0] * 13 + w[1] * 22 + w[2] * 31) / w.sum())  # chunk 0 has run out
+    assert queue.queries == 4 and len(queue) == 3
+    queue.reset()
+    assert len(queue) == 0
+
+
+def test_temporal_ensembling_is_refused_with_an_execute_horizon_above_one():
+    with pytest.raises(ValueError, match="queries every step"):
+        ChunkQueue(1, execute_horizon=3, temporal_ensemble=0.01)

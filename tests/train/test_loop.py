@@ -136,3 +136,18 @@ def test_a_declared_reward_offset_reaches_the_training_data_but_not_evaluation(t
     assert trainer.env.step(still)[1] in (0.0, 1.0)  # online steps are offset as the dataset was
     trainer.eval_executor.env.reset(seed=0)
     assert trainer.eval_executor.env.step(still)[1] in (-1.0, 0.0)  # evaluation keeps the task's sparse reward
+
+
+def test_a_run_with_temporal_ensembling_evaluates_and_deploys_with_a_query_every_step(tiny_puzzle_dataset, tmp_path):
+    from chunkrl.policy import Policy
+
+    run = tmp_path / "run"
+    summary = train(tiny_config(tiny_puzzle_dataset, temporal_ensemble=0.01), run_dir=run)
+    assert summary["status"] == "finished" and "offline_final" in summary["evaluations"]
+    policy = Policy.from_pretrained(run, device="cpu")
+    queries = []
+    original = policy.agent.act
+    policy.agent.act = lambda obs, **kwargs: queries.append(obs) or original(obs, **kwargs)
+    for _ in range(3):
+        policy.select_action(np.zeros(policy.agent.observation_dim, np.float32))
+    assert len(queries) == 3  # ensembling asks for a chunk at every step (without it: one query per 5 steps)
