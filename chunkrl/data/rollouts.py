@@ -57,12 +57,13 @@ class RolloutBatch:
     values: torch.Tensor  # [B] at collection
     advantages: torch.Tensor  # [B]
     returns: torch.Tensor  # [B]
+    element_log_probs: torch.Tensor | None = None  # [B, K] per token or dimension, for a per-element PPO ratio
 
     def __len__(self) -> int:
         return len(self.log_probs)
 
     def index(self, rows: torch.Tensor) -> RolloutBatch:
-        return RolloutBatch(*(getattr(self, f.name)[rows] for f in fields(self)))
+        return RolloutBatch(*(None if (v := getattr(self, f.name)) is None else v[rows] for f in fields(self)))
 
 
 class Rollout:

@@ -21,12 +21,18 @@ def log_one_minus_tanh_squared(u: torch.Tensor) -> torch.Tensor:
     return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
 
 
+def tanh_gaussian_log_probs(mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+    """Log-density [B, D] of each dimension of ``tanh(pre_tanh)`` under the squashed Gaussian (independent dims:
+    their sum is the joint log-probability)."""
+    gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()).square() - log_std - LOG_SQRT_2PI
+    return gaussian - log_one_minus_tanh_squared(pre_tanh)
+
+
 def tanh_gaussian_log_prob(
     mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Joint log-probability [B] of ``tanh(pre_tanh)`` under the squashed Gaussian (dims summed)."""
-    gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()).square() - log_std - LOG_SQRT_2PI
-    per_dim = gaussian - log_one_minus_tanh_squared(pre_tanh)
+    per_dim = tanh_gaussian_log_probs(mean, log_std, pre_tanh)
     if weights is not None:
         per_dim = per_dim * weights
     return per_dim.sum(dim=-1)
@@ -53,3 +59,8 @@ def actions_log_prob(
     """Joint log-probability of given actions in [-1, 1] (e.g. dataset chunks for a BC term)."""
     pre_tanh = torch.atanh(actions.clamp(-1.0 + epsilon, 1.0 - epsilon))
     return tanh_gaussian_log_prob(mean, log_std, pre_tanh, weights)
+
+
+def actions_log_probs(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, epsilon: float = 1e-6):
+    """Per-dimension log-probabilities [B, D] of given actions in [-1, 1]."""
+    return tanh_gaussian_log_probs(mean, log_std, torch.atanh(actions.clamp(-1.0 + epsilon, 1.0 - epsilon)))

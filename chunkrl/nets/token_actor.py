@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chunkrl.nets.actors import LOG_STD_MAX, LOG_STD_MIN
-from chunkrl.nets.distributions import actions_log_prob
+from chunkrl.nets.distributions import actions_log_prob, actions_log_probs
 from chunkrl.nets.mlp import MLP
 from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
 from chunkrl.nets.tokenizer import ChunkTokenizer
@@ -77,16 +77,24 @@ class TokenChunkActor(nn.Module):
     def evaluate(self, observations: torch.Tensor, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log π of each encoded chunk [B], mean entropy per predicted token [B]); ``encoded`` [B, max+1]
         holds the chunk's tokens, ``EOS``, then -1."""
+        token_log_probs, present, mean_entropy = self.evaluate_elements(observations, encoded)
+        return token_log_probs.sum(1), mean_entropy
+
+    def evaluate_elements(
+        self, observations: torch.Tensor, encoded: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probability of each predicted token [B, max+1], 0 at padding; which positions are tokens or EOS
+        [B, max+1]; mean entropy per predicted token [B]): what a per-token PPO ratio reads."""
         targets = encoded.long()
         present = targets >= 0
         inputs = targets[:, :-1].clamp_min(0)  # padding never reaches a real position (causal mask)
         log_probs = F.log_softmax(self.logits(observations, inputs).float(), dim=-1)
         chosen = log_probs.gather(-1, targets.clamp_min(0)[..., None])[..., 0]
-        log_pi = torch.where(present, chosen, 0.0).sum(1)  # padding may sit where only EOS is allowed (-inf)
+        token_log_probs = torch.where(present, chosen, 0.0)  # padding may sit where only EOS is allowed (-inf)
         probabilities = log_probs.exp()
         entropy = -(probabilities * log_probs.nan_to_num(neginf=0.0)).sum(-1)
         mean_entropy = torch.where(present, entropy, 0.0).sum(1) / present.sum(1).clamp_min(1)
-        return log_pi, mean_entropy
+        return token_log_probs, present, mean_entropy
 
     def _decode_step(self, x: torch.Tensor, caches: list) -> torch.Tensor:
         """One position through every layer, attending to the keys and values cached for the positions
@@ -189,9 +197,18 @@ class GaussianChunkPolicy(nn.Module):
 
     def evaluate(self, observations: torch.Tensor, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log π [B], entropy per dimension of the pre-squash Gaussian [B])."""
+        per_dimension, _, entropy = self.evaluate_elements(observations, encoded)
+        return per_dimension.sum(1), entropy
+
+    def evaluate_elements(
+        self, observations: torch.Tensor, encoded: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probability of each dimension of the chunk [B, h*A], all of them present, entropy per dimension
+        [B]): what a per-dimension PPO ratio reads."""
         mean, log_std = self.distribution(observations)
         entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).mean(-1)
-        return actions_log_prob(mean, log_std, encoded.float(), epsilon=1e-5), entropy
+        per_dimension = actions_log_probs(mean, log_std, encoded.float(), epsilon=1e-5)
+        return per_dimension, torch.ones_like(per_dimension, dtype=torch.bool), entropy
 
     @torch.no_grad()
     def sample(self, observations, temperature: float = 1.0, greedy: bool = False, noise: GlobalNoise = GLOBAL_NOISE):

@@ -25,6 +25,36 @@ def test_clipped_surrogate_stops_the_gradient_beyond_the_clip():
     assert abs(loss.item() - expected) < 1e-6
 
 
+def test_a_per_element_surrogate_gives_each_element_its_decisions_advantage_and_skips_padding():
+    log_ratio = torch.log(torch.tensor([[1.5, 0.5], [1.1, 1.0]]))
+    advantages = torch.tensor([2.0, -1.0])
+    mask = torch.tensor([[True, True], [True, False]])
+    # row 0 (A = 2): min(3.0, 1.2 * 2) = 2.4 and min(1.0, 0.8 * 2) = 1.0; row 1 (A = -1): min(-1.1, -1.1) = -1.1
+    assert clipped_surrogate(log_ratio, advantages, 0.2, mask).item() == pytest.approx(-(2.4 + 1.0 - 1.1) / 3)
+
+
+@pytest.mark.parametrize(("actor", "ratio"), [("tokens", "token"), ("gaussian", "dimension")])
+def test_a_prepared_rollouts_element_log_probs_sum_to_the_collected_chunk_log_prob(actor, ratio):
+    config = ChunkPPOConfig(width=16, layers=1, heads=2, hidden_dims=(16,), actor=actor, ratio=ratio)
+    _, ppo = agents(config)
+    observations = torch.randn(32, 3)
+    encoded, log_pi, values, _ = ppo.collect(observations)
+    batch = ppo.prepare_rollout(RolloutBatch(observations, encoded, log_pi, values, values, values))
+    torch.testing.assert_close(batch.element_log_probs.sum(1), log_pi, atol=1e-3, rtol=1e-4)
+    metrics = ppo.update(batch)  # before any step every ratio is 1: nothing clipped, no KL
+    assert float(metrics["ppo/clip_fraction"]) == 0 and abs(float(metrics["ppo/approx_kl"])) < 1e-5
+
+
+def test_a_ratio_for_the_other_actor_is_refused():
+    assert any(
+        "ratio token is for the tokens actor" in p
+        for p in ChunkPPOConfig(actor="gaussian", ratio="token").problems("ppo")
+    )
+    assert any(
+        "ratio dimension is for the gaussian actor" in p for p in ChunkPPOConfig(ratio="dimension").problems("ppo")
+    )
+
+
 def tokenizer_for(horizon=2, action_dim=2):
     rng = np.random.default_rng(0)
     return ChunkTokenizer.fit(rng.uniform(-1, 1, (200, horizon, action_dim)), TokenizerSettings(bpe=False, scale=2.0))
@@ -52,12 +82,16 @@ def test_ppo_update_moves_the_policy_towards_positive_advantages():
     assert float(metrics["ppo/approx_kl"]) > 0
 
 
-def test_on_a_two_armed_chunk_bandit_ppo_raises_the_probability_of_the_better_chunk():
+@pytest.mark.parametrize(("actor", "ratio"), [("tokens", "chunk"), ("tokens", "token"), ("gaussian", "dimension")])
+def test_on_a_two_armed_chunk_bandit_ppo_raises_the_probability_of_the_better_chunk(actor, ratio):
     """One decision per episode: a chunk whose first action is positive pays 1, any other 0. The advantage is
-    chunk GAE against V(s) (the only value input kept), and V learns alongside; P(better chunk) must rise."""
+    chunk GAE against V(s) (the only value input kept), and V learns alongside; P(better chunk) must rise, with
+    one ratio per chunk, per token or per dimension."""
     from chunkrl.data.rollouts import chunk_gae
 
-    config = ChunkPPOConfig(width=16, layers=1, heads=2, hidden_dims=(16,), learning_rate=3e-3, target_kl=None)
+    config = ChunkPPOConfig(
+        width=16, layers=1, heads=2, hidden_dims=(16,), learning_rate=3e-3, target_kl=None, actor=actor, ratio=ratio
+    )
     torch.manual_seed(0)
     ppo = ChunkPPOAgent(3, 2, 2, config, tokenizer=tokenizer_for())
     observations = torch.ones(256, 3)
@@ -71,7 +105,7 @@ def test_on_a_two_armed_chunk_bandit_ppo_raises_the_probability_of_the_better_ch
         one = torch.ones(1, 256)
         rewards = better(chunks)[None]
         advantages, returns = chunk_gae(rewards, values[None], 0 * one, one.long(), one.bool(), one.bool(), 0.99, 0.95)
-        batch = RolloutBatch(observations, encoded, log_pi, values, advantages[0], returns[0])
+        batch = ppo.prepare_rollout(RolloutBatch(observations, encoded, log_pi, values, advantages[0], returns[0]))
         for _ in range(4):  # epochs of one full batch
             ppo.update(batch)
     end = better(ppo.collect(observations)[3]).mean()

@@ -42,6 +42,10 @@ class ChunkPPOConfig(AgentSection):
     """Decisions per gradient step."""
     gae_lambda: float = 0.95
     """GAE λ, applied once per decision."""
+    ratio: Literal["chunk", "token", "dimension"] = "chunk"
+    """Granularity of the PPO ratio: chunk (one ratio per decision, the joint probability of the whole chunk),
+    token (one per predicted token of the token actor, each clipped, the decision's advantage for all of them) or
+    dimension (one per number of the Gaussian actor's chunk)."""
     clip: float = 0.2
     """PPO ratio clip ε."""
     value_clip: float | None = None
@@ -69,6 +73,9 @@ class ChunkPPOConfig(AgentSection):
         problems += [f"{section}.{n} must be >= 1 (got {getattr(self, n)})" for n in positive if getattr(self, n) < 1]
         if self.learning_rate <= 0:
             problems.append(f"{section}.learning_rate must be > 0 (got {self.learning_rate})")
+        wanted = {"token": "tokens", "dimension": "gaussian"}.get(self.ratio, self.actor)
+        if wanted != self.actor:
+            problems.append(f"{section}.ratio {self.ratio} is for the {wanted} actor (this one: {self.actor})")
         if self.width % self.heads:
             problems.append(f"{section}.width {self.width} must be a multiple of heads {self.heads}")
         if self.num_envs >= 1 and self.chunks_per_update % self.num_envs:

@@ -13,6 +13,8 @@ tokenizer beside them (``tokenizer.json``). An imitation checkpoint (chunk-bc) h
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,10 +29,19 @@ from chunkrl.nets.tokenizer import ChunkTokenizer
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def clipped_surrogate(log_ratio: torch.Tensor, advantages: torch.Tensor, clip: float) -> torch.Tensor:
-    """PPO's policy loss ``-mean(min(r A, clip(r, 1 - ε, 1 + ε) A))`` with ``r = exp(log_ratio)``."""
+def clipped_surrogate(
+    log_ratio: torch.Tensor, advantages: torch.Tensor, clip: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """PPO's policy loss ``-mean(min(r A, clip(r, 1 - ε, 1 + ε) A))`` with ``r = exp(log_ratio)``: one ratio per
+    decision ([B]), or one per element ([B, K], the decision's advantage for each, the mean over the elements
+    ``mask`` marks)."""
     ratio = log_ratio.exp()
-    return -torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).mean()
+    if log_ratio.dim() == 2:
+        advantages = advantages[:, None]
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)
+    if mask is None:
+        return -surrogate.mean()
+    return -(surrogate * mask).sum() / mask.sum().clamp_min(1)
 
 
 def build_actor(observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPPOConfig) -> nn.Module:
@@ -145,15 +156,27 @@ class ChunkPPOAgent(TokenPolicyAgent):
         """``V(s)`` [B]."""
         return self.value_head(observations)
 
+    @torch.no_grad()
+    def prepare_rollout(self, batch: RolloutBatch) -> RolloutBatch:
+        """Before a rollout's epochs: with a per-token or per-dimension ratio, the collecting policy's
+        log-probability of each element (the policy has not moved since it collected them)."""
+        if self.config.ratio == "chunk":
+            return batch
+        elements, _, _ = self.actor_backbone.evaluate_elements(batch.observations, batch.encoded)
+        return dataclasses.replace(batch, element_log_probs=elements)
+
     def update(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
         c = self.config
-        log_pi, entropy, values = self._joint[0](batch.observations, batch.encoded)
-        log_ratio = log_pi - batch.log_probs
+        per_element = c.ratio != "chunk"
+        log_pi, entropy, values, mask = self._joint[0](batch.observations, batch.encoded, per_element)
+        if per_element and batch.element_log_probs is None:
+            raise ValueError("a per-element PPO ratio needs the rollout prepared by prepare_rollout")
+        log_ratio = (log_pi - batch.element_log_probs) * mask if per_element else log_pi - batch.log_probs
         ratio = log_ratio.exp()
         advantages = batch.advantages
         if c.normalize_advantages and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = clipped_surrogate(log_ratio, advantages, c.clip)
+        policy_loss = clipped_surrogate(log_ratio, advantages, c.clip, mask if per_element else None)
         value_error = (values - batch.returns).square()
         if c.value_clip is not None:
             clipped = batch.values + (values - batch.values).clamp(-c.value_clip, c.value_clip)
@@ -165,8 +188,9 @@ class ChunkPPOAgent(TokenPolicyAgent):
         norm = nn.utils.clip_grad_norm_(self.parameters(), c.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():
-            approx_kl = ((ratio - 1) - log_ratio).mean()
-            clip_fraction = ((ratio - 1).abs() > c.clip).float().mean()
+            counted = mask.float() if per_element else torch.ones_like(ratio)
+            approx_kl = (((ratio - 1) - log_ratio) * counted).sum() / counted.sum()
+            clip_fraction = (((ratio - 1).abs() > c.clip).float() * counted).sum() / counted.sum()
         return {
             "loss/total": loss.detach(),
             "ppo/policy_loss": policy_loss.detach(),
@@ -195,6 +219,10 @@ class _ActorCritic(nn.Module):
         super().__init__()
         self.actor, self.value = actor, value
 
-    def forward(self, observations, encoded):
+    def forward(self, observations, encoded, per_element: bool = False):
+        """(log π [B] or per element [B, K], entropy [B], V [B], which elements count [B, K] or None)."""
+        if per_element:
+            elements, mask, entropy = self.actor.evaluate_elements(observations, encoded)
+            return elements, entropy, self.value(observations), mask
         log_pi, entropy = self.actor.evaluate(observations, encoded)
-        return log_pi, entropy, self.value(observations)
+        return log_pi, entropy, self.value(observations), None
