@@ -165,7 +165,7 @@ class Trainer:
         """Every ``log_interval`` steps, and at a phase's last step, write the latest update's metrics (and
         ``extra`` values, e.g. rollout statistics); whether it wrote them."""
         step = self.counters.global_step
-        due = self.cadence.due("log", step) or step == self.phase_end(phase)
+        due = self.cadence.due("log", step) or step >= self.phase_end(phase)  # a rollout may step past the end
         if metrics is None or not due:
             return False  # nothing to log before the first update (online warm-up)
         values = {k: float(v) for k, v in metrics.items()} | (extra or {})
