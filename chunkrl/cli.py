@@ -3,8 +3,8 @@
 chunkrl train [--config FILE] [--run-dir DIR] [options]   train (offline, then online)
 chunkrl train --resume RUN_DIR                             continue an interrupted run
 chunkrl eval CHECKPOINT_OR_RUN [--episodes N]              evaluate a checkpoint
-chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench dataset (or scripted ALOHA
-                                                           demonstrations: aloha-transfer-cube-scripted) locally
+chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench dataset (or scripted ALOHA demos:
+                                                           aloha-transfer-cube-scripted, aloha-insertion-scripted)
 chunkrl data list                                          known datasets and where they are cached
 chunkrl data export --env ENV --out DIR                    write a dataset as a LeRobot v3 folder
 chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE] [--paper]  success (mean, 95% CI over seeds) as PNG + SVG
@@ -113,7 +113,9 @@ def _data(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate a dataset with OGBench's scripted oracles")
     gen.add_argument(
-        "dataset", help="e.g. scene-play-v0, puzzle-3x3-play-v0, cube-double-noisy-v0, aloha-transfer-cube-scripted"
+        "dataset",
+        help="e.g. scene-play-v0, puzzle-3x3-play-v0, cube-double-noisy-v0, aloha-transfer-cube-scripted, "
+        "aloha-insertion-scripted",
     )
     gen.add_argument("--episodes", type=positive_int, default=None, help="training episodes (default: OGBench's count)")
     gen.add_argument("--workers", type=positive_int, default=2, help="worker processes (default 2)")
@@ -176,7 +178,7 @@ def _export(args) -> int:
 
 
 def _generate_scripted(args) -> int:
-    """``chunkrl data generate aloha-transfer-cube-scripted``: scripted ALOHA demonstrations."""
+    """``chunkrl data generate aloha-<task>-scripted``: scripted ALOHA demonstrations."""
     from chunkrl.data.catalog import ALOHA_EPISODES, generate_scripted_dataset, generated_dataset_path
 
     episodes = args.episodes or ALOHA_EPISODES

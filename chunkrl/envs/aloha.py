@@ -34,6 +34,13 @@ SUCCESS_REWARD = 4.0
 OBJECTS = {"transfer_cube": 1, "insertion": 2}
 STATE_LAYOUT = {"qpos": slice(0, 14), "qvel": slice(14, 28), "objects": slice(28, None)}
 """Where each part of the state vector lies (objects: 7 numbers per object, position then quaternion)."""
+MOCAP_WELD_SOLIMP = (0.9, 0.95, 0.001)
+"""Impedance of the welds that pull the grippers to their mocap targets in the end-effector tasks.
+
+gym-aloha's models give them ``solimp=".25 .25 0.001"``, tuned for the MuJoCo 2.x the ACT scripts were written
+for. On MuJoCo 3.x that weld is too weak against the arms' joint friction (frictionloss 30-60): the gripper
+lags several centimetres behind its target and about four grasps in five miss. MuJoCo's default impedance
+(used here) keeps the gripper within millimetres of the target."""
 INSTALL_HINT = 'The ALOHA tasks need the aloha extra: pip install -e ".[aloha]" (or pip install "chunkrl[aloha]").'
 
 
@@ -138,6 +145,8 @@ class AlohaEnv(gymnasium.Env):
         self.max_episode_steps, self.end_effector = max_episode_steps, end_effector
         prefix = "bimanual_viperx_end_effector_" if end_effector else "bimanual_viperx_"
         physics = mujoco.Physics.from_xml_path(str(constants.ASSETS_DIR / f"{prefix}{self.task}.xml"))
+        if end_effector:
+            physics.model.eq_solimp[:, :3] = MOCAP_WELD_SOLIMP
         task = _task_class(self.task, end_effector)()
         task.cameras = tuple(cameras) if obs_mode == "pixels" else ()
         task.image_size = image_size

@@ -16,7 +16,7 @@ def load_scripted(path: Path, extra_capacity: int = 0):
     if not path.exists():
         raise DatasetError(
             f"{path} does not exist. Generate it with "
-            f"`chunkrl data generate aloha-transfer-cube-scripted --out {path}`."
+            f"`chunkrl data generate aloha-transfer-cube-scripted --out {path}` (or aloha-insertion-scripted)."
         )
     try:
         with np.load(path) as data:
@@ -26,6 +26,6 @@ def load_scripted(path: Path, extra_capacity: int = 0):
     except (KeyError, zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise DatasetError(
             f"{path} is not a scripted ALOHA dataset or is corrupt ({type(error).__name__}: {error}); generate it "
-            "again with `chunkrl data generate aloha-transfer-cube-scripted`."
+            "again with `chunkrl data generate aloha-<task>-scripted`."
         ) from None
     return Trajectories.from_arrays(steps, capacity=len(steps.rewards) + extra_capacity)
