@@ -85,6 +85,7 @@ def _task_class(task: str, end_effector: bool):
             # nested context here, or it would wipe the arm pose just set.
             if end_effector:
                 self.initialize_robots(physics)
+                align_mocap_targets(physics)
             else:
                 physics.named.data.qpos[:16] = sim.START_ARM_POSE
                 np.copyto(physics.data.ctrl, sim.START_ARM_POSE)
@@ -107,6 +108,29 @@ def _task_class(task: str, end_effector: bool):
             return observation
 
     return Task
+
+
+def align_mocap_targets(physics) -> None:
+    """Put each mocap target where its weld already holds the gripper in the start pose.
+
+    gym-aloha sets the targets to fixed numbers that assume the weld joins mocap and gripper at no offset; on
+    MuJoCo 3.x the weld keeps the offset the two bodies have in the model's reference pose (``eq_data``'s
+    relative pose, 13.5 cm along the gripper), so the first step yanked each arm towards its target: the
+    demonstrations' first joint targets were a jump no policy could imitate from the start state."""
+    import mujoco
+
+    model, data = physics.model.ptr, physics.data.ptr
+    mujoco.mj_kinematics(model, data)
+    for weld in np.flatnonzero(physics.model.eq_type == mujoco.mjtEq.mjEQ_WELD):
+        mocap = physics.model.body_mocapid[physics.model.eq_obj1id[weld]]
+        gripper = physics.model.eq_obj2id[weld]
+        offset, relative = physics.model.eq_data[weld, 3:6], physics.model.eq_data[weld, 6:10]
+        inverse, quat, position = np.empty(4), np.empty(4), np.empty(3)
+        mujoco.mju_negQuat(inverse, relative)
+        mujoco.mju_mulQuat(quat, physics.data.xquat[gripper], inverse)  # gripper = mocap * relative
+        mujoco.mju_rotVecQuat(position, offset, quat)  # gripper position = mocap + R(mocap) offset
+        physics.data.mocap_quat[mocap] = quat
+        physics.data.mocap_pos[mocap] = physics.data.xpos[gripper] - position
 
 
 def render(physics, camera: str, height: int, width: int) -> np.ndarray:

@@ -10,9 +10,11 @@ in the joint-space task with the same object poses; only replays that reach the 
 (the dataset holds them: state observations, joint actions, the staged reward, terminal on success).
 Generation counts attempts and reports the success rate.
 
-The scripts succeed on nearly every pose once the end-effector task's mocap welds are as stiff as on
-the MuJoCo 2.x the scripts were written for (``chunkrl.envs.aloha.MOCAP_WELD_SOLIMP``): 100 of 100
-attempts for each task (seeds 0-99) on MuJoCo 3.8.1.
+On MuJoCo 3.x two things differ from the 2.x the ACT scripts were written for, both handled in
+``chunkrl.envs.aloha``: the mocap welds were too soft (``MOCAP_WELD_SOLIMP``), and the arms were yanked
+towards their targets at the first step (``align_mocap_targets``; the scripts now first move each gripper
+to their start over ``SETTLE_STEPS`` steps). With both, the scripts succeed in 100 of 100 attempts for each
+task (seeds 0-99, MuJoCo 3.8.1), and the demonstrations start from the rest pose without a jump.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ GRASP_HEIGHT = -0.015
 """Height of the right gripper's grasp above the cube's initial centre (metres)."""
 TILT = -60.0
 """Pitch of the right gripper towards the cube when grasping (degrees)."""
+SETTLE_STEPS = 20
+"""Steps over which each gripper first moves from its rest pose to the start of ACT's scripts (``SCRIPT_START``)."""
+SCRIPT_START = np.array([0.31718881, 0.5, 0.29525084])
+"""The right gripper's mocap target when ACT's scripts begin (gym-aloha's start target; the left one mirrored in x)."""
 INSERT_MEET = np.array([0.0, 0.5, 0.15])
 """Where the peg meets the socket in the insertion task (table frame, metres)."""
 INSERT_LIFT = 0.00715
@@ -61,15 +67,18 @@ def _interpolate(waypoints: list[Waypoint], steps: int) -> np.ndarray:
 def transfer_cube_plan(objects: np.ndarray, left_start: np.ndarray, right_start: np.ndarray, steps: int) -> np.ndarray:
     """End-effector actions [steps, 16] (left then right: xyz, quaternion, gripper) for a cube at ``objects[:3]``.
 
-    The right gripper, pitched towards the cube, picks it up and carries it to the meeting point; the left
+    The grippers start where they rest (``left_start``, ``right_start``: xyz, quaternion w-first); orientations
+    are those of ACT's scripts, relative to the mocap frame's identity. The right gripper, pitched towards
+    the cube, picks it up and carries it to the meeting point; the left
     gripper, turned to take it from the side, closes on it there; the right one lets go and withdraws."""
     cube = objects[:3]
     left_rest = Rotation.from_quat(left_start[[4, 5, 6, 3]])
     right_rest = Rotation.from_quat(right_start[[4, 5, 6, 3]])
-    pick = right_rest * Rotation.from_euler("y", TILT, degrees=True)  # tilt down towards the cube
+    pick = Rotation.from_euler("y", TILT, degrees=True)  # tilt down towards the cube
     receive = Rotation.from_euler("x", 90, degrees=True)  # left gripper turned to take the cube from the side
     left = [
         Waypoint(0, left_start[:3], left_rest, 0.0),
+        Waypoint(SETTLE_STEPS, SCRIPT_START * [-1, 1, 1], Rotation.identity(), 0.0),
         Waypoint(100, MEET + [-0.1, 0.0, -0.02], receive, 1.0),  # wait beside the meeting point, open
         Waypoint(260, MEET + [0.02, 0.0, -0.02], receive, 1.0),  # move in around the cube
         Waypoint(310, MEET + [0.02, 0.0, -0.02], receive, 0.0),  # close on it
@@ -78,6 +87,7 @@ def transfer_cube_plan(objects: np.ndarray, left_start: np.ndarray, right_start:
     ]
     right = [
         Waypoint(0, right_start[:3], right_rest, 0.0),
+        Waypoint(SETTLE_STEPS, SCRIPT_START, Rotation.identity(), 0.0),
         Waypoint(90, cube + [0.0, 0.0, 0.08], pick, 1.0),  # above the cube, open
         Waypoint(130, cube + [0.0, 0.0, GRASP_HEIGHT], pick, 1.0),  # down around it
         Waypoint(170, cube + [0.0, 0.0, GRASP_HEIGHT], pick, 0.0),  # grasp
@@ -93,17 +103,17 @@ def transfer_cube_plan(objects: np.ndarray, left_start: np.ndarray, right_start:
 def insertion_plan(objects: np.ndarray, left_start: np.ndarray, right_start: np.ndarray, steps: int) -> np.ndarray:
     """End-effector actions [steps, 16] for the peg at ``objects[:3]`` and the socket at ``objects[7:10]``.
 
-    Each arm, pitched down (the right by -60 degrees, the left by +60 from the right arm's rest orientation),
-    picks up its part from above; both lift their part to either side of the insertion point and move
+    Each arm, pitched down (the right by -60 degrees about y, the left by +60), picks up its part from above; both lift their part to either side of the insertion point and move
     towards each other until the peg slides into the socket."""
     peg, socket = objects[:3], objects[7:10]
     left_rest = Rotation.from_quat(left_start[[4, 5, 6, 3]])
     right_rest = Rotation.from_quat(right_start[[4, 5, 6, 3]])
-    pick_right = right_rest * Rotation.from_euler("y", -60, degrees=True)
-    pick_left = right_rest * Rotation.from_euler("y", 60, degrees=True)
+    pick_right = Rotation.from_euler("y", -60, degrees=True)
+    pick_left = Rotation.from_euler("y", 60, degrees=True)
     lift = [0.0, 0.0, INSERT_LIFT]
     left = [
         Waypoint(0, left_start[:3], left_rest, 0.0),
+        Waypoint(SETTLE_STEPS, SCRIPT_START * [-1, 1, 1], Rotation.identity(), 0.0),
         Waypoint(120, socket + [0.0, 0.0, 0.08], pick_left, 1.0),  # above the socket, open
         Waypoint(170, socket + [0.0, 0.0, -0.03], pick_left, 1.0),  # down around it
         Waypoint(220, socket + [0.0, 0.0, -0.03], pick_left, 0.0),  # grasp
@@ -113,6 +123,7 @@ def insertion_plan(objects: np.ndarray, left_start: np.ndarray, right_start: np.
     ]
     right = [
         Waypoint(0, right_start[:3], right_rest, 0.0),
+        Waypoint(SETTLE_STEPS, SCRIPT_START, Rotation.identity(), 0.0),
         Waypoint(120, peg + [0.0, 0.0, 0.08], pick_right, 1.0),
         Waypoint(170, peg + [0.0, 0.0, -0.03], pick_right, 1.0),
         Waypoint(220, peg + [0.0, 0.0, -0.03], pick_right, 0.0),

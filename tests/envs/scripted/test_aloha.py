@@ -65,3 +65,17 @@ def test_the_script_succeeds_on_seeded_poses(task):
         assert episode["actions"].shape[1] == 14 and len(episode["rewards"]) < MAX_EPISODE_STEPS
         grippers = episode["actions"][:, [6, 13]]
         assert grippers.min() >= -0.05 and grippers.max() <= 1.05  # commanded openings, normalised
+
+
+def test_the_arms_start_where_their_targets_are_and_demonstrations_start_smoothly():
+    env = AlohaEnv("aloha-transfer-cube", end_effector=True)
+    env.reset(seed=0)
+    raw = env.raw_observation
+    joints = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12]  # both arms without the grippers
+    start = raw["qpos"][joints].copy()
+    env.step(np.concatenate([raw["mocap_pose_left"], [0.0], raw["mocap_pose_right"], [0.0]]))  # hold still
+    assert np.abs(env.raw_observation["qpos"][joints] - start).max() < 0.005
+    targets, _ = scripted_joint_trajectory(env, 0, MAX_EPISODE_STEPS)
+    arms = targets[:, joints]
+    assert np.abs(arms[0] - start).max() < 0.02  # no jump at the start
+    assert np.abs(np.diff(arms, axis=0)).max() < 0.1  # nor anywhere later (radians per 20 ms step)
