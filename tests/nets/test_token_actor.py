@@ -68,3 +68,25 @@ def test_cached_decoding_samples_the_same_tokens_and_log_probs_as_the_full_prefi
         torch.testing.assert_close(cached[1], actor.evaluate(observations, cached[0])[0], atol=1e-4, rtol=1e-5)
     lengths = (cached[0] >= 0).sum(1)
     assert lengths.min() < lengths.max()  # rows that ended early beside rows that ran on: the padding path is used
+
+
+def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_std_likelihood():
+    from chunkrl.nets.distributions import actions_log_probs
+    from chunkrl.nets.token_actor import LOG_STD_FIT_WEIGHT, GaussianChunkPolicy
+
+    tokenizer = ChunkTokenizer(2, 1, np.array([-1.0]), np.array([1.0]))
+    policy = GaussianChunkPolicy(3, tokenizer, (8,))
+    mean = torch.tensor([[0.5, -1.0]], requires_grad=True)
+    log_std = torch.tensor([[-1.0, 0.0]], requires_grad=True)
+    policy.distribution = lambda observations: (mean, log_std)
+    target = torch.tensor([[0.2, -0.5]])
+    loss = policy.l1_imitation_loss(torch.zeros(1, 3), target)
+    greedy = np.tanh([0.5, -1.0])
+    l1 = np.abs(greedy - [0.2, -0.5]).mean()  # 0.5 * (|0.4621 - 0.2| + |-0.7616 + 0.5|)
+    nll = -actions_log_probs(mean.detach(), log_std.detach(), target, epsilon=1e-5).mean()
+    torch.testing.assert_close(loss, torch.tensor([l1 + LOG_STD_FIT_WEIGHT * float(nll)], dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    loss.sum().backward()
+    # the mean learns from the L1 term alone: d/dmean |tanh(mean) - y| / 2 = sign * (1 - tanh^2) / 2
+    expected = np.sign(greedy - [0.2, -0.5]) * (1 - greedy**2) / 2
+    torch.testing.assert_close(mean.grad, torch.tensor([expected], dtype=torch.float32))
+    assert (log_std.grad != 0).all()  # the log-std follows the likelihood

@@ -17,6 +17,10 @@ class ChunkPPOConfig(AgentSection):
     actor: Literal["tokens", "gaussian"] = "tokens"
     """tokens: the autoregressive transformer over FAST-style chunk tokens; gaussian: the continuous
     tanh-Gaussian chunk baseline."""
+    gaussian_imitation: Literal["l1", "nll"] = "l1"
+    """How chunk-bc fits the Gaussian actor: l1 (ACT's loss, the mean absolute error of the greedy chunk, with
+    the log-std fitted by likelihood around it) or nll (the likelihood of mean and log-std together). The
+    token actor always uses the tokens' cross-entropy."""
     width: int = 128
     """Transformer width (token actor)."""
     layers: int = 2

@@ -91,18 +91,27 @@ class TokenPolicyAgent(Agent):
 
 
 class ChunkBCAgent(TokenPolicyAgent):
-    """Imitation: maximise log π(dataset chunk | s) (token cross-entropy), on chunks the trajectory does
-    not cut short."""
+    """Imitation on chunks the trajectory does not cut short: maximise log π(dataset chunk | s) (the tokens'
+    cross-entropy; the Gaussian actor's likelihood with ``gaussian_imitation=nll``), or for the Gaussian actor
+    ACT's L1 loss on its greedy chunk (``l1``, the default)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.optimizer = make_adam(self.actor_backbone.parameters(), self.config.learning_rate)
+        self.l1_imitation = self.config.actor == "gaussian" and self.config.gaussian_imitation == "l1"
 
     def update(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
         whole = batch.valid.all(dim=1)
         encoded = self.actor_backbone.encode(batch.actions.cpu().numpy())
-        log_pi, entropy = self.actor_backbone.evaluate(batch.observations, encoded)
-        loss = -(log_pi * whole).sum() / whole.sum().clamp_min(1)
+        if self.l1_imitation:
+            per_chunk = self.actor_backbone.l1_imitation_loss(batch.observations, encoded)
+            with torch.no_grad():
+                log_pi, entropy = self.actor_backbone.evaluate(batch.observations, encoded)
+        else:
+            log_pi, entropy = self.actor_backbone.evaluate(batch.observations, encoded)
+            per_chunk = -log_pi
+        loss = (per_chunk * whole).sum() / whole.sum().clamp_min(1)
+        nll = -(log_pi.detach() * whole).sum() / whole.sum().clamp_min(1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = nn.utils.clip_grad_norm_(self.actor_backbone.parameters(), self.config.max_grad_norm)
@@ -110,7 +119,7 @@ class ChunkBCAgent(TokenPolicyAgent):
         tokens = (encoded >= 0).sum(1).float().mean() if encoded.dtype == torch.long else torch.tensor(0.0)
         return {
             "loss/total": loss.detach(),
-            "bc/nll": loss.detach(),
+            "bc/nll": nll,
             "bc/grad_norm": norm,
             "bc/tokens": tokens,
             "bc/token_entropy": entropy.mean().detach(),
