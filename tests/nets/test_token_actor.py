@@ -84,7 +84,8 @@ def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_st
     greedy = np.tanh([0.5, -1.0])
     l1 = np.abs(greedy - [0.2, -0.5]).mean()  # 0.5 * (|0.4621 - 0.2| + |-0.7616 + 0.5|)
     nll = -actions_log_probs(mean.detach(), log_std.detach(), target, epsilon=1e-5).mean()
-    torch.testing.assert_close(loss, torch.tensor([l1 + LOG_STD_FIT_WEIGHT * float(nll)], dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    expected_loss = torch.tensor([l1 + LOG_STD_FIT_WEIGHT * float(nll)], dtype=torch.float32)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
     loss.sum().backward()
     # the mean learns from the L1 term alone: d/dmean |tanh(mean) - y| / 2 = sign * (1 - tanh^2) / 2
     expected = np.sign(greedy - [0.2, -0.5]) * (1 - greedy**2) / 2

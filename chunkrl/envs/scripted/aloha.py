@@ -103,8 +103,9 @@ def transfer_cube_plan(objects: np.ndarray, left_start: np.ndarray, right_start:
 def insertion_plan(objects: np.ndarray, left_start: np.ndarray, right_start: np.ndarray, steps: int) -> np.ndarray:
     """End-effector actions [steps, 16] for the peg at ``objects[:3]`` and the socket at ``objects[7:10]``.
 
-    Each arm, pitched down (the right by -60 degrees about y, the left by +60), picks up its part from above; both lift their part to either side of the insertion point and move
-    towards each other until the peg slides into the socket."""
+    Each arm, pitched down (the right by -60 degrees about y, the left by +60), picks up its part from
+    above; both lift their part to either side of the insertion point and move towards each other until the
+    peg slides into the socket."""
     peg, socket = objects[:3], objects[7:10]
     left_rest = Rotation.from_quat(left_start[[4, 5, 6, 3]])
     right_rest = Rotation.from_quat(right_start[[4, 5, 6, 3]])
