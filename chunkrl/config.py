@@ -49,7 +49,8 @@ class TrainConfig:
     Default: the generated dataset in the cache."""
     state_keys: tuple[str, ...] = ()
     """LeRobot: extra observation features appended to observation.state; robomimic: the obs keys to
-    concatenate (default: every low-dimensional key, sorted)."""
+    concatenate (default: every low-dimensional key, sorted); ALOHA: the parts of the state, of qpos, qvel and
+    objects (default all three; ``qpos objects`` reads no velocities, as ACT's policies)."""
     reward_from: Literal["dataset", "success", "constant"] = "dataset"
     """LeRobot rewards: dataset (next.reward; an error if missing), success (1 on next.success frames, else 0)
     or constant (-1 on every frame)."""
@@ -124,6 +125,10 @@ class TrainConfig:
     """Steps between evaluations (0: only at the end of each phase)."""
     eval_episodes: int = 50
     """Episodes per evaluation."""
+    eval_acting: Literal["sampled", "deterministic"] | None = None
+    """How evaluations act: sampled chunks (as ``Policy`` acts by default) or the agent's deterministic chunk (the
+    mean, the greedy tokens). None: the method's default, deterministic for imitation (chunk-bc, as ACT is
+    evaluated), sampled for every other method."""
     log_interval: int = 5000
     """Steps between metric logs."""
     checkpoint_interval: int = 100_000

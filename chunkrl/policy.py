@@ -63,7 +63,7 @@ class Policy:
         else:  # written before checkpoints recorded the sizes: ask the environment
             from chunkrl.envs.registry import make_env, space_dims
 
-            observation_dim, action_dim = space_dims(make_env(config.env, config.sparse))
+            observation_dim, action_dim = space_dims(make_env(config.env, config.sparse, state_keys=config.state_keys))
         agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, resolve_device(device))
         normalizer = checkpoint_normalizer(checkpoint, observation_dim, action_dim)
         return cls(agent, config, execute_horizon, deterministic, normalizer)

@@ -38,6 +38,7 @@ OFFLINE_TO_ONLINE = {
     "replay": "shared",
     "warmup": "policy",
     "boundary": "mask",
+    "eval_acting": "sampled",
 }
 """Run defaults of the paper's offline-to-online methods: 1M offline steps, then 1M online steps; the
 replay starts as the dataset, the pre-trained policy acts from the first online step, and chunks cut
@@ -52,8 +53,10 @@ one cut short bootstraps with γ^τ."""
 DECOUPLED_OFFLINE = {**OFFLINE_TO_ONLINE, "online_steps": 0, "critic_horizon": 25}
 """Run defaults of DQC: offline, a critic horizon of 25 (the authors' ``backup_horizon``; the actor's chunk keeps
 --horizon)."""
-IMITATION = {**OFFLINE_TO_ONLINE, "offline_steps": 20_000, "online_steps": 0}
-"""Run defaults of imitation pre-training (chunk-bc): gradient steps on the demonstrations, nothing online."""
+IMITATION = {**OFFLINE_TO_ONLINE, "offline_steps": 20_000, "online_steps": 0, "eval_acting": "deterministic"}
+"""Run defaults of imitation pre-training (chunk-bc): gradient steps on the demonstrations, nothing online,
+evaluated with the deterministic chunk (sampling every number of the Gaussian chunk independently made the
+scripted transfer-cube policy fail: 1 of 20 episodes sampled, 16 of 20 deterministic, same checkpoint)."""
 ON_POLICY = {**OFFLINE_TO_ONLINE, "offline_steps": 0, "online_steps": 500_000}
 """Run defaults of chunk-level PPO: no dataset phase, 500k environment steps of rollouts (the agent declares
 the on-policy schedule: the loop runs rollouts and needs no dataset)."""

@@ -117,7 +117,7 @@ def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console
         from chunkrl.data.sources.aloha_scripted import load_scripted
 
         path = aloha_dataset_file(config, console)
-        store = load_scripted(path, extra_capacity)
+        store = load_scripted(path, extra_capacity, config.state_keys)
     else:
         task = parse_task(config.env)
         path = dataset_file(config, task, console)

@@ -10,7 +10,9 @@ Actions: 14 absolute joint targets (per arm 6 joints and a gripper opening in [0
 Observation modes:
 - ``state`` (default): a flat vector, rendered never, so that learning runs on a CPU:
   ``[qpos (14), qvel (14), object pose (7 per object: position, quaternion)]`` = 35 numbers for
-  transfer-cube, 42 for insertion (``STATE_LAYOUT``);
+  transfer-cube, 42 for insertion (``STATE_LAYOUT``), or the parts chosen with ``state_parts`` (the
+  run's ``--state-keys``), e.g. ``qpos objects`` as ACT, whose policies read joint positions, not
+  velocities;
 - ``pixels``: a dict with the ``top`` camera image (``height`` x ``width`` x 3, uint8) and ``state``
   (the vector above). gym-aloha renders three cameras every step; this mode renders only the cameras
   asked for. Rendering needs OpenGL: headless machines use ``MUJOCO_GL=egl`` (set by default when no
@@ -33,7 +35,23 @@ MAX_EPISODE_STEPS = 400
 SUCCESS_REWARD = 4.0
 OBJECTS = {"transfer_cube": 1, "insertion": 2}
 STATE_LAYOUT = {"qpos": slice(0, 14), "qvel": slice(14, 28), "objects": slice(28, None)}
-"""Where each part of the state vector lies (objects: 7 numbers per object, position then quaternion)."""
+"""Where each part of the full state vector lies (objects: 7 numbers per object, position then quaternion)."""
+STATE_PARTS = tuple(STATE_LAYOUT)
+"""The parts of the state, in the full vector's order."""
+
+
+def state_columns(parts: tuple[str, ...], state_dim: int) -> np.ndarray:
+    """Indices of the full state vector (``state_dim`` numbers) that make up ``parts``, in their order: how a
+    dataset of full states is cut to the observation of an environment made with ``state_parts=parts``."""
+    unknown = [p for p in parts if p not in STATE_LAYOUT]
+    if unknown or len(set(parts)) != len(parts) or not parts:
+        raise ValueError(
+            f"ALOHA state parts {list(parts)}: choose one or more of {', '.join(STATE_PARTS)}, each once "
+            "(e.g. --state-keys qpos objects: joint positions and object poses, without velocities)"
+        )
+    return np.concatenate([np.arange(state_dim)[STATE_LAYOUT[p]] for p in parts])
+
+
 MOCAP_WELD_SOLIMP = (0.9, 0.95, 0.001)
 """Impedance of the welds that pull the grippers to their mocap targets in the end-effector tasks.
 
@@ -159,6 +177,7 @@ class AlohaEnv(gymnasium.Env):
         cameras: tuple[str, ...] = ("top",),
         image_size: tuple[int, int] = (480, 640),
         end_effector: bool = False,
+        state_parts: tuple[str, ...] = STATE_PARTS,
     ):
         if name not in TASKS:
             raise ValueError(f"unknown ALOHA task '{name}'; available: {', '.join(TASKS)}")
@@ -179,8 +198,8 @@ class AlohaEnv(gymnasium.Env):
             physics, task, float("inf"), control_timestep=constants.DT, n_sub_steps=None, flat_observation=False
         )
         self.physics = physics
-        state_dim = 28 + 7 * OBJECTS[self.task]
-        state_space = spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
+        self.state_columns = state_columns(tuple(state_parts), 28 + 7 * OBJECTS[self.task])
+        state_space = spaces.Box(-np.inf, np.inf, (len(self.state_columns),), np.float32)
         if obs_mode == "state":
             self.observation_space = state_space
         else:
@@ -200,7 +219,7 @@ class AlohaEnv(gymnasium.Env):
 
     def _observation(self, raw: dict):
         self.raw_observation = raw
-        state = np.concatenate([raw["qpos"], raw["qvel"], raw["env_state"]]).astype(np.float32)
+        state = np.concatenate([raw["qpos"], raw["qvel"], raw["env_state"]]).astype(np.float32)[self.state_columns]
         if self.obs_mode == "state":
             return state
         return {**raw["images"], "state": state}

@@ -42,11 +42,16 @@ def env_domain(env_name: str) -> str:
 
 
 def make_env(
-    env_name: str, sparse: bool = False, obs_mode: str = "state", max_episode_steps: int | None = None
+    env_name: str,
+    sparse: bool = False,
+    obs_mode: str = "state",
+    max_episode_steps: int | None = None,
+    state_keys: tuple[str, ...] = (),
 ) -> gymnasium.Env:
     """An environment by name: an ALOHA task (``aloha-transfer-cube``, ``aloha-insertion``; ``obs_mode``
-    state or pixels) or an OGBench single-task environment (``...-singletask-taskN-v0``). Episodes are
-    cut at ``max_episode_steps`` when given (else the task's own limit).
+    state or pixels; ``state_keys`` the parts of its state, default all) or an OGBench single-task
+    environment (``...-singletask-taskN-v0``). Episodes are cut at ``max_episode_steps`` when given (else
+    the task's own limit).
 
     Unknown names raise ``ValueError`` listing close matches.
     """
@@ -55,10 +60,11 @@ def make_env(
 
         if sparse:
             raise ValueError("--sparse is the OGBench tasks' reward; the ALOHA tasks keep their staged reward (0-4)")
+        from chunkrl.envs.aloha import MAX_EPISODE_STEPS, STATE_PARTS
+
         env_domain(env_name)
-        if max_episode_steps is None:
-            return AlohaEnv(env_name, obs_mode)
-        return AlohaEnv(env_name, obs_mode, max_episode_steps)
+        steps = MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
+        return AlohaEnv(env_name, obs_mode, steps, state_parts=tuple(state_keys) or STATE_PARTS)
     if obs_mode != "state":
         raise ValueError("--obs-mode pixels is for the ALOHA tasks; the OGBench tasks here give states")
     env = make_task_env(parse_task(env_name), sparse)

@@ -32,7 +32,10 @@ def make_vector_env(config, seed: int, normalizer=None) -> gymnasium.vector.Vect
     """``num_envs`` copies of the run's environment (in the agent's units), each stepping one chunk per call."""
 
     def build():
-        env = in_agent_units(make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps), normalizer)
+        env = in_agent_units(
+            make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys),
+            normalizer,
+        )
         return ChunkStepEnv(env, config.actor_chunk, config.discount, config.execute_horizon)
 
     envs = gymnasium.vector.SyncVectorEnv(

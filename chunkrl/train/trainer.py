@@ -20,6 +20,7 @@ all of them at once with stacked parameters (``train/seeds.py``), through the ve
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -200,7 +201,9 @@ class Trainer:
         if not force and not self.cadence.due("eval", step):
             return
         self.check_finite()
-        results = evaluate(self.eval_executor, self.agent.act, self.config.eval_episodes)  # sampled, as Policy acts
+        deterministic = self.config.eval_acting == "deterministic"
+        results = evaluate(self.eval_executor, functools.partial(self.agent.act, deterministic=deterministic),
+                           self.config.eval_episodes)  # fmt: skip
         self.evaluations["latest"] = {**results, "step": step, "phase": phase}
         self.logger.log("eval", step, results, phase)
         self.logger.console.print(

@@ -73,3 +73,32 @@ def test_a_diverged_simulation_ends_the_episode_as_a_terminal_failure_and_says_s
     # no bootstrapping from a diverged state: terminal (not a time-limit truncation), a failure, counted
     assert terminated and not truncated and reward == 0.0
     assert info["diverged"] and not info["success"] and info["tau"] == 1 and "BADQACC" in info["physics_error"]
+
+
+def test_state_parts_choose_columns_of_the_full_state_for_the_env_and_the_dataset(tmp_path):
+    from chunkrl.data.sources.aloha_scripted import load_scripted
+    from chunkrl.envs.aloha import state_columns
+
+    full, cut = AlohaEnv("aloha-transfer-cube"), AlohaEnv("aloha-transfer-cube", state_parts=("qpos", "objects"))
+    observation, _ = full.reset(seed=3)
+    chosen, _ = cut.reset(seed=3)
+    assert cut.observation_space.shape == (21,) and chosen.shape == (21,)
+    np.testing.assert_array_equal(chosen, np.concatenate([observation[:14], observation[28:]]))
+    np.testing.assert_array_equal(state_columns(("objects", "qpos"), 42)[:3], [28, 29, 30])  # the order given
+    steps = 4
+    arrays = {
+        "observations": np.arange(steps * 35, dtype=np.float32).reshape(steps, 35),
+        "next_observations": -np.arange(steps * 35, dtype=np.float32).reshape(steps, 35),
+        "actions": np.zeros((steps, 14), np.float32),
+        "rewards": np.zeros(steps, np.float32),
+        "terminals": np.zeros(steps, bool),
+        "ends": np.array([False, False, False, True]),
+    }
+    np.savez(tmp_path / "demos.npz", **arrays)
+    store = load_scripted(tmp_path / "demos.npz", state_parts=("qpos", "objects"))
+    np.testing.assert_array_equal(
+        store.observations[:steps], arrays["observations"][:, state_columns(("qpos", "objects"), 35)]
+    )
+    np.testing.assert_array_equal(store.next_observations[1, :14], -np.arange(35, 49))
+    with pytest.raises(ValueError, match="choose one or more of qpos, qvel, objects"):
+        AlohaEnv("aloha-transfer-cube", state_parts=("qpos", "velocity"))

@@ -151,3 +151,30 @@ def test_a_run_with_temporal_ensembling_evaluates_and_deploys_with_a_query_every
     for _ in range(3):
         policy.select_action(np.zeros(policy.agent.observation_dim, np.float32))
     assert len(queries) == 3  # ensembling asks for a chunk at every step (without it: one query per 5 steps)
+
+
+@pytest.mark.parametrize("acting", ["sampled", "deterministic"])
+def test_evaluations_act_as_eval_acting_says(tiny_puzzle_dataset, tmp_path, monkeypatch, acting):
+    from chunkrl.agents.flow.fql import FQLAgent
+
+    flags = []
+    original = FQLAgent.act_tensor
+
+    def recording(self, observations, deterministic=False, history_valid=None):
+        flags.append(deterministic)
+        return original(self, observations, deterministic, history_valid)
+
+    monkeypatch.setattr(FQLAgent, "act_tensor", recording)
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", eval_acting=acting), run_dir=tmp_path / "run")
+    assert flags and set(flags) == {acting == "deterministic"}  # offline: only the final evaluation acts
+
+
+def test_imitation_is_evaluated_deterministically_and_every_other_method_sampled():
+    from chunkrl.agents.registry import METHODS
+    from chunkrl.config import TrainConfig, resolve_method
+
+    for agent in METHODS:
+        env = "aloha-transfer-cube" if agent.startswith("chunk-") else "puzzle-3x3-play-singletask-task1-v0"
+        resolved = resolve_method(TrainConfig(agent=agent, env=env, sparse=agent == "dqc"))
+        assert resolved.eval_acting == ("deterministic" if agent == "chunk-bc" else "sampled"), agent
+    assert resolve_method(TrainConfig(agent="chunk-bc", eval_acting="sampled")).eval_acting == "sampled"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import numpy as np
 from chunkrl.data.trajectories import DatasetError, StepArrays, Trajectories
 
 
-def load_scripted(path: Path, extra_capacity: int = 0):
-    """A scripted ALOHA dataset (written by ``generate_scripted``) as a trajectory store."""
+def load_scripted(path: Path, extra_capacity: int = 0, state_parts: tuple[str, ...] = ()):
+    """A scripted ALOHA dataset (written by ``generate_scripted``, full states) as a trajectory store, its
+    observations cut to ``state_parts`` (default all: qpos, qvel, objects) as the environment's are."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(
@@ -28,4 +30,11 @@ def load_scripted(path: Path, extra_capacity: int = 0):
             f"{path} is not a scripted ALOHA dataset or is corrupt ({type(error).__name__}: {error}); generate it "
             "again with `chunkrl data generate aloha-<task>-scripted`."
         ) from None
+    if state_parts:
+        from chunkrl.envs.aloha import state_columns
+
+        columns = state_columns(tuple(state_parts), steps.observations.shape[1])
+        steps = dataclasses.replace(
+            steps, observations=steps.observations[:, columns], next_observations=steps.next_observations[:, columns]
+        )
     return Trajectories.from_arrays(steps, capacity=len(steps.rewards) + extra_capacity)
