@@ -91,3 +91,18 @@ def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_st
     expected = np.sign(greedy - [0.2, -0.5]) * (1 - greedy**2) / 2
     torch.testing.assert_close(mean.grad, torch.tensor([expected], dtype=torch.float32))
     assert (log_std.grad != 0).all()  # the log-std follows the likelihood
+
+
+def test_gaussian_chunks_stay_inside_the_squash_edge_and_round_trip():
+    from chunkrl.nets.token_actor import SQUASH_EDGE, GaussianChunkPolicy
+
+    tokenizer = ChunkTokenizer(2, 2, np.array([0.0, -1.0]), np.array([1.0, 3.0]))
+    policy = GaussianChunkPolicy(3, tokenizer, (8,))
+    chunks = np.array([[[0.0, -1.0], [1.0, 3.0]], [[0.5, 1.0], [0.25, 0.0]]])  # the bounds and inside them
+    encoded = policy.encode(chunks)
+    # the bounds land on ±SQUASH_EDGE (not on tanh's edge), the middle of the range on 0
+    np.testing.assert_allclose(encoded[0].numpy(), [-SQUASH_EDGE, -SQUASH_EDGE, SQUASH_EDGE, SQUASH_EDGE], rtol=1e-6)
+    np.testing.assert_allclose(encoded[1].numpy(), [0.0, 0.0, -0.5 * SQUASH_EDGE, -0.5 * SQUASH_EDGE], atol=1e-6)
+    decoded, invalid = policy.decode(encoded)
+    np.testing.assert_allclose(decoded, chunks, atol=1e-6)
+    assert not invalid.any()
