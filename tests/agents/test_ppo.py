@@ -25,6 +25,20 @@ def test_clipped_surrogate_stops_the_gradient_beyond_the_clip():
     assert abs(loss.item() - expected) < 1e-6
 
 
+def test_a_huge_log_ratio_gives_a_finite_loss_and_gradient():
+    from chunkrl.agents.ppo.ppo import LOG_RATIO_MAX
+
+    log_ratio = torch.tensor([800.0, 0.1, 800.0]).requires_grad_()  # exp(800) overflows float32 (and float64)
+    advantages = torch.tensor([1.0, 1.0, -1.0])
+    loss = clipped_surrogate(log_ratio, advantages, clip=0.2)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(log_ratio.grad).all()
+    # row 0 is clipped (1.2), row 1 moves with r = e^0.1, row 2 (A < 0) takes the bounded ratio e^LOG_RATIO_MAX
+    expected = -(1.2 + np.exp(0.1) - np.exp(LOG_RATIO_MAX)) / 3
+    assert abs(loss.item() - expected) / abs(expected) < 1e-5
+    assert log_ratio.grad[0] == 0 and log_ratio.grad[2] == 0 and log_ratio.grad[1] != 0
+
+
 def test_a_per_element_surrogate_gives_each_element_its_decisions_advantage_and_skips_padding():
     log_ratio = torch.log(torch.tensor([[1.5, 0.5], [1.1, 1.0]]))
     advantages = torch.tensor([2.0, -1.0])

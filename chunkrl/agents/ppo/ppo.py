@@ -27,6 +27,10 @@ from chunkrl.nets.token_actor import GaussianChunkPolicy, TokenChunkActor, Value
 from chunkrl.nets.tokenizer import ChunkTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
+LOG_RATIO_MAX = 20.0
+"""Upper bound of a PPO log-ratio (a ratio of about 5e8). A policy imitated tightly (the Gaussian chunk actor
+after chunk-bc: standard deviations of e^-5 over 140 numbers) moves its chunk log-probability by hundreds in one
+update, and exp() of that overflowed: the first PPO run from such a checkpoint stopped on a NaN loss."""
 
 
 def clipped_surrogate(
@@ -34,8 +38,9 @@ def clipped_surrogate(
 ) -> torch.Tensor:
     """PPO's policy loss ``-mean(min(r A, clip(r, 1 - ε, 1 + ε) A))`` with ``r = exp(log_ratio)``: one ratio per
     decision ([B]), or one per element ([B, K], the decision's advantage for each, the mean over the elements
-    ``mask`` marks)."""
-    ratio = log_ratio.exp()
+    ``mask`` marks). The log-ratio is bounded above by ``LOG_RATIO_MAX`` first: a ratio past it is clipped for a
+    positive advantage anyway, and unbounded it overflows to inf, whose gradient (inf x 0) is NaN."""
+    ratio = log_ratio.clamp(max=LOG_RATIO_MAX).exp()
     if log_ratio.dim() == 2:
         advantages = advantages[:, None]
     surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)
