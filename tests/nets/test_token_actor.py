@@ -89,7 +89,7 @@ def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_st
     loss.sum().backward()
     # the mean learns from the L1 term alone: d/dmean |tanh(mean) - y| / 2 = sign * (1 - tanh^2) / 2
     expected = np.sign(greedy - [0.2, -0.5]) * (1 - greedy**2) / 2
-    torch.testing.assert_close(mean.grad, torch.tensor([expected], dtype=torch.float32))
+    torch.testing.assert_close(mean.grad, torch.tensor(expected[None], dtype=torch.float32))
     assert (log_std.grad != 0).all()  # the log-std follows the likelihood
 
 
