@@ -197,15 +197,22 @@ class GaussianChunkPolicy(nn.Module):
     and log-std of each of the ``h * A`` dimensions). The chunk lives in ``[-SQUASH_EDGE, SQUASH_EDGE]``
     and is mapped to action units by the tokenizer's quantile normalisation (no DCT, no tokens)."""
 
-    def __init__(self, observation_dim: int, tokenizer: ChunkTokenizer, hidden_dims=(256, 256)):
+    def __init__(
+        self,
+        observation_dim: int,
+        tokenizer: ChunkTokenizer,
+        hidden_dims=(256, 256),
+        log_std_floor: float | None = None,
+    ):
         super().__init__()
         self.tokenizer = tokenizer
+        self.log_std_min = LOG_STD_MIN if log_std_floor is None else max(LOG_STD_MIN, log_std_floor)
         self.chunk_dim = tokenizer.horizon * tokenizer.action_dim
         self.net = MLP(observation_dim, hidden_dims, 2 * self.chunk_dim)
 
     def distribution(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(observations).chunk(2, dim=-1)
-        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std.clamp(self.log_std_min, LOG_STD_MAX)
 
     def evaluate(self, observations: torch.Tensor, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log π [B], entropy per dimension of the pre-squash Gaussian [B])."""

@@ -182,3 +182,9 @@ def test_shape_mismatch_stops_unless_partial_init_is_allowed(tmp_path):
     assert "skipped value_head.net.linears.0.weight" in text
     torch.testing.assert_close(target.value_head.net.linears[0].weight, before["net.linears.0.weight"])  # kept fresh
     torch.testing.assert_close(target.actor_backbone.head.weight, source.actor_backbone.head.weight)  # loaded
+
+
+def test_a_log_std_floor_outside_the_networks_range_is_refused():
+    assert any("log_std_floor must be in [-5, 2)" in p for p in ChunkPPOConfig(log_std_floor=3.0).problems("ppo"))
+    assert any("log_std_floor" in p for p in ChunkPPOConfig(log_std_floor=float("nan")).problems("ppo"))
+    assert not ChunkPPOConfig(log_std_floor=-3.0).problems("ppo")

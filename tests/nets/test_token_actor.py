@@ -106,3 +106,22 @@ def test_gaussian_chunks_stay_inside_the_squash_edge_and_round_trip():
     decoded, invalid = policy.decode(encoded)
     np.testing.assert_allclose(decoded, chunks, atol=1e-6)
     assert not invalid.any()
+
+
+def test_a_log_std_floor_bounds_the_gaussian_actors_spread_where_it_acts_and_learns():
+    from chunkrl.nets.distributions import actions_log_probs
+    from chunkrl.nets.token_actor import GaussianChunkPolicy
+
+    tokenizer = ChunkTokenizer(2, 1, np.array([-1.0]), np.array([1.0]))
+    policy = GaussianChunkPolicy(3, tokenizer, (8,), log_std_floor=-2.0)
+    with torch.no_grad():
+        policy.net.linears[-1].weight.zero_()
+        policy.net.linears[-1].bias.copy_(torch.tensor([0.1, -0.2, -4.0, -1.0]))  # means, then log-stds
+    observations = torch.zeros(1, 3)
+    mean, log_std = policy.distribution(observations)
+    torch.testing.assert_close(log_std, torch.tensor([[-2.0, -1.0]]))  # -4 raised to the floor, -1 kept
+    encoded, log_pi = policy.sample(observations)
+    expected = actions_log_probs(mean, torch.tensor([[-2.0, -1.0]]), encoded, epsilon=1e-5).sum(-1)
+    torch.testing.assert_close(log_pi, expected)  # sampled and scored with the floored spread
+    torch.testing.assert_close(policy.evaluate(observations, encoded)[0], expected)
+    assert GaussianChunkPolicy(3, tokenizer, (8,)).log_std_min == -5.0  # no floor: the network's own bound

@@ -21,6 +21,10 @@ class ChunkPPOConfig(AgentSection):
     """How chunk-bc fits the Gaussian actor: l1 (ACT's loss, the mean absolute error of the greedy chunk, with
     the log-std fitted by likelihood around it) or nll (the likelihood of mean and log-std together). The
     token actor always uses the tokens' cross-entropy."""
+    log_std_floor: float | None = None
+    """Lower bound of the Gaussian actor's log standard deviations (pre-tanh, normalised units) wherever it acts
+    and learns; None: the network's own bound (-5). A floor gives PPO room to explore around a tightly imitated
+    policy."""
     width: int = 128
     """Transformer width (token actor)."""
     layers: int = 2
@@ -80,6 +84,8 @@ class ChunkPPOConfig(AgentSection):
         wanted = {"token": "tokens", "dimension": "gaussian"}.get(self.ratio, self.actor)
         if wanted != self.actor:
             problems.append(f"{section}.ratio {self.ratio} is for the {wanted} actor (this one: {self.actor})")
+        if self.log_std_floor is not None and not (math.isfinite(self.log_std_floor) and -5 <= self.log_std_floor < 2):
+            problems.append(f"{section}.log_std_floor must be in [-5, 2) (got {self.log_std_floor})")
         if self.width % self.heads:
             problems.append(f"{section}.width {self.width} must be a multiple of heads {self.heads}")
         if self.num_envs >= 1 and self.chunks_per_update % self.num_envs:

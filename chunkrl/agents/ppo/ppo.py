@@ -54,7 +54,7 @@ def build_actor(observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPP
         return TokenChunkActor(
             observation_dim, tokenizer, tokenizer.max_tokens, config.width, config.layers, config.heads
         )
-    return GaussianChunkPolicy(observation_dim, tokenizer, config.hidden_dims)
+    return GaussianChunkPolicy(observation_dim, tokenizer, config.hidden_dims, config.log_std_floor)
 
 
 class TokenPolicyAgent(Agent):
