@@ -192,6 +192,11 @@ chunk fitted ten times worse (first action 0.035 rad mean absolute error on the 
 demonstrations, against 0.0033 at weight 0 and 0.0039 at 0.01; h 10, 512x3, 5,000 steps of 256)."""
 
 
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Entropy per dimension of the pre-squash Gaussian, averaged over the dimensions [B]."""
+    return (log_std + 0.5 * math.log(2 * math.pi * math.e)).mean(-1)
+
+
 class GaussianChunkPolicy(nn.Module):
     """The continuous baseline: a tanh-Gaussian over the flattened normalised chunk (an MLP gives the mean
     and log-std of each of the ``h * A`` dimensions). The chunk lives in ``[-SQUASH_EDGE, SQUASH_EDGE]``
@@ -225,20 +230,23 @@ class GaussianChunkPolicy(nn.Module):
         """(log-probability of each dimension of the chunk [B, h*A], all of them present, entropy per dimension
         [B]): what a per-dimension PPO ratio reads."""
         mean, log_std = self.distribution(observations)
-        entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).mean(-1)
         per_dimension = actions_log_probs(mean, log_std, encoded.float(), epsilon=1e-5)
-        return per_dimension, torch.ones_like(per_dimension, dtype=torch.bool), entropy
+        return per_dimension, torch.ones_like(per_dimension, dtype=torch.bool), gaussian_entropy(log_std)
 
-    def l1_imitation_loss(self, observations: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
-        """Per-chunk imitation loss [B]: the mean absolute error of the greedy chunk ``tanh(mean)`` (ACT's
-        reconstruction loss, in normalised units) plus ``LOG_STD_FIT_WEIGHT`` times the negative log-likelihood of
-        the chunk under the log-std with the mean held fixed, so that the spread PPO later samples from follows the
-        residuals."""
+    def l1_imitation_loss(
+        self, observations: torch.Tensor, encoded: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-chunk imitation loss [B], and for the logs, detached: log π of the chunk [B] and the entropy per
+        dimension [B], as ``evaluate`` gives them, from the same forward pass). The loss is the mean absolute
+        error of the greedy chunk ``tanh(mean)`` (ACT's reconstruction loss, in normalised units) plus
+        ``LOG_STD_FIT_WEIGHT`` times the negative log-likelihood of the chunk under the log-std with the mean
+        held fixed, so that the spread PPO later samples from follows the residuals."""
         mean, log_std = self.distribution(observations)
         target = encoded.float()
         l1 = (torch.tanh(mean) - target).abs().mean(-1)
-        nll = -actions_log_probs(mean.detach(), log_std, target, epsilon=1e-5).mean(-1)
-        return l1 + LOG_STD_FIT_WEIGHT * nll
+        per_dimension = actions_log_probs(mean.detach(), log_std, target, epsilon=1e-5)
+        loss = l1 - LOG_STD_FIT_WEIGHT * per_dimension.mean(-1)
+        return loss, per_dimension.sum(-1).detach(), gaussian_entropy(log_std).detach()
 
     @torch.no_grad()
     def sample(self, observations, temperature: float = 1.0, greedy: bool = False, noise: GlobalNoise = GLOBAL_NOISE):

@@ -80,7 +80,7 @@ def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_st
     log_std = torch.tensor([[-1.0, 0.0]], requires_grad=True)
     policy.distribution = lambda observations: (mean, log_std)
     target = torch.tensor([[0.2, -0.5]])
-    loss = policy.l1_imitation_loss(torch.zeros(1, 3), target)
+    loss, log_pi, entropy = policy.l1_imitation_loss(torch.zeros(1, 3), target)
     greedy = np.tanh([0.5, -1.0])
     l1 = np.abs(greedy - [0.2, -0.5]).mean()  # 0.5 * (|0.4621 - 0.2| + |-0.7616 + 0.5|)
     nll = -actions_log_probs(mean.detach(), log_std.detach(), target, epsilon=1e-5).mean()
@@ -91,6 +91,10 @@ def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_st
     expected = np.sign(greedy - [0.2, -0.5]) * (1 - greedy**2) / 2
     torch.testing.assert_close(mean.grad, torch.tensor(expected[None], dtype=torch.float32))
     assert (log_std.grad != 0).all()  # the log-std follows the likelihood
+    # the logged log-probability and entropy are evaluate's, from the same forward pass
+    expected_log_pi, expected_entropy = policy.evaluate(torch.zeros(1, 3), target)
+    torch.testing.assert_close(log_pi, expected_log_pi.detach())
+    torch.testing.assert_close(entropy, expected_entropy.detach())
 
 
 def test_gaussian_chunks_stay_inside_the_squash_edge_and_round_trip():

@@ -109,9 +109,7 @@ class ChunkBCAgent(TokenPolicyAgent):
         whole = batch.valid.all(dim=1)
         encoded = self.actor_backbone.encode(batch.actions.cpu().numpy())
         if self.l1_imitation:
-            per_chunk = self.actor_backbone.l1_imitation_loss(batch.observations, encoded)
-            with torch.no_grad():
-                log_pi, entropy = self.actor_backbone.evaluate(batch.observations, encoded)
+            per_chunk, log_pi, entropy = self.actor_backbone.l1_imitation_loss(batch.observations, encoded)
         else:
             log_pi, entropy = self.actor_backbone.evaluate(batch.observations, encoded)
             per_chunk = -log_pi
