@@ -94,10 +94,15 @@ def _eval(argv: list[str]) -> int:
         "--execute-horizon", type=positive_int, default=None, help="actions per chunk before re-planning"
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument(
+    acting = parser.add_mutually_exclusive_group()
+    acting.add_argument(
         "--deterministic",
-        action="store_true",
-        help="act with the agent's deterministic chunk (default: sampled, as training evaluations and Policy act)",
+        action="store_const",
+        const=True,
+        help="act with the agent's deterministic chunk (default: as the run's evaluations acted, its eval_acting)",
+    )
+    acting.add_argument(
+        "--sampled", dest="deterministic", action="store_const", const=False, help="act with sampled chunks"
     )
     args = parser.parse_args(argv)
     results = evaluate_checkpoint(args.checkpoint, args.episodes, args.execute_horizon, args.device, args.deterministic)

@@ -20,10 +20,11 @@ def evaluate_checkpoint(
     episodes: int | None = None,
     execute_horizon: int | None = None,
     device: str = "auto",
-    deterministic: bool = False,
+    deterministic: bool | None = None,
 ) -> dict:
-    """Evaluate a checkpoint (or a run's latest one) in fresh environments, acting as the run's evaluations
-    and ``Policy`` do by default (sampled chunks), or with the agent's deterministic chunk."""
+    """Evaluate a checkpoint (or a run's latest one) in fresh environments with sampled chunks or the agent's
+    deterministic chunk; None: as the run's own evaluations acted (its ``eval_acting``: deterministic for
+    chunk-bc, sampled for the others and for runs saved before the option existed)."""
     checkpoint = ckpt.resolve_checkpoint(path)
     ckpt.verify_checkpoint(checkpoint)
     config = load_config(checkpoint / "config.yaml")
@@ -34,6 +35,8 @@ def evaluate_checkpoint(
     seed_everything(config.seed + 20_000)
     horizon, history = execute_horizon or config.execute_horizon, agent.history_length
     executor = ChunkExecutor(env, horizon, config.seed + 20_000, history, config.temporal_ensemble)
+    if deterministic is None:
+        deterministic = config.eval_acting == "deterministic"
     policy = functools.partial(agent.act, deterministic=deterministic)
     results = evaluate(executor, policy, episodes or config.eval_episodes)
     acting = "deterministic" if deterministic else "sampled"

@@ -56,6 +56,8 @@ def test_scripted_demonstrations_then_imitation_then_ppo(tmp_path):
             "--batch-size", 8, *TINY, "--run-dir", bc)  # fmt: skip
     tokenizer = json.loads(next((bc / "checkpoints").glob("step_*/tokenizer.json")).read_text())
     assert tokenizer["bpe"] is not None
+    assert json.loads(chunkrl("eval", bc, "--episodes", 1).stdout)["acting"] == "deterministic"  # as its run's
+    assert json.loads(chunkrl("eval", bc, "--episodes", 1, "--sampled").stdout)["acting"] == "sampled"
     ppo = tmp_path / "ppo"
     result = chunkrl("train", "--config", PRESET, "--init-from", bc, "--online-steps", 20, *TINY, "--run-dir", ppo)
     assert "imitation (actor only)" in result.stderr and "fresh (not in the checkpoint): value_head." in result.stderr
