@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chunkrl.nets.actors import LOG_STD_MAX, LOG_STD_MIN
-from chunkrl.nets.distributions import actions_log_prob, actions_log_probs
+from chunkrl.nets.distributions import tanh_gaussian_log_probs
 from chunkrl.nets.mlp import MLP
 from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
 from chunkrl.nets.tokenizer import ChunkTokenizer
@@ -200,7 +200,11 @@ def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
 class GaussianChunkPolicy(nn.Module):
     """The continuous baseline: a tanh-Gaussian over the flattened normalised chunk (an MLP gives the mean
     and log-std of each of the ``h * A`` dimensions). The chunk lives in ``[-SQUASH_EDGE, SQUASH_EDGE]``
-    and is mapped to action units by the tokenizer's quantile normalisation (no DCT, no tokens)."""
+    and is mapped to action units by the tokenizer's quantile normalisation (no DCT, no tokens).
+
+    Its encoded chunk is the Gaussian sample *before* tanh: stored as it was drawn, it is scored exactly. (Scored
+    from the squashed chunk through atanh, a dimension whose mean sat far past tanh's edge came back clamped at
+    1 - 1e-5, hundreds of standard deviations from its mean, and PPO's ratio of it overflowed on any step.)"""
 
     def __init__(
         self,
@@ -230,7 +234,7 @@ class GaussianChunkPolicy(nn.Module):
         """(log-probability of each dimension of the chunk [B, h*A], all of them present, entropy per dimension
         [B]): what a per-dimension PPO ratio reads."""
         mean, log_std = self.distribution(observations)
-        per_dimension = actions_log_probs(mean, log_std, encoded.float(), epsilon=1e-5)
+        per_dimension = tanh_gaussian_log_probs(mean, log_std, encoded.float())
         return per_dimension, torch.ones_like(per_dimension, dtype=torch.bool), gaussian_entropy(log_std)
 
     def l1_imitation_loss(
@@ -242,9 +246,8 @@ class GaussianChunkPolicy(nn.Module):
         ``LOG_STD_FIT_WEIGHT`` times the negative log-likelihood of the chunk under the log-std with the mean
         held fixed, so that the spread PPO later samples from follows the residuals."""
         mean, log_std = self.distribution(observations)
-        target = encoded.float()
-        l1 = (torch.tanh(mean) - target).abs().mean(-1)
-        per_dimension = actions_log_probs(mean.detach(), log_std, target, epsilon=1e-5)
+        l1 = (torch.tanh(mean) - torch.tanh(encoded.float())).abs().mean(-1)
+        per_dimension = tanh_gaussian_log_probs(mean.detach(), log_std, encoded.float())
         loss = l1 - LOG_STD_FIT_WEIGHT * per_dimension.mean(-1)
         return loss, per_dimension.sum(-1).detach(), gaussian_entropy(log_std).detach()
 
@@ -252,17 +255,17 @@ class GaussianChunkPolicy(nn.Module):
     def sample(self, observations, temperature: float = 1.0, greedy: bool = False, noise: GlobalNoise = GLOBAL_NOISE):
         mean, log_std = self.distribution(observations)
         pre_tanh = mean if greedy else mean + temperature * log_std.exp() * noise.normal(mean.shape, mean.device)
-        encoded = torch.tanh(pre_tanh).clamp(-1 + 1e-5, 1 - 1e-5)
-        return encoded, actions_log_prob(mean, log_std, encoded, epsilon=1e-5)
+        return pre_tanh, tanh_gaussian_log_probs(mean, log_std, pre_tanh).sum(-1)
 
     def encode(self, chunks: np.ndarray) -> torch.Tensor:
         normalized = self.tokenizer.normalize(np.asarray(chunks, dtype=np.float64)).reshape(len(chunks), -1)
-        normalized = normalized * SQUASH_EDGE
-        return torch.as_tensor(normalized, dtype=torch.float32, device=self.net.linears[0].weight.device)
+        pre_tanh = np.arctanh(normalized * SQUASH_EDGE)  # within ±atanh(SQUASH_EDGE) = ±1.47
+        return torch.as_tensor(pre_tanh, dtype=torch.float32, device=self.net.linears[0].weight.device)
 
     def decode(self, encoded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        normalized = encoded.float().cpu().numpy().reshape(-1, self.tokenizer.horizon, self.tokenizer.action_dim)
-        return self.tokenizer.unnormalize(normalized / SQUASH_EDGE), np.zeros(len(normalized), dtype=bool)
+        squashed = torch.tanh(encoded.float()).cpu().numpy()
+        normalized = squashed.reshape(-1, self.tokenizer.horizon, self.tokenizer.action_dim) / SQUASH_EDGE
+        return self.tokenizer.unnormalize(normalized), np.zeros(len(normalized), dtype=bool)
 
 
 class ValueHead(nn.Module):

@@ -74,25 +74,28 @@ def test_gaussian_l1_imitation_is_the_greedy_chunks_error_plus_a_weighted_log_st
     from chunkrl.nets.distributions import actions_log_probs
     from chunkrl.nets.token_actor import LOG_STD_FIT_WEIGHT, GaussianChunkPolicy
 
+    # the encoded chunk is the Gaussian sample before tanh; the squashed target here is [0.2, -0.5]
+
     tokenizer = ChunkTokenizer(2, 1, np.array([-1.0]), np.array([1.0]))
     policy = GaussianChunkPolicy(3, tokenizer, (8,))
     mean = torch.tensor([[0.5, -1.0]], requires_grad=True)
     log_std = torch.tensor([[-1.0, 0.0]], requires_grad=True)
     policy.distribution = lambda observations: (mean, log_std)
     target = torch.tensor([[0.2, -0.5]])
-    loss, log_pi, entropy = policy.l1_imitation_loss(torch.zeros(1, 3), target)
+    loss, log_pi, entropy = policy.l1_imitation_loss(torch.zeros(1, 3), torch.atanh(target))
     greedy = np.tanh([0.5, -1.0])
     l1 = np.abs(greedy - [0.2, -0.5]).mean()  # 0.5 * (|0.4621 - 0.2| + |-0.7616 + 0.5|)
     nll = -actions_log_probs(mean.detach(), log_std.detach(), target, epsilon=1e-5).mean()
     expected_loss = torch.tensor([l1 + LOG_STD_FIT_WEIGHT * float(nll)], dtype=torch.float32)
     torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log_pi, actions_log_probs(mean, log_std, target, epsilon=1e-5).sum(-1).detach())
     loss.sum().backward()
     # the mean learns from the L1 term alone: d/dmean |tanh(mean) - y| / 2 = sign * (1 - tanh^2) / 2
     expected = np.sign(greedy - [0.2, -0.5]) * (1 - greedy**2) / 2
     torch.testing.assert_close(mean.grad, torch.tensor(expected[None], dtype=torch.float32))
     assert (log_std.grad != 0).all()  # the log-std follows the likelihood
     # the logged log-probability and entropy are evaluate's, from the same forward pass
-    expected_log_pi, expected_entropy = policy.evaluate(torch.zeros(1, 3), target)
+    expected_log_pi, expected_entropy = policy.evaluate(torch.zeros(1, 3), torch.atanh(target))
     torch.testing.assert_close(log_pi, expected_log_pi.detach())
     torch.testing.assert_close(entropy, expected_entropy.detach())
 
@@ -104,9 +107,11 @@ def test_gaussian_chunks_stay_inside_the_squash_edge_and_round_trip():
     policy = GaussianChunkPolicy(3, tokenizer, (8,))
     chunks = np.array([[[0.0, -1.0], [1.0, 3.0]], [[0.5, 1.0], [0.25, 0.0]]])  # the bounds and inside them
     encoded = policy.encode(chunks)
-    # the bounds land on ±SQUASH_EDGE (not on tanh's edge), the middle of the range on 0
-    np.testing.assert_allclose(encoded[0].numpy(), [-SQUASH_EDGE, -SQUASH_EDGE, SQUASH_EDGE, SQUASH_EDGE], rtol=1e-6)
-    np.testing.assert_allclose(encoded[1].numpy(), [0.0, 0.0, -0.5 * SQUASH_EDGE, -0.5 * SQUASH_EDGE], atol=1e-6)
+    # encoded before tanh: the bounds land on ±atanh(SQUASH_EDGE) (not on tanh's edge), the middle of the range on 0
+    edge = np.arctanh(SQUASH_EDGE)  # 1.472
+    np.testing.assert_allclose(encoded[0].numpy(), [-edge, -edge, edge, edge], rtol=1e-6)
+    half = np.arctanh(0.5 * SQUASH_EDGE)
+    np.testing.assert_allclose(encoded[1].numpy(), [0.0, 0.0, -half, -half], atol=1e-6)
     decoded, invalid = policy.decode(encoded)
     np.testing.assert_allclose(decoded, chunks, atol=1e-6)
     assert not invalid.any()
@@ -125,7 +130,30 @@ def test_a_log_std_floor_bounds_the_gaussian_actors_spread_where_it_acts_and_lea
     mean, log_std = policy.distribution(observations)
     torch.testing.assert_close(log_std, torch.tensor([[-2.0, -1.0]]))  # -4 raised to the floor, -1 kept
     encoded, log_pi = policy.sample(observations)
-    expected = actions_log_probs(mean, torch.tensor([[-2.0, -1.0]]), encoded, epsilon=1e-5).sum(-1)
+    squashed = torch.tanh(encoded)  # the same density, reached from the squashed chunk
+    expected = actions_log_probs(mean, torch.tensor([[-2.0, -1.0]]), squashed, epsilon=1e-5).sum(-1)
     torch.testing.assert_close(log_pi, expected)  # sampled and scored with the floored spread
     torch.testing.assert_close(policy.evaluate(observations, encoded)[0], expected)
     assert GaussianChunkPolicy(3, tokenizer, (8,)).log_std_min == -5.0  # no floor: the network's own bound
+
+
+def test_a_gaussian_chunk_past_tanhs_edge_is_scored_exactly_from_its_pre_tanh_sample():
+    from chunkrl.nets.token_actor import GaussianChunkPolicy
+
+    tokenizer = ChunkTokenizer(1, 1, np.array([-1.0]), np.array([1.0]))
+    policy = GaussianChunkPolicy(3, tokenizer, (8,))
+    with torch.no_grad():
+        policy.net.linears[-1].weight.zero_()
+        policy.net.linears[-1].bias.copy_(torch.tensor([30.0, -5.0]))  # a mean far past tanh's edge, log-std -5
+    observations = torch.zeros(1, 3)
+    encoded, log_pi = policy.sample(observations, greedy=True)
+    assert float(encoded) == 30.0  # kept before tanh (tanh(30) is 1.0 in float32)
+    # log N(30; 30, e^-5) - log(1 - tanh(30)^2) = 5 - log sqrt(2 pi) - 2 (log 2 - 30)
+    expected = 5.0 - 0.5 * np.log(2 * np.pi) - 2 * (np.log(2.0) - 30.0)  # 62.6948
+    np.testing.assert_allclose(float(log_pi), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(policy.evaluate(observations, encoded)[0].detach()), expected, rtol=1e-5)
+    with torch.no_grad():  # a mean moved by a tenth of a standard deviation moves the log-probability by 1/200
+        policy.net.linears[-1].bias[0] += 0.1 * np.exp(-5.0)
+    np.testing.assert_allclose(float(policy.evaluate(observations, encoded)[0].detach()), expected - 0.005, rtol=1e-5)
+    decoded, _ = policy.decode(encoded)
+    np.testing.assert_allclose(decoded, [[[1.0]]])  # the squashed chunk is clipped to the tokenizer's bounds
