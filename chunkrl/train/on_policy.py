@@ -115,7 +115,7 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                     counters.episodes += 1
                     diverged_since_log += int(row["diverged"])
                     trainer.logger.log("episodes", counters.global_step, row, "online")
-            batch = agent.prepare_rollout(rollout.batch(c.discount, p.gae_lambda))
+            batch = agent.prepare_rollout(rollout.batch(c.discount, p.gae_lambda), counters.online_step - advance)
             metrics, epochs = None, 0
             for _ in range(p.epochs):
                 epochs += 1

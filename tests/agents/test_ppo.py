@@ -126,6 +126,43 @@ def test_on_a_two_armed_chunk_bandit_ppo_raises_the_probability_of_the_better_ch
     assert end > start + 0.15, (start, end)
 
 
+def test_during_the_value_warm_up_only_the_value_head_learns_at_its_own_rate():
+    _, ppo = agents(learning_rate=1e-4, value_learning_rate=1e-2, value_warmup_steps=1000, target_kl=None)
+    assert [g["lr"] for g in ppo.optimizer.param_groups] == [1e-4, 1e-2]  # actor, value head
+    observations = torch.randn(16, 3)
+    encoded, log_pi, values, _ = ppo.collect(observations)
+    batch = RolloutBatch(observations, encoded, log_pi, values, torch.linspace(-1, 1, 16), values + 1.0)
+    actor = {k: v.clone() for k, v in ppo.actor_backbone.state_dict().items()}
+    value = {k: v.clone() for k, v in ppo.value_head.state_dict().items()}
+    ppo.update(ppo.prepare_rollout(batch, online_step=999))  # still warming up: the actor stays as it is
+    assert all(torch.equal(actor[k], v) for k, v in ppo.actor_backbone.state_dict().items())
+    moved = [(v - value[k]).abs().max() for k, v in ppo.value_head.state_dict().items()]
+    assert max(moved) > 5e-3  # Adam's first step is about the learning rate, 1e-2
+    ppo.update(ppo.prepare_rollout(batch, online_step=1000))  # warmed up: the actor learns too
+    assert any(not torch.equal(actor[k], v) for k, v in ppo.actor_backbone.state_dict().items())
+
+
+def test_the_desired_kl_rule_scales_the_actors_learning_rate_by_one_and_a_half():
+    _, ppo = agents(learning_rate=1e-3, value_learning_rate=1e-2, desired_kl=0.01)
+    actor, value = ppo.optimizer.param_groups
+    ppo._adapt_learning_rate(0.03)  # above twice the desired KL: divided by 1.5
+    assert actor["lr"] == pytest.approx(1e-3 / 1.5) and value["lr"] == 1e-2  # the value head keeps its rate
+    ppo._adapt_learning_rate(0.015)  # within [desired / 2, 2 desired]: kept
+    assert actor["lr"] == pytest.approx(1e-3 / 1.5)
+    ppo._adapt_learning_rate(0.001)  # below half: multiplied by 1.5
+    assert actor["lr"] == pytest.approx(1e-3)
+    for _ in range(100):
+        ppo._adapt_learning_rate(1.0)
+    assert actor["lr"] == 1e-8  # the lower bound
+    observations = torch.randn(16, 3)
+    encoded, log_pi, values, _ = ppo.collect(observations)
+    far = RolloutBatch(observations, encoded, log_pi - 1.0, values, torch.linspace(-1, 1, 16), values)
+    actor["lr"] = 1e-3
+    metrics = ppo.update(far)  # every ratio e^1: approx KL e - 2 = 0.72 > 0.02, so the update divides the rate
+    assert float(metrics["ppo/approx_kl"]) == pytest.approx(np.e - 2, rel=1e-4)
+    assert actor["lr"] == pytest.approx(1e-3 / 1.5) and float(metrics["ppo/actor_lr"]) == pytest.approx(1e-3 / 1.5)
+
+
 def test_chunk_ppo_refuses_a_sampling_temperature_it_would_not_train_at():
     with pytest.raises(ValueError, match="ppo.temperature must be 1"):
         agents(temperature=0.5)

@@ -39,7 +39,19 @@ class ChunkPPOConfig(AgentSection):
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
     """How chunks become tokens (fitted on the dataset; saved with every checkpoint)."""
     learning_rate: float = 3e-4
-    """Adam learning rate (actor and value head)."""
+    """Adam learning rate of the actor (and of the value head unless value_learning_rate is set)."""
+    value_learning_rate: float | None = None
+    """Adam learning rate of the value head (None: learning_rate). Fine-tuning an imitation policy wants the two
+    apart: a small step for the actor, whose chunks it must not wreck, and a usual one for the fresh value head."""
+    desired_kl: float | None = None
+    """Adapt the actor's learning rate after every minibatch to keep its approximate KL near this value (legged_gym /
+    rsl_rl's rule: divide by 1.5 above twice it, multiply by 1.5 below half of it, within [1e-8, 1e-2]); None: a
+    fixed learning rate. The KL is the logged ``ppo/approx_kl``: per chunk for the chunk ratio, per element for the
+    token and dimension ratios. It sets the step by how far the policy moves, whatever its spread: an imitation
+    policy with standard deviations of e^-5 needs steps a hundred times smaller than one with e^-0.5."""
+    value_warmup_steps: int = 0
+    """Environment steps at the start of the run in which only the value head learns (the actor collects but is
+    not updated), so that the first policy updates read advantages from a fitted value rather than a fresh one."""
     num_envs: int = 4
     """Environments stepped together (gymnasium's vector API)."""
     chunks_per_update: int = 128
@@ -79,8 +91,12 @@ class ChunkPPOConfig(AgentSection):
         problems = self.tokenizer.problems(f"{section}.tokenizer")
         positive = ("width", "layers", "heads", "num_envs", "chunks_per_update", "epochs", "minibatch_size")
         problems += [f"{section}.{n} must be >= 1 (got {getattr(self, n)})" for n in positive if getattr(self, n) < 1]
-        if self.learning_rate <= 0:
-            problems.append(f"{section}.learning_rate must be > 0 (got {self.learning_rate})")
+        rates = {"learning_rate": self.learning_rate, "value_learning_rate": self.value_learning_rate}
+        for name, rate in rates.items():
+            if rate is not None and not (math.isfinite(rate) and rate > 0):
+                problems.append(f"{section}.{name} must be a number > 0 (got {rate})")
+        if self.value_warmup_steps < 0:
+            problems.append(f"{section}.value_warmup_steps must be >= 0 (got {self.value_warmup_steps})")
         wanted = {"token": "tokens", "dimension": "gaussian"}.get(self.ratio, self.actor)
         if wanted != self.actor:
             problems.append(f"{section}.ratio {self.ratio} is for the {wanted} actor (this one: {self.actor})")
@@ -99,7 +115,7 @@ class ChunkPPOConfig(AgentSection):
         if not 0.0 <= self.gae_lambda <= 1.0:
             problems.append(f"{section}.gae_lambda must be in [0, 1] (got {self.gae_lambda})")
         positive = {"clip": self.clip, "temperature": self.temperature, "max_grad_norm": self.max_grad_norm}
-        optional = {"value_clip": self.value_clip, "target_kl": self.target_kl}  # None: off
+        optional = {"value_clip": self.value_clip, "target_kl": self.target_kl, "desired_kl": self.desired_kl}
         positive.update({k: v for k, v in optional.items() if v is not None})
         for name, value in positive.items():
             if not (math.isfinite(value) and value > 0):  # NaN fails every comparison: check it explicitly

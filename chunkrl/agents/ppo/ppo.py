@@ -27,6 +27,9 @@ from chunkrl.nets.token_actor import GaussianChunkPolicy, TokenChunkActor, Value
 from chunkrl.nets.tokenizer import ChunkTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
+ADAPTIVE_LR_FACTOR, ADAPTIVE_LR_BOUNDS = 1.5, (1e-8, 1e-2)
+"""``desired_kl``'s rule (legged_gym / rsl_rl): the actor's learning rate is divided or multiplied by 1.5 per
+minibatch, within these bounds."""
 LOG_RATIO_MAX = 20.0
 """Upper bound of a PPO log-ratio (a ratio of about 5e8). A policy imitated tightly (the Gaussian chunk actor
 after chunk-bc: standard deviations of e^-5 over 140 numbers) moves its chunk log-probability by hundreds in one
@@ -148,7 +151,11 @@ class ChunkPPOAgent(TokenPolicyAgent):
                 "1. Sample at another temperature when evaluating a chunk-bc policy, or after training."
             )
         self.value_head = ValueHead(self.observation_dim, self.config.hidden_dims)
-        self.optimizer = make_adam(self.parameters(), self.config.learning_rate)
+        value_rate = self.config.value_learning_rate or self.config.learning_rate
+        groups = [{"params": list(self.actor_backbone.parameters())}]
+        groups.append({"params": list(self.value_head.parameters()), "lr": value_rate})
+        self.optimizer = make_adam(groups, self.config.learning_rate)
+        self.actor_learns = True  # False while the value warms up (prepare_rollout decides, per rollout)
         self._joint = [_ActorCritic(self.actor_backbone, self.value_head)]  # a list: not a submodule
 
     def distribute(self) -> None:
@@ -169,9 +176,12 @@ class ChunkPPOAgent(TokenPolicyAgent):
         return self.value_head(observations)
 
     @torch.no_grad()
-    def prepare_rollout(self, batch: RolloutBatch) -> RolloutBatch:
-        """Before a rollout's epochs: with a per-token or per-dimension ratio, the collecting policy's
-        log-probability of each element (the policy has not moved since it collected them)."""
+    def prepare_rollout(self, batch: RolloutBatch, online_step: int = 0) -> RolloutBatch:
+        """Before a rollout's epochs: whether the actor learns from it (not while ``online_step``, the environment
+        steps before this rollout, is within ``value_warmup_steps``) and, with a per-token or per-dimension ratio,
+        the collecting policy's log-probability of each element (the policy has not moved since it collected
+        them)."""
+        self.actor_learns = online_step >= self.config.value_warmup_steps
         if self.config.ratio == "chunk":
             return batch
         elements, _, _ = self.actor_backbone.evaluate_elements(batch.observations, batch.encoded)
@@ -194,7 +204,9 @@ class ChunkPPOAgent(TokenPolicyAgent):
             clipped = batch.values + (values - batch.values).clamp(-c.value_clip, c.value_clip)
             value_error = torch.max(value_error, (clipped - batch.returns).square())
         value_loss = 0.5 * value_error.mean()
-        loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy.mean()
+        loss = c.value_coef * value_loss
+        if self.actor_learns:  # during the value's warm-up the actor gets no gradient, so Adam leaves it as it is
+            loss = loss + policy_loss - c.entropy_coef * entropy.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = nn.utils.clip_grad_norm_(self.parameters(), c.max_grad_norm)
@@ -203,6 +215,8 @@ class ChunkPPOAgent(TokenPolicyAgent):
             counted = mask.float() if per_element else torch.ones_like(ratio)
             approx_kl = (((ratio - 1) - log_ratio) * counted).sum() / counted.sum()
             clip_fraction = (((ratio - 1).abs() > c.clip).float() * counted).sum() / counted.sum()
+        if c.desired_kl is not None and self.actor_learns:
+            self._adapt_learning_rate(float(approx_kl))
         return {
             "loss/total": loss.detach(),
             "ppo/policy_loss": policy_loss.detach(),
@@ -214,7 +228,17 @@ class ChunkPPOAgent(TokenPolicyAgent):
             "ppo/ratio_min": ratio.min().detach(),
             "ppo/ratio_max": ratio.max().detach(),
             "ppo/grad_norm": norm,
+            "ppo/actor_lr": torch.tensor(self.optimizer.param_groups[0]["lr"]),
         }
+
+    def _adapt_learning_rate(self, approx_kl: float) -> None:
+        """The actor's learning rate (the optimizer's first group; saved with its state) after a minibatch whose
+        approximate KL was ``approx_kl`` (``desired_kl``'s rule)."""
+        group, desired = self.optimizer.param_groups[0], self.config.desired_kl
+        if approx_kl > 2.0 * desired:
+            group["lr"] = max(group["lr"] / ADAPTIVE_LR_FACTOR, ADAPTIVE_LR_BOUNDS[0])
+        elif approx_kl < 0.5 * desired:
+            group["lr"] = min(group["lr"] * ADAPTIVE_LR_FACTOR, ADAPTIVE_LR_BOUNDS[1])
 
     def stop_epochs(self, metrics: dict[str, torch.Tensor]) -> bool:
         """Whether the latest minibatch moved the policy too far (KL early stopping)."""
