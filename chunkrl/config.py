@@ -44,6 +44,11 @@ class TrainConfig:
     OGBench the task's)."""
     sparse: bool = False
     """The paper's sparse reward (-1 unless the task is fully solved), offline and online alike."""
+    hold_success: bool = False
+    """ALOHA: the step that succeeds also pays the top stage's reward (4) for every step left to the time limit,
+    as if the task were held solved. The episode ends at success (gym-aloha's rule), so without it a quick success
+    earns less than a failure that holds the cube for 400 steps (transfer-cube, chunk-ppo from imitation: failures
+    returned 79 +- 24, up to 146, successes 96 +- 10): a signal too weak for RL to prefer success."""
     dataset_path: Path | None = None
     """An OGBench npz file (official or generated), a LeRobot v3 folder, or a robomimic low-dim hdf5 file.
     Default: the generated dataset in the cache."""

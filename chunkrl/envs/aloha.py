@@ -5,6 +5,8 @@ Tasks: ``aloha-transfer-cube`` (the right arm picks up a cube and hands it to th
 reward of the ACT paper, 0 to 4 at every step (transfer-cube: 1 right gripper touches the cube,
 2 lifted, 3 left gripper touches it, 4 handed over in the air), and an episode succeeds, and ends,
 when the reward reaches 4. Episodes are cut at ``max_episode_steps`` (400, the ACT paper's length).
+With ``hold_success`` the step that succeeds also pays 4 for every step left (the reward of holding the
+success to the time limit), so that a success is worth more to RL than any failure.
 Actions: 14 absolute joint targets (per arm 6 joints and a gripper opening in [0, 1]), at 50 Hz.
 
 Observation modes:
@@ -178,6 +180,7 @@ class AlohaEnv(gymnasium.Env):
         image_size: tuple[int, int] = (480, 640),
         end_effector: bool = False,
         state_parts: tuple[str, ...] = STATE_PARTS,
+        hold_success: bool = False,
     ):
         if name not in TASKS:
             raise ValueError(f"unknown ALOHA task '{name}'; available: {', '.join(TASKS)}")
@@ -186,6 +189,7 @@ class AlohaEnv(gymnasium.Env):
         mujoco, control, constants, _, _ = _import_aloha()
         self.name, self.task, self.obs_mode = name, TASKS[name], obs_mode
         self.max_episode_steps, self.end_effector = max_episode_steps, end_effector
+        self.hold_success = hold_success
         prefix = "bimanual_viperx_end_effector_" if end_effector else "bimanual_viperx_"
         physics = mujoco.Physics.from_xml_path(str(constants.ASSETS_DIR / f"{prefix}{self.task}.xml"))
         if end_effector:
@@ -251,6 +255,8 @@ class AlohaEnv(gymnasium.Env):
         reward = float(step.reward)
         success = reward >= SUCCESS_REWARD
         truncated = not success and self._steps >= self.max_episode_steps
+        if success and self.hold_success:  # the reward of holding the success until the time limit
+            reward += SUCCESS_REWARD * max(self.max_episode_steps - self._steps, 0)
         info = {"success": success, "diverged": False}
         return self._observation(step.observation), reward, success, truncated, info
 

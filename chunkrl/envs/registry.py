@@ -47,11 +47,12 @@ def make_env(
     obs_mode: str = "state",
     max_episode_steps: int | None = None,
     state_keys: tuple[str, ...] = (),
+    hold_success: bool = False,
 ) -> gymnasium.Env:
     """An environment by name: an ALOHA task (``aloha-transfer-cube``, ``aloha-insertion``; ``obs_mode``
     state or pixels; ``state_keys`` the parts of its state, default all) or an OGBench single-task
     environment (``...-singletask-taskN-v0``). Episodes are cut at ``max_episode_steps`` when given (else
-    the task's own limit).
+    the task's own limit). ``hold_success`` (ALOHA): a success pays the top reward for every step left.
 
     Unknown names raise ``ValueError`` listing close matches.
     """
@@ -64,7 +65,10 @@ def make_env(
 
         env_domain(env_name)
         steps = MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
-        return AlohaEnv(env_name, obs_mode, steps, state_parts=tuple(state_keys) or STATE_PARTS)
+        parts = tuple(state_keys) or STATE_PARTS
+        return AlohaEnv(env_name, obs_mode, steps, state_parts=parts, hold_success=hold_success)
+    if hold_success:
+        raise ValueError("--hold-success is for the ALOHA tasks (whose episodes end at success); OGBench's do not")
     if obs_mode != "state":
         raise ValueError("--obs-mode pixels is for the ALOHA tasks; the OGBench tasks here give states")
     env = make_task_env(parse_task(env_name), sparse)

@@ -26,7 +26,7 @@ from chunkrl.train.units import record_normalization, report_clipped, run_normal
 
 def run_env(config: TrainConfig):
     """A fresh environment of the run in its own units (``in_agent_units`` maps it to the agent's)."""
-    return make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys)
+    return make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys, config.hold_success)
 
 
 def offset_rewards(env, offset: float):

@@ -33,7 +33,7 @@ def make_vector_env(config, seed: int, normalizer=None) -> gymnasium.vector.Vect
 
     def build():
         env = in_agent_units(
-            make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys),
+            make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys, config.hold_success),
             normalizer,
         )
         return ChunkStepEnv(env, config.actor_chunk, config.discount, config.execute_horizon)

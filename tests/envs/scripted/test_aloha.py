@@ -67,6 +67,17 @@ def test_the_script_succeeds_on_seeded_poses(task):
         assert grippers.min() >= -0.05 and grippers.max() <= 1.05  # commanded openings, normalised
 
 
+def test_with_hold_success_the_succeeding_step_pays_the_top_reward_for_every_step_left():
+    ee_env = AlohaEnv("aloha-transfer-cube", end_effector=True)
+    targets, poses = scripted_joint_trajectory(ee_env, 0, MAX_EPISODE_STEPS)
+    plain = replay(AlohaEnv("aloha-transfer-cube"), targets, poses)
+    held = replay(AlohaEnv("aloha-transfer-cube", hold_success=True), targets, poses)
+    steps = len(plain["rewards"])  # the step that succeeds is step `steps`: 400 - steps are left after it
+    assert len(held["rewards"]) == steps and held["terminals"][-1]
+    np.testing.assert_array_equal(held["rewards"][:-1], plain["rewards"][:-1])  # the stages pay as before
+    assert plain["rewards"][-1] == 4.0 and held["rewards"][-1] == 4.0 + 4.0 * (MAX_EPISODE_STEPS - steps)
+
+
 def test_the_arms_start_where_their_targets_are_and_demonstrations_start_smoothly():
     env = AlohaEnv("aloha-transfer-cube", end_effector=True)
     env.reset(seed=0)
