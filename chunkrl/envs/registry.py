@@ -75,6 +75,12 @@ def make_env(
     return env if max_episode_steps is None else gymnasium.wrappers.TimeLimit(env, max_episode_steps)
 
 
+def run_env(config) -> gymnasium.Env:
+    """A fresh environment of a run, as its config (a ``TrainConfig``) names it, in the environment's own units."""
+    c = config
+    return make_env(c.env, c.sparse, c.obs_mode, c.max_episode_steps, c.state_keys, c.hold_success)
+
+
 def make_task_env(task: OGBenchTask, sparse: bool = False) -> gymnasium.Env:
     """The environment of an already parsed task."""
     # gymnasium warns (on every reset) that OGBench's float64 bounds are cast to float32: harmless.

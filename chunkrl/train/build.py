@@ -15,18 +15,13 @@ from chunkrl.data.chunks import ChunkSampler, ChunkSpec, MixedChunkSampler
 from chunkrl.data.trajectories import Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy
 from chunkrl.envs.normalized import in_agent_units
-from chunkrl.envs.registry import NO_ENV, make_env, space_dims
+from chunkrl.envs.registry import NO_ENV, run_env, space_dims
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
 from chunkrl.train.device import resolve_device, seed_everything
 from chunkrl.train.logging import RunLogger, SilentLogger
 from chunkrl.train.trainer import Trainer
 from chunkrl.train.units import record_normalization, report_clipped, run_normalizer
-
-
-def run_env(config: TrainConfig):
-    """A fresh environment of the run in its own units (``in_agent_units`` maps it to the agent's)."""
-    return make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys, config.hold_success)
 
 
 def offset_rewards(env, offset: float):

@@ -8,9 +8,8 @@ from pathlib import Path
 from chunkrl.config import load_config
 from chunkrl.envs.executor import ChunkExecutor, evaluate
 from chunkrl.envs.normalized import in_agent_units
-from chunkrl.envs.registry import space_dims
+from chunkrl.envs.registry import run_env, space_dims
 from chunkrl.train import checkpoint as ckpt
-from chunkrl.train.build import run_env
 from chunkrl.train.checkpoint import agent_from_checkpoint, checkpoint_normalizer
 from chunkrl.train.device import resolve_device, seed_everything
 

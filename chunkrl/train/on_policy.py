@@ -24,7 +24,7 @@ from chunkrl.data.rollouts import Rollout, RolloutBatch
 from chunkrl.envs.episodes import EpisodeStats
 from chunkrl.envs.executor import ChunkStepEnv
 from chunkrl.envs.normalized import in_agent_units
-from chunkrl.envs.registry import make_env
+from chunkrl.envs.registry import run_env
 from chunkrl.train import distributed
 
 
@@ -33,7 +33,7 @@ def make_vector_env(config, seed: int, normalizer=None) -> gymnasium.vector.Vect
 
     def build():
         env = in_agent_units(
-            make_env(config.env, config.sparse, config.obs_mode, config.max_episode_steps, config.state_keys, config.hold_success),
+            run_env(config),
             normalizer,
         )
         return ChunkStepEnv(env, config.actor_chunk, config.discount, config.execute_horizon)
