@@ -7,7 +7,7 @@ chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench d
                                                            aloha-transfer-cube-scripted, aloha-insertion-scripted)
 chunkrl data list                                          known datasets and where they are cached
 chunkrl data export --env ENV --out DIR                    write a dataset as a LeRobot v3 folder
-chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE] [--paper]  success (mean, 95% CI over seeds) as PNG + SVG
+chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE] [--paper]  success or return (mean, 95% CI over seeds), PNG + SVG
 chunkrl report RUN_DIR [RUN_DIR ...] [--out FILE.md]       Markdown table of final success, steps, wall time
 chunkrl sweep --agents A.. --envs E.. --seeds 0-4          a grid of runs (process pool, or Ray: --ray-address)
 """
@@ -203,9 +203,18 @@ def _plot(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=None, help="PNG file (default: <first run>/success.png)")
     parser.add_argument("--paper", action="store_true", help="overlay the paper's curve for the same task and method")
     parser.add_argument("--reference", type=Path, default=None, help="another curves CSV to overlay")
+    parser.add_argument("--metric", choices=("success", "return"), default="success", help="what the curves show")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="runs whose final evaluation is drawn as a level (e.g. the imitation runs a fine-tuning started from)",
+    )
     args = parser.parse_args(argv)
     reference = args.reference or (PAPER_CURVES if args.paper else None)
-    out = plot_runs(args.runs, args.out, reference, warn=lambda text: console.print(f"[yellow]{escape(text)}[/]"))
+    warn = lambda text: console.print(f"[yellow]{escape(text)}[/]")  # noqa: E731
+    out = plot_runs(args.runs, args.out, reference, warn, args.metric, args.baseline)
     console.print(f"[green]wrote[/] {out} and {out.with_suffix('.svg')}")
     return 0
 

@@ -136,3 +136,35 @@ def test_a_ctrl_c_during_a_sweep_says_how_to_finish_it(monkeypatch, tmp_path, ca
     )
     err = capsys.readouterr().err
     assert code == 130 and "sweep interrupted" in err and "second Ctrl-C" not in err
+
+
+def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
+    from chunkrl.report.plot import curve, final_level, load_run
+
+    def run(name, offline_steps, rows):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.yaml").write_text(
+            f"agent: chunk-ppo\nenv: aloha-transfer-cube\noffline_steps: {offline_steps}\n"
+        )
+        lines = ["step,phase,success,return,length,episodes"]
+        lines += [f"{step},{phase},{success},{ret},100,50" for step, phase, success, ret in rows]
+        (path / "eval.csv").write_text("\n".join(lines) + "\n")
+        return load_run(path, evaluations=True)
+
+    seeds = [
+        run("s0", 10, [(10, "offline", 0.1, 5.0), (30, "online", 0.2, 40.0), (60, "online", 0.6, 80.0)]),
+        run("s1", 10, [(30, "online", 0.4, 60.0), (50, "online", 0.9, 90.0), (60, "online", 0.8, 100.0)]),
+    ]
+    # online steps count from the phase's start (offline_steps 10); 40 is missing for s1, so only 20 and 50
+    online = curve(seeds, "online")
+    assert [point[0] for point in online] == [20.0, 50.0]
+    assert online[0][1] == pytest.approx(0.3) and online[1][1] == pytest.approx(0.7)
+    assert online[0][2] == pytest.approx(0.2) and online[0][3] == pytest.approx(0.4)  # two seeds: CI spans them
+    assert [point[1] for point in curve(seeds, "online", "return")] == [pytest.approx(50.0), pytest.approx(90.0)]
+    assert final_level(seeds) == pytest.approx((0.7, 0.6, 0.8))  # the last rows: 0.6 and 0.8
+    assert final_level(seeds, "return")[0] == pytest.approx(90.0)
+    out = plot_runs([seeds[0].path], tmp_path / "r.png", metric="return", baselines=[seeds[1].path])
+    assert out.exists() and out.with_suffix(".svg").exists()
+    with pytest.raises(ValueError, match="metric must be one of success, return"):
+        plot_runs([seeds[0].path], tmp_path / "x.png", metric="length")

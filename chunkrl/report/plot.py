@@ -1,4 +1,5 @@
-"""Success-rate curves of runs, optionally beside the paper's published curves."""
+"""Success-rate (or return) curves of runs, optionally beside the paper's published curves or the final level of
+other runs (e.g. the imitation runs a fine-tuning started from)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class RunRecord:
     agent: str
     env: str
     offline_steps: int
-    evaluations: list[tuple[str, float, float]] | None = None  # (phase, step, success) rows of eval.csv
+    evaluations: list[tuple[str, float, float, float]] | None = None  # (phase, step, success, return) of eval.csv
     summary: dict | None = None  # summary.json
 
 
@@ -57,14 +58,20 @@ def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> Run
     return record
 
 
-def _read_eval(path: Path) -> list[tuple[str, float, float]]:
+METRICS = {"success": 2, "return": 3}
+"""The metrics a curve can show: their positions in an evaluation row."""
+
+
+def _read_eval(path: Path) -> list[tuple[str, float, float, float]]:
     try:
         with path.open(newline="") as f:
-            rows = [(r["phase"], float(r["step"]), float(r["success"])) for r in csv.DictReader(f)]
+            rows = [(r["phase"], float(r["step"]), float(r["success"]), float(r["return"])) for r in csv.DictReader(f)]
     except FileNotFoundError:
         raise ValueError(f"{path} does not exist: the run has no evaluations") from None
     except (OSError, KeyError, TypeError, ValueError, csv.Error) as error:
-        raise ValueError(f"{path} is not an evaluation log with phase, step and success columns ({error})") from None
+        raise ValueError(
+            f"{path} is not an evaluation log with phase, step, success and return columns ({error})"
+        ) from None
     if not rows:
         raise ValueError(f"{path} holds no evaluations yet")
     return rows
@@ -142,23 +149,46 @@ def group_runs(records: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord
     return dict(groups)
 
 
-def _phase_points(record: RunRecord, phase: str) -> dict[float, float]:
+def _phase_points(record: RunRecord, phase: str, metric: str = "success") -> dict[float, float]:
     shift = record.offline_steps if phase == "online" else 0
-    return {step - shift: success for row_phase, step, success in record.evaluations if row_phase == phase}
+    column = METRICS[metric]
+    return {row[1] - shift: row[column] for row in record.evaluations if row[0] == phase}
+
+
+def curve(members: list[RunRecord], phase: str, metric: str = "success") -> list[tuple[float, float, float, float]]:
+    """(step, mean, 95% CI low, high) over the seeds ``members`` at each step of ``phase`` where all of them were
+    evaluated (steps of the online phase counted from its start)."""
+    per_seed = [_phase_points(run, phase, metric) for run in members]
+    steps = sorted(set.intersection(*(set(points) for points in per_seed)))
+    return [(step, *bootstrap_ci([points[step] for points in per_seed])) for step in steps]
+
+
+def final_level(members: list[RunRecord], metric: str = "success") -> tuple[float, float, float]:
+    """(mean, 95% CI low, high) of each run's last evaluation: the level a baseline line draws."""
+    return bootstrap_ci([run.evaluations[-1][METRICS[metric]] for run in members])
 
 
 def plot_runs(
-    runs: list[Path], out: Path | None = None, reference: Path | None = None, warn: Callable[[str], None] = print
+    runs: list[Path],
+    out: Path | None = None,
+    reference: Path | None = None,
+    warn: Callable[[str], None] = print,
+    metric: str = "success",
+    baselines: list[Path] = (),
 ) -> Path:
-    """Mean evaluation success per (method, task) over its seeds, with a 95% bootstrap confidence band,
-    offline and online phases side by side; written as PNG and SVG (``out`` names the PNG).
+    """Mean evaluation ``metric`` (success or return) per (method, task) over its seeds, with a 95% bootstrap
+    confidence band, offline and online phases side by side; written as PNG and SVG (``out`` names the PNG).
 
     A step enters a group's curve where every seed of the group was evaluated. With ``reference`` (the
-    paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl), the paper's curve for the same task and
-    method is drawn over the same range of each phase. A run that cannot be read is named through ``warn``
-    and left out.
+    paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl; success only), the paper's curve for the same task
+    and method is drawn over the same range of each phase. ``baselines`` are runs whose final evaluations are
+    drawn as a level (mean and band, per method and task) across both phases, e.g. the imitation runs a
+    fine-tuning started from. A run that cannot be read is named through ``warn`` and left out.
     """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)} (got {metric!r})")
     records = load_runs(runs, warn, evaluations=True)
+    levels = load_runs(baselines, warn, evaluations=True) if baselines else []
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,18 +201,23 @@ def plot_runs(
     for index, ((agent, env), members) in enumerate(sorted(group_runs(records).items())):
         color = f"C{index % 10}"
         for phase, ax in panels.items():
-            per_seed = [_phase_points(run, phase) for run in members]
-            steps = sorted(set.intersection(*(set(points) for points in per_seed)))
-            if not steps:
+            points = curve(members, phase, metric)
+            if not points:
                 continue
-            stats = [bootstrap_ci([points[step] for points in per_seed]) for step in steps]
-            mean, low, high = zip(*stats, strict=True)
+            steps, mean, low, high = zip(*points, strict=True)
             label = f"{agent} on {paper_task_name(env)} ({len(members)} seed{'s' if len(members) > 1 else ''})"
             ax.plot(steps, mean, marker="o", color=color, label=label)
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
             extent[phase] = max(extent[phase], max(steps))
         references.add((paper_task_name(env), PAPER_METHOD_NAMES.get(agent, agent)))
-    if reference is not None:
+    for index, ((agent, env), members) in enumerate(sorted(group_runs(levels).items())):
+        mean, low, high = final_level(members, metric)
+        color = f"C{(index + 5) % 10}"
+        label = f"{agent} on {paper_task_name(env)}, final ({len(members)} seed{'s' if len(members) > 1 else ''})"
+        for ax in axes:
+            ax.axhline(mean, linestyle=":", color=color, label=label)
+            ax.axhspan(low, high, color=color, alpha=0.12)
+    if reference is not None and metric == "success":
         for task, method in sorted(references):
             curves = read_reference(reference, task, method)
             for phase, ax in panels.items():
@@ -198,8 +233,9 @@ def plot_runs(
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # a phase no run had (e.g. offline-only runs) stays empty
             ax.legend(fontsize=7)
-    axes[0].set_ylabel("evaluation success (mean, 95% bootstrap CI over seeds)")
-    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel(f"evaluation {metric} (mean, 95% bootstrap CI over seeds)")
+    if metric == "success":
+        axes[0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
     out = Path(out) if out else records[0].path / "success.png"
     fig.savefig(out, dpi=120)
