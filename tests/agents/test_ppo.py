@@ -163,6 +163,21 @@ def test_the_desired_kl_rule_scales_the_actors_learning_rate_by_one_and_a_half()
     assert actor["lr"] == pytest.approx(1e-3 / 1.5) and float(metrics["ppo/actor_lr"]) == pytest.approx(1e-3 / 1.5)
 
 
+def test_the_actors_clipped_gradient_does_not_depend_on_the_size_of_the_value_loss():
+    observations = torch.randn(16, 3)
+    grads = []
+    for offset in (0.0, 1e4):  # returns at the values, or 10,000 above them
+        _, ppo = agents(target_kl=None, max_grad_norm=0.5)
+        encoded, log_pi, values, _ = ppo.collect(observations)
+        batch = RolloutBatch(observations, encoded, log_pi, values, torch.linspace(-1, 1, 16), values + offset)
+        metrics = ppo.update(batch)
+        grads.append(torch.cat([p.grad.flatten() for p in ppo.actor_backbone.parameters()]))
+        value_grad = torch.cat([p.grad.flatten() for p in ppo.value_head.parameters()])
+        assert value_grad.norm() <= 0.5 + 1e-5
+    torch.testing.assert_close(grads[0], grads[1])  # the same actor gradient, clipped by its own norm only
+    assert float(metrics["ppo/value_grad_norm"]) > 100  # the value's was large, and clipped apart
+
+
 def test_chunk_ppo_refuses_a_sampling_temperature_it_would_not_train_at():
     with pytest.raises(ValueError, match="ppo.temperature must be 1"):
         agents(temperature=0.5)

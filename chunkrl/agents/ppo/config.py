@@ -75,7 +75,7 @@ class ChunkPPOConfig(AgentSection):
     entropy_coef: float = 0.0
     """Weight of the entropy bonus (mean entropy per token, or per dimension for the Gaussian actor)."""
     max_grad_norm: float = 0.5
-    """Gradient norm bound."""
+    """Gradient norm bound, of the actor's and of the value head's gradients apart."""
     target_kl: float | None = 0.05
     """Stop a rollout's epochs early once a minibatch's approximate KL exceeds this (None: never)."""
     normalize_advantages: bool = True

@@ -209,7 +209,10 @@ class ChunkPPOAgent(TokenPolicyAgent):
             loss = loss + policy_loss - c.entropy_coef * entropy.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.parameters(), c.max_grad_norm)
+        # actor and value clipped apart: the value's gradient (returns in the hundreds) would otherwise set the
+        # scale of the actor's step
+        norm = nn.utils.clip_grad_norm_(self.actor_backbone.parameters(), c.max_grad_norm)
+        value_norm = nn.utils.clip_grad_norm_(self.value_head.parameters(), c.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():
             counted = mask.float() if per_element else torch.ones_like(ratio)
@@ -228,6 +231,7 @@ class ChunkPPOAgent(TokenPolicyAgent):
             "ppo/ratio_min": ratio.min().detach(),
             "ppo/ratio_max": ratio.max().detach(),
             "ppo/grad_norm": norm,
+            "ppo/value_grad_norm": value_norm,
             "ppo/actor_lr": torch.tensor(self.optimizer.param_groups[0]["lr"]),
         }
 
