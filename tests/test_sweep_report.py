@@ -141,12 +141,11 @@ def test_a_ctrl_c_during_a_sweep_says_how_to_finish_it(monkeypatch, tmp_path, ca
 def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
     from chunkrl.report.plot import curve, final_level, load_run
 
-    def run(name, offline_steps, rows):
+    def run(name, offline_steps, rows, interval=0):
         path = tmp_path / name
         path.mkdir()
-        (path / "config.yaml").write_text(
-            f"agent: chunk-ppo\nenv: aloha-transfer-cube\noffline_steps: {offline_steps}\n"
-        )
+        config = f"agent: chunk-ppo\nenv: aloha-transfer-cube\noffline_steps: {offline_steps}\n"
+        (path / "config.yaml").write_text(config + f"eval_interval: {interval}\n")
         lines = ["step,phase,success,return,length,episodes"]
         lines += [f"{step},{phase},{success},{ret},100,50" for step, phase, success, ret in rows]
         (path / "eval.csv").write_text("\n".join(lines) + "\n")
@@ -168,3 +167,13 @@ def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
     assert out.exists() and out.with_suffix(".svg").exists()
     with pytest.raises(ValueError, match="metric must be one of success, return"):
         plot_runs([seeds[0].path], tmp_path / "x.png", metric="length")
+    # on-policy seeds evaluate a little past each multiple of eval_interval, each differently: drawn at the multiple
+    ppo = [
+        run("p0", 0, [(1021, "online", 0.5, 1.0), (2043, "online", 0.7, 1.0), (2500, "online", 0.9, 1.0)], 1000),
+        run("p1", 0, [(1017, "online", 0.3, 1.0), (2001, "online", 0.5, 1.0), (2500, "online", 0.7, 1.0)], 1000),
+    ]
+    assert [(step, mean) for step, mean, _, _ in curve(ppo, "online")] == [
+        (1000.0, pytest.approx(0.4)),
+        (2000.0, pytest.approx(0.6)),
+        (2500.0, pytest.approx(0.8)),
+    ]  # 2,500 (the end, half an interval past 2,000) stays where it is

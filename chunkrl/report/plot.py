@@ -28,6 +28,7 @@ class RunRecord:
     agent: str
     env: str
     offline_steps: int
+    eval_interval: int = 0
     evaluations: list[tuple[str, float, float, float]] | None = None  # (phase, step, success, return) of eval.csv
     summary: dict | None = None  # summary.json
 
@@ -50,7 +51,8 @@ def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> Run
     offline_steps = config.get("offline_steps") or 0
     if not isinstance(offline_steps, int):
         raise ValueError(f"{path}: offline_steps {offline_steps!r} is not a whole number")
-    record = RunRecord(run, config["agent"], config["env"], offline_steps)
+    interval = config.get("eval_interval") or 0
+    record = RunRecord(run, config["agent"], config["env"], offline_steps, interval if isinstance(interval, int) else 0)
     if evaluations:
         record.evaluations = _read_eval(run / "eval.csv")
     if summary:
@@ -149,10 +151,23 @@ def group_runs(records: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord
     return dict(groups)
 
 
+SNAP = 0.1
+"""An evaluation within this fraction of ``eval_interval`` past a multiple of it is drawn at that multiple: on-policy
+runs evaluate at the end of the first rollout past it (e.g. 102,109 for 100,000), a little differently per seed."""
+
+
 def _phase_points(record: RunRecord, phase: str, metric: str = "success") -> dict[float, float]:
     shift = record.offline_steps if phase == "online" else 0
-    column = METRICS[metric]
-    return {row[1] - shift: row[column] for row in record.evaluations if row[0] == phase}
+    column, interval = METRICS[metric], record.eval_interval
+    points = {}
+    for row in record.evaluations:
+        if row[0] != phase:
+            continue
+        step = row[1] - shift
+        if interval > 0 and step % interval <= SNAP * interval:
+            step -= step % interval
+        points[step] = row[column]
+    return points
 
 
 def curve(members: list[RunRecord], phase: str, metric: str = "success") -> list[tuple[float, float, float, float]]:
