@@ -8,7 +8,10 @@ with the token actor from the action bounds (no BPE, ``h x A`` tokens per chunk,
 Prints absolute figures with the CPU model.
 
     python benchmarks/rollouts.py [--steps 400] [--pixel-steps 40] [--num-envs 4] [--horizon 5] [--rounds 2]
-                                  [--threads N]
+                                  [--threads N] [--demonstrations NPZ]
+
+``--demonstrations`` (a scripted dataset, e.g. ``chunkrl data generate aloha-transfer-cube-scripted --out x.npz``)
+fits the tokenizer as the ALOHA presets do (the demonstrations' full range, BPE) instead: fewer tokens per chunk.
 
 Collection is measured with the token actor decoding from the whole prefix for every token and with its
 cached keys and values, alternately, ``--rounds`` times.
@@ -28,7 +31,7 @@ from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.agents.ppo.ppo import ChunkPPOAgent
 from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.envs.aloha import AlohaEnv
-from chunkrl.nets.tokenizer import ChunkTokenizer
+from chunkrl.nets.tokenizer import ChunkTokenizer, TokenizerSettings
 from chunkrl.train.on_policy import make_vector_env
 
 
@@ -43,7 +46,18 @@ def env_steps_per_second(env: AlohaEnv, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def collection_steps_per_second(num_envs: int, horizon: int, decisions: int, cache: bool = True) -> float:
+def demonstration_tokenizer(path: str, horizon: int) -> ChunkTokenizer:
+    """The tokenizer the ALOHA presets fit: the demonstrations' full range, BPE over their whole chunks."""
+    data = np.load(path)
+    actions, ends = data["actions"], np.flatnonzero(data["ends"])
+    starts = np.r_[0, ends[:-1] + 1]
+    chunks = [actions[t : t + horizon] for s, e in zip(starts, ends, strict=True) for t in range(s, e + 2 - horizon)]
+    return ChunkTokenizer.fit(np.stack(chunks), TokenizerSettings(low_quantile=0.0, high_quantile=1.0))
+
+
+def collection_steps_per_second(
+    num_envs: int, horizon: int, decisions: int, cache: bool = True, tokenizer: ChunkTokenizer | None = None
+) -> float:
     config = resolve_method(
         TrainConfig(
             agent="chunk-ppo", env="aloha-transfer-cube", horizon=horizon, ppo=ChunkPPOConfig(num_envs=num_envs)
@@ -51,7 +65,7 @@ def collection_steps_per_second(num_envs: int, horizon: int, decisions: int, cac
     )
     envs = make_vector_env(config, seed=0)
     space = envs.single_action_space
-    tokenizer = ChunkTokenizer.for_bounds(horizon, space.low[0], space.high[0])
+    tokenizer = tokenizer or ChunkTokenizer.for_bounds(horizon, space.low[0], space.high[0])
     agent = ChunkPPOAgent(
         envs.single_observation_space.shape[0], space.shape[1], horizon, config.ppo, tokenizer=tokenizer
     )
@@ -76,6 +90,7 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=20, help="vector steps of chunk-PPO collection timed")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of full-prefix and cached decoding")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--demonstrations", default=None, help="a scripted dataset (npz) to fit the tokenizer on")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,13 +102,16 @@ def main() -> None:
     )
     print(f"pixel mode:  {pixels:8.1f} env steps/s (one environment, cameras {' '.join(args.cameras)} at 480x640)")
     print(f"ratio state / pixels: {state / pixels:.0f}x")
+    tokenizer, tokens = None, f"without BPE: {args.horizon * 14} tokens per chunk"
+    if args.demonstrations:
+        tokenizer = demonstration_tokenizer(args.demonstrations, args.horizon)
+        tokens = f"BPE fitted on the demonstrations: at most {tokenizer.max_tokens} tokens per chunk"
     for round_ in range(args.rounds):  # alternately, so that both sides see the same machine
         for cache, how in ((False, "full prefix per token"), (True, "cached keys and values")):
-            collected = collection_steps_per_second(args.num_envs, args.horizon, args.decisions, cache)
+            collected = collection_steps_per_second(args.num_envs, args.horizon, args.decisions, cache, tokenizer)
             print(
                 f"round {round_ + 1} chunk-PPO collection, {how}: {collected:8.1f} env steps/s ({args.num_envs} envs, "
-                f"h {args.horizon}, token actor without BPE: {args.horizon * 14} tokens per chunk; "
-                f"{collected / state:.2f}x the bare simulator's state-mode rate)"
+                f"h {args.horizon}, token actor {tokens}; {collected / state:.2f}x the bare simulator's state rate)"
             )
 
 

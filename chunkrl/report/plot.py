@@ -151,9 +151,10 @@ def group_runs(records: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord
     return dict(groups)
 
 
-SNAP = 0.1
-"""An evaluation within this fraction of ``eval_interval`` past a multiple of it is drawn at that multiple: on-policy
-runs evaluate at the end of the first rollout past it (e.g. 102,109 for 100,000), a little differently per seed."""
+SNAP = 0.5
+"""An evaluation less than this fraction of ``eval_interval`` past a multiple of it is drawn at that multiple: on-policy
+runs evaluate at the end of the first rollout past it (102,109 or 119,660 for 100,000 with rollouts of 20,480
+steps), differently per seed."""
 
 
 def _phase_points(record: RunRecord, phase: str, metric: str = "success") -> dict[float, float]:
@@ -164,7 +165,7 @@ def _phase_points(record: RunRecord, phase: str, metric: str = "success") -> dic
         if row[0] != phase:
             continue
         step = row[1] - shift
-        if interval > 0 and step % interval <= SNAP * interval:
+        if interval > 0 and step % interval < SNAP * interval:
             step -= step % interval
         points[step] = row[column]
     return points
