@@ -218,9 +218,17 @@ class GaussianChunkPolicy(nn.Module):
         self.log_std_min = LOG_STD_MIN if log_std_floor is None else max(LOG_STD_MIN, log_std_floor)
         self.chunk_dim = tokenizer.horizon * tokenizer.action_dim
         self.net = MLP(observation_dim, hidden_dims, 2 * self.chunk_dim)
+        self.register_parameter("log_std_offset", None)  # chunk-ppo's learned offset (add_log_std_offset)
+
+    def add_log_std_offset(self) -> nn.Parameter:
+        """A learned offset of the log-std, one per number of the chunk, starting at 0 (the policy unchanged)."""
+        self.log_std_offset = nn.Parameter(torch.zeros(self.chunk_dim, device=self.net.linears[0].weight.device))
+        return self.log_std_offset
 
     def distribution(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(observations).chunk(2, dim=-1)
+        if self.log_std_offset is not None:
+            log_std = log_std + self.log_std_offset
         return mean, log_std.clamp(self.log_std_min, LOG_STD_MAX)
 
     def evaluate(self, observations: torch.Tensor, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

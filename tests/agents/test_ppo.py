@@ -205,6 +205,37 @@ def test_imitation_checkpoint_loads_the_actor_and_a_fresh_value_head(tmp_path):
     assert "imitation (actor only)" in text and "fresh (not in the checkpoint): value_head." in text
 
 
+def test_a_log_std_offset_starts_at_the_imitation_policy_and_learns_at_its_own_rate(tmp_path):
+    config = dict(width=16, layers=1, heads=2, hidden_dims=(16,), actor="gaussian", ratio="dimension")
+    bc, _ = agents(ChunkPPOConfig(**config))
+    _, ppo = agents(ChunkPPOConfig(**config, learning_rate=1e-6, log_std_learning_rate=1e-2, desired_kl=1e-4))
+    console = Console(record=True, width=200)
+    load_initial_weights(ppo, save_weights(bc, tmp_path / "bc"), False, console)
+    assert "fresh (not in the checkpoint): actor_backbone.log_std_offset" in console.export_text()
+    observations = torch.randn(8, 3)
+    torch.testing.assert_close(
+        ppo.actor_backbone.distribution(observations), bc.actor_backbone.distribution(observations)
+    )
+    actor, _, offset = ppo.optimizer.param_groups
+    assert offset["params"] == [ppo.actor_backbone.log_std_offset] and offset["lr"] == 1e-2
+    assert all(p is not ppo.actor_backbone.log_std_offset for p in actor["params"])
+    with torch.no_grad():
+        ppo.actor_backbone.log_std_offset[0] = -0.5  # the first number's spread narrowed by e^-0.5
+    _, log_std = ppo.actor_backbone.distribution(observations)
+    _, imitated = bc.actor_backbone.distribution(observations)
+    torch.testing.assert_close(log_std[:, 0], (imitated[:, 0] - 0.5).clamp(min=-5.0))
+    torch.testing.assert_close(log_std[:, 1:], imitated[:, 1:])
+    encoded, log_pi, values, _ = ppo.collect(observations)
+    batch = ppo.prepare_rollout(RolloutBatch(observations, encoded, log_pi, values, torch.randn(8), values))
+    ppo.update(batch)  # a KL below half the target multiplies the actor's rate by 1.5, never the offset's
+    assert actor["lr"] == pytest.approx(1.5e-6) and offset["lr"] == 1e-2
+    assert (ppo.actor_backbone.log_std_offset[1:] != 0).any()  # and the offset learned
+    assert any(
+        "log_std_learning_rate is for the gaussian" in p
+        for p in ChunkPPOConfig(log_std_learning_rate=1e-3).problems("ppo")
+    )
+
+
 def test_rl_checkpoint_loads_both_networks(tmp_path):
     _, source = agents()
     with torch.no_grad():

@@ -49,6 +49,11 @@ class ChunkPPOConfig(AgentSection):
     fixed learning rate. The KL is the logged ``ppo/approx_kl``: per chunk for the chunk ratio, per element for the
     token and dimension ratios. It sets the step by how far the policy moves, whatever its spread: an imitation
     policy with standard deviations of e^-5 needs steps a hundred times smaller than one with e^-0.5."""
+    log_std_learning_rate: float | None = None
+    """Gaussian actor under chunk-ppo: a learned offset of its log-std (one per number of the chunk, starting at 0,
+    so that PPO starts from the imitation policy as it is) with this Adam rate of its own, not scaled by
+    desired_kl; None: no offset. The network's own spread moves only at the actor's rate, which fine-tuning keeps
+    at 1e-6 to 1e-8, too slow for PPO to narrow or widen it."""
     value_warmup_steps: int = 0
     """Environment steps at the start of the run in which only the value head learns (the actor collects but is
     not updated), so that the first policy updates read advantages from a fitted value rather than a fresh one."""
@@ -92,6 +97,9 @@ class ChunkPPOConfig(AgentSection):
         positive = ("width", "layers", "heads", "num_envs", "chunks_per_update", "epochs", "minibatch_size")
         problems += [f"{section}.{n} must be >= 1 (got {getattr(self, n)})" for n in positive if getattr(self, n) < 1]
         rates = {"learning_rate": self.learning_rate, "value_learning_rate": self.value_learning_rate}
+        rates["log_std_learning_rate"] = self.log_std_learning_rate
+        if self.log_std_learning_rate is not None and self.actor != "gaussian":
+            problems.append(f"{section}.log_std_learning_rate is for the gaussian actor (this one: {self.actor})")
         for name, rate in rates.items():
             if rate is not None and not (math.isfinite(rate) and rate > 0):
                 problems.append(f"{section}.{name} must be a number > 0 (got {rate})")

@@ -152,8 +152,14 @@ class ChunkPPOAgent(TokenPolicyAgent):
             )
         self.value_head = ValueHead(self.observation_dim, self.config.hidden_dims)
         value_rate = self.config.value_learning_rate or self.config.learning_rate
-        groups = [{"params": list(self.actor_backbone.parameters())}]
-        groups.append({"params": list(self.value_head.parameters()), "lr": value_rate})
+        offset = []  # the Gaussian actor's learned log-std offset, at its own rate (log_std_learning_rate)
+        if self.config.log_std_learning_rate is not None:
+            offset = [self.actor_backbone.add_log_std_offset()]
+            self.fresh_on_init = (*self.fresh_on_init, "actor_backbone.log_std_offset")  # not in imitation ones
+        actor = [p for p in self.actor_backbone.parameters() if all(p is not q for q in offset)]
+        groups = [{"params": actor}, {"params": list(self.value_head.parameters()), "lr": value_rate}]
+        if offset:
+            groups.append({"params": offset, "lr": self.config.log_std_learning_rate})
         self.optimizer = make_adam(groups, self.config.learning_rate)
         self.actor_learns = True  # False while the value warms up (prepare_rollout decides, per rollout)
         self._joint = [_ActorCritic(self.actor_backbone, self.value_head)]  # a list: not a submodule
@@ -233,7 +239,14 @@ class ChunkPPOAgent(TokenPolicyAgent):
             "ppo/grad_norm": norm,
             "ppo/value_grad_norm": value_norm,
             "ppo/actor_lr": torch.tensor(self.optimizer.param_groups[0]["lr"]),
+            **self._offset_metrics(),
         }
+
+    def _offset_metrics(self) -> dict[str, torch.Tensor]:
+        offset = getattr(self.actor_backbone, "log_std_offset", None)
+        if offset is None:
+            return {}
+        return {"ppo/log_std_offset_mean": offset.detach().mean(), "ppo/log_std_offset_min": offset.detach().min()}
 
     def _adapt_learning_rate(self, approx_kl: float) -> None:
         """The actor's learning rate (the optimizer's first group; saved with its state) after a minibatch whose
