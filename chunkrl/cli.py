@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -241,7 +242,7 @@ def _report(argv: list[str]) -> int:
 def _sweep(argv: list[str]) -> int:
     from rich.table import Table
 
-    from chunkrl.sweep import Sweep, parse_seeds, run_sweep
+    from chunkrl.sweep import Sweep, parse_seeds, run_sweep, stop_trials
 
     parser = argparse.ArgumentParser(
         prog="chunkrl sweep",
@@ -264,6 +265,12 @@ def _sweep(argv: list[str]) -> int:
     )  # fmt: skip
     where = f"Ray {args.ray_address}" if args.ray_address else f"{args.workers} workers"
     console.print(f"{len(sweep.trials())} trials -> {args.out} ({where})")
+
+    def stop(signum, frame):  # SIGTERM reaches the sweep alone: pass it on, then stop as Ctrl-C does
+        stop_trials(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         trials = run_sweep(
             sweep,
@@ -277,6 +284,8 @@ def _sweep(argv: list[str]) -> int:
             "`chunkrl sweep` command again to finish it (finished trials are skipped, the others resumed)."
         )
         return EXIT_CODES["SIGINT"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = Table("env", "agent", "seed", "status", "success", "steps", "wall s")
     for t in trials:
         success = "" if t.success is None else f"{t.success:.2f}"

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -159,14 +161,40 @@ class Sweep:
         return [*base, *config, *flags, "--run-dir", str(trial.run_dir)]
 
 
+_running: set[subprocess.Popen] = set()  # the trials this process runs now
+_lock = threading.Lock()
+_stopping = threading.Event()  # set by stop_trials: no further trial starts
+
+
 def run_command(command: list[str], threads: int, log: str) -> tuple[int, str]:
-    """Run one trial's command; (exit code, the end of its output). Also the body of a Ray task."""
+    """Run one trial's command; (exit code, the end of its output). Also the body of a Ray task. Once the sweep
+    is stopping (``stop_trials``) no command starts."""
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as output:
-        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+        with _lock:
+            if _stopping.is_set():
+                return 1, "not started: the sweep was stopped"
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+            _running.add(process)
+        try:
+            code = process.wait()
+        finally:
+            with _lock:
+                _running.discard(process)
     tail = Path(log).read_text()[-600:]
-    return result.returncode, tail
+    return code, tail
+
+
+def stop_trials(signum: int | None = signal.SIGTERM) -> None:
+    """Start no further trial, and pass ``signum`` (None: none) on to every running one: a trial stopped by SIGTERM
+    or SIGINT writes a resumable checkpoint. ``chunkrl sweep`` calls it on SIGTERM, which reaches only the sweep's
+    own process (Ctrl-C reaches the trials through the terminal)."""
+    with _lock:
+        _stopping.set()
+        running = list(_running)
+    for process in running if signum is not None else ():
+        process.send_signal(signum)
 
 
 def run_sweep(
@@ -216,8 +244,14 @@ def _read_outcome(trial: Trial, summary: dict) -> None:
 
 def _pool_launcher(sweep: Sweep, workers: int):
     def launch(jobs):
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # each job is a subprocess: threads only wait
+        pool = ThreadPoolExecutor(max_workers=workers)  # each job is a subprocess: threads only wait
+        try:
             return list(pool.map(lambda job: run_command(job[0], sweep.cpus_per_trial, job[1]), jobs))
+        except BaseException:  # Ctrl-C or SIGTERM: no queued trial may start while the running ones stop
+            stop_trials(None)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     return launch
 

@@ -138,6 +138,46 @@ def test_a_ctrl_c_during_a_sweep_says_how_to_finish_it(monkeypatch, tmp_path, ca
     assert code == 130 and "sweep interrupted" in err and "second Ctrl-C" not in err
 
 
+def test_sigterm_to_a_sweep_reaches_its_running_trial_and_starts_no_queued_one(monkeypatch, tmp_path):
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from chunkrl import cli, sweep
+
+    marker = tmp_path / "stopped"
+    trial = [  # a stand-in for `chunkrl train`: on SIGTERM it records it and exits
+        sys.executable, "-c",
+        "import pathlib, signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(marker)!r}).write_text('term'), sys.exit(3)))\n"
+        "print('ready', flush=True)\ntime.sleep(60)",
+    ]  # fmt: skip
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+
+    def two_trials_on_one_worker(settings, workers, ray_address, report):
+        return sweep._pool_launcher(settings, 1)([(trial, str(first)), (trial, str(second))])
+
+    def terminate_once_the_first_runs():
+        while not (first.exists() and "ready" in first.read_text()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` does: the sweep's process alone
+
+    monkeypatch.setattr(sweep, "run_sweep", two_trials_on_one_worker)
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=terminate_once_the_first_runs, daemon=True).start()
+    try:
+        code = cli.main(
+            ["sweep", "--agents", "qc-fql", "--envs", "puzzle-3x3-play-singletask-task1-v0", "--out", str(tmp_path)]
+        )
+    finally:
+        sweep._stopping.clear()
+    assert code == 130 and marker.read_text() == "term"  # the running trial got the signal
+    assert not second.exists() or "ready" not in second.read_text()  # the queued one never started
+    assert signal.getsignal(signal.SIGTERM) is before and not sweep._running
+
+
 def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
     from chunkrl.report.plot import curve, final_level, load_run
 
