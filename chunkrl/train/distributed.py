@@ -50,6 +50,15 @@ def total(value: int) -> int:
     return int(tensor)
 
 
+def mean(value: float) -> float:
+    """The mean of ``value`` over the ranks (``value`` itself in a single process)."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor) / dist.get_world_size()
+
+
 def any_rank(flag: bool) -> bool:
     """Whether ``flag`` holds on any rank: every rank then takes the same branch (e.g. stops its epochs)."""
     return total(int(flag)) > 0

@@ -125,6 +125,8 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                     metrics = yield batch.index(order[start : start + p.minibatch_size])
                     trainer.track_nonfinite(metrics["loss/total"])
                     counters.online_updates += 1
+                    kl = distributed.mean(float(metrics["ppo/approx_kl"]))  # the ranks' mean: one rate on all
+                    agent.adapt_learning_rate(kl)
                     stop = distributed.any_rank(agent.stop_epochs(metrics))  # every rank makes the same updates
                     if stop:
                         break

@@ -145,22 +145,26 @@ def test_during_the_value_warm_up_only_the_value_head_learns_at_its_own_rate():
 def test_the_desired_kl_rule_scales_the_actors_learning_rate_by_one_and_a_half():
     _, ppo = agents(learning_rate=1e-3, value_learning_rate=1e-2, desired_kl=0.01)
     actor, value = ppo.optimizer.param_groups
-    ppo._adapt_learning_rate(0.03)  # above twice the desired KL: divided by 1.5
+    ppo.adapt_learning_rate(0.03)  # above twice the desired KL: divided by 1.5
     assert actor["lr"] == pytest.approx(1e-3 / 1.5) and value["lr"] == 1e-2  # the value head keeps its rate
-    ppo._adapt_learning_rate(0.015)  # within [desired / 2, 2 desired]: kept
+    ppo.adapt_learning_rate(0.015)  # within [desired / 2, 2 desired]: kept
     assert actor["lr"] == pytest.approx(1e-3 / 1.5)
-    ppo._adapt_learning_rate(0.001)  # below half: multiplied by 1.5
+    ppo.adapt_learning_rate(0.001)  # below half: multiplied by 1.5
     assert actor["lr"] == pytest.approx(1e-3)
     for _ in range(100):
-        ppo._adapt_learning_rate(1.0)
+        ppo.adapt_learning_rate(1.0)
     assert actor["lr"] == 1e-8  # the lower bound
     observations = torch.randn(16, 3)
     encoded, log_pi, values, _ = ppo.collect(observations)
     far = RolloutBatch(observations, encoded, log_pi - 1.0, values, torch.linspace(-1, 1, 16), values)
     actor["lr"] = 1e-3
-    metrics = ppo.update(far)  # every ratio e^1: approx KL e - 2 = 0.72 > 0.02, so the update divides the rate
+    metrics = ppo.update(far)  # every ratio e^1: approx KL e - 2 = 0.72 > 0.02, so the rule divides the rate
     assert float(metrics["ppo/approx_kl"]) == pytest.approx(np.e - 2, rel=1e-4)
-    assert actor["lr"] == pytest.approx(1e-3 / 1.5) and float(metrics["ppo/actor_lr"]) == pytest.approx(1e-3 / 1.5)
+    ppo.adapt_learning_rate(float(metrics["ppo/approx_kl"]))
+    assert actor["lr"] == pytest.approx(1e-3 / 1.5)
+    ppo.actor_learns = False  # while the value warms up the rate stays
+    ppo.adapt_learning_rate(1.0)
+    assert actor["lr"] == pytest.approx(1e-3 / 1.5)
 
 
 def test_the_actors_clipped_gradient_does_not_depend_on_the_size_of_the_value_loss():
@@ -227,7 +231,7 @@ def test_a_log_std_offset_starts_at_the_imitation_policy_and_learns_at_its_own_r
     torch.testing.assert_close(log_std[:, 1:], imitated[:, 1:])
     encoded, log_pi, values, _ = ppo.collect(observations)
     batch = ppo.prepare_rollout(RolloutBatch(observations, encoded, log_pi, values, torch.randn(8), values))
-    ppo.update(batch)  # a KL below half the target multiplies the actor's rate by 1.5, never the offset's
+    ppo.adapt_learning_rate(float(ppo.update(batch)["ppo/approx_kl"]))  # below half the target: the actor's x1.5
     assert actor["lr"] == pytest.approx(1.5e-6) and offset["lr"] == 1e-2
     assert (ppo.actor_backbone.log_std_offset[1:] != 0).any()  # and the offset learned
     assert any(

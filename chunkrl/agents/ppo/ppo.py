@@ -224,8 +224,6 @@ class ChunkPPOAgent(TokenPolicyAgent):
             counted = mask.float() if per_element else torch.ones_like(ratio)
             approx_kl = (((ratio - 1) - log_ratio) * counted).sum() / counted.sum()
             clip_fraction = (((ratio - 1).abs() > c.clip).float() * counted).sum() / counted.sum()
-        if c.desired_kl is not None and self.actor_learns:
-            self._adapt_learning_rate(float(approx_kl))
         return {
             "loss/total": loss.detach(),
             "ppo/policy_loss": policy_loss.detach(),
@@ -248,10 +246,13 @@ class ChunkPPOAgent(TokenPolicyAgent):
             return {}
         return {"ppo/log_std_offset_mean": offset.detach().mean(), "ppo/log_std_offset_min": offset.detach().min()}
 
-    def _adapt_learning_rate(self, approx_kl: float) -> None:
-        """The actor's learning rate (the optimizer's first group; saved with its state) after a minibatch whose
-        approximate KL was ``approx_kl`` (``desired_kl``'s rule)."""
+    def adapt_learning_rate(self, approx_kl: float) -> None:
+        """After a minibatch whose approximate KL (the mean over the ranks, so that all keep one rate) was
+        ``approx_kl``: the actor's learning rate by ``desired_kl``'s rule (the optimizer's first group, saved with
+        its state); nothing without ``desired_kl`` or while the value warms up."""
         group, desired = self.optimizer.param_groups[0], self.config.desired_kl
+        if desired is None or not self.actor_learns:
+            return
         if approx_kl > 2.0 * desired:
             group["lr"] = max(group["lr"] / ADAPTIVE_LR_FACTOR, ADAPTIVE_LR_BOUNDS[0])
         elif approx_kl < 0.5 * desired:
