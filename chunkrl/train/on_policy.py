@@ -125,8 +125,8 @@ def on_policy_phase(trainer, progress) -> Generator[RolloutBatch, dict[str, torc
                     metrics = yield batch.index(order[start : start + p.minibatch_size])
                     trainer.track_nonfinite(metrics["loss/total"])
                     counters.online_updates += 1
-                    kl = distributed.mean(float(metrics["ppo/approx_kl"]))  # the ranks' mean: one rate on all
-                    agent.adapt_learning_rate(kl)
+                    if p.desired_kl is not None:  # the ranks' mean KL, so that all keep one rate
+                        agent.adapt_learning_rate(distributed.mean(float(metrics["ppo/approx_kl"])))
                     stop = distributed.any_rank(agent.stop_epochs(metrics))  # every rank makes the same updates
                     if stop:
                         break

@@ -156,7 +156,7 @@ class ChunkPPOAgent(TokenPolicyAgent):
         if self.config.log_std_learning_rate is not None:
             offset = [self.actor_backbone.add_log_std_offset()]
             self.fresh_on_init = (*self.fresh_on_init, "actor_backbone.log_std_offset")  # not in imitation ones
-        actor = [p for p in self.actor_backbone.parameters() if all(p is not q for q in offset)]
+        actor = [p for name, p in self.actor_backbone.named_parameters() if name != "log_std_offset"]
         groups = [{"params": actor}, {"params": list(self.value_head.parameters()), "lr": value_rate}]
         if offset:
             groups.append({"params": offset, "lr": self.config.log_std_learning_rate})
