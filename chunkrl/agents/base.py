@@ -66,6 +66,9 @@ class Agent(nn.Module):
     fresh_on_init: tuple[str, ...] = ()
     """Parameter-name prefixes that ``--init-from`` may leave fresh when the checkpoint lacks them (chunk-ppo
     from a chunk-bc checkpoint: ``value_head.``)."""
+    needs_initial_weights: bool = False
+    """The agent fine-tunes networks it cannot train from scratch (chunk-ppo's residual over a frozen imitation
+    policy): a new run needs ``--init-from``."""
     unit_actions: bool = True
     """The agent emits actions in [-1, 1] (tanh, clip or clamp): the run maps the data's actions into that
     range (``data/normalize.py``). Token policies normalise inside their tokenizer and set False."""

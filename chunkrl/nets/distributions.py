@@ -21,11 +21,15 @@ def log_one_minus_tanh_squared(u: torch.Tensor) -> torch.Tensor:
     return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
 
 
+def gaussian_log_probs(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Log-density [B, D] of each dimension of ``x`` under the (unsquashed) diagonal Gaussian."""
+    return -0.5 * ((x - mean) / log_std.exp()).square() - log_std - LOG_SQRT_2PI
+
+
 def tanh_gaussian_log_probs(mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
     """Log-density [B, D] of each dimension of ``tanh(pre_tanh)`` under the squashed Gaussian (independent dims:
     their sum is the joint log-probability)."""
-    gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()).square() - log_std - LOG_SQRT_2PI
-    return gaussian - log_one_minus_tanh_squared(pre_tanh)
+    return gaussian_log_probs(mean, log_std, pre_tanh) - log_one_minus_tanh_squared(pre_tanh)
 
 
 def tanh_gaussian_log_prob(

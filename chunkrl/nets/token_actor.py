@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from chunkrl.nets.actors import LOG_STD_MAX, LOG_STD_MIN
-from chunkrl.nets.distributions import tanh_gaussian_log_probs
+from chunkrl.nets.distributions import gaussian_log_probs, tanh_gaussian_log_probs
 from chunkrl.nets.mlp import MLP
 from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
 from chunkrl.nets.tokenizer import ChunkTokenizer
@@ -272,6 +272,79 @@ class GaussianChunkPolicy(nn.Module):
 
     def decode(self, encoded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         squashed = torch.tanh(encoded.float()).cpu().numpy()
+        normalized = squashed.reshape(-1, self.tokenizer.horizon, self.tokenizer.action_dim) / SQUASH_EDGE
+        return self.tokenizer.unnormalize(normalized), np.zeros(len(normalized), dtype=bool)
+
+
+def cosine_basis(horizon: int, functions: int) -> torch.Tensor:
+    """``[horizon, functions]``: column k is ``cos(pi k (t + 1/2) / horizon)`` over the chunk's steps t (the DCT-II
+    shapes FAST tokenizes, unscaled: column 0 is all ones, so that its coefficient is an offset in action units)."""
+    steps = torch.arange(horizon, dtype=torch.float64)[:, None] + 0.5
+    return torch.cos(math.pi * torch.arange(functions, dtype=torch.float64)[None, :] * steps / horizon).float()
+
+
+class ResidualChunkPolicy(GaussianChunkPolicy):
+    """chunk-ppo's residual over a frozen Gaussian imitation policy (ResiP, Ankile et al. 2024, does this per step
+    on top of a chunked imitation policy; here one correction per chunk decision).
+
+    The imitation network (``net``, loaded from the chunk-bc checkpoint by ``--init-from``) is frozen and gives
+    its greedy chunk ``b = tanh(mean)``. A fresh MLP reads the observation and ``b`` and gives the mean of
+    ``K x A`` coefficients ``c`` (its last layer starts at zero, so the policy starts as the imitation policy's
+    greedy chunk), with a learned state-independent log-std per coefficient. The executed chunk is
+    ``b + basis @ c`` (``cosine_basis``: K smooth shapes in time per action dimension), clamped to the squashed
+    range. So PPO explores ``K x A`` numbers whose noise is smooth over the chunk (K = 1: one offset per action
+    dimension) rather than ``h x A`` independent ones, in units of the normalised action, and with the imitation
+    network's scale (means in the hundreds before tanh after chunk-bc's L1) out of the gradient's way.
+
+    Its encoding is ``[chunk (h*A, squashed units), c (K*A)]``: decoded from the chunk, scored exactly from the
+    coefficients (a Gaussian, no tanh)."""
+
+    def __init__(self, observation_dim: int, tokenizer: ChunkTokenizer, hidden_dims, basis: int, initial_std: float):
+        super().__init__(observation_dim, tokenizer, hidden_dims)
+        self.net.requires_grad_(False)
+        self.coefficients = basis * tokenizer.action_dim
+        self.register_buffer("basis", cosine_basis(tokenizer.horizon, basis), persistent=False)
+        self.residual = MLP(observation_dim + self.chunk_dim, hidden_dims, self.coefficients)
+        nn.init.zeros_(self.residual.linears[-1].weight)
+        nn.init.zeros_(self.residual.linears[-1].bias)
+        self.residual_log_std = nn.Parameter(torch.full((self.coefficients,), math.log(initial_std)))
+
+    def add_log_std_offset(self) -> nn.Parameter:
+        raise ValueError("the residual policy learns its own log-std (residual_log_std): it takes no offset")
+
+    @torch.no_grad()
+    def base_chunk(self, observations: torch.Tensor) -> torch.Tensor:
+        """The frozen imitation policy's greedy chunk [B, h*A] in squashed units."""
+        return torch.tanh(self.net(observations).chunk(2, dim=-1)[0])
+
+    def residual_distribution(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(base chunk [B, h*A], coefficient mean [B, K*A], log-std [B, K*A])."""
+        base = self.base_chunk(observations)
+        mean = self.residual(observations, base)
+        return base, mean, self.residual_log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).expand_as(mean)
+
+    def evaluate_elements(self, observations, encoded):
+        _, mean, log_std = self.residual_distribution(observations)
+        per_coefficient = gaussian_log_probs(mean, log_std, encoded[:, self.chunk_dim :].float())
+        return per_coefficient, torch.ones_like(per_coefficient, dtype=torch.bool), gaussian_entropy(log_std)
+
+    def l1_imitation_loss(self, observations, encoded):
+        raise ValueError("the residual policy is for chunk-ppo fine-tuning; chunk-bc trains the Gaussian actor")
+
+    @torch.no_grad()
+    def sample(self, observations, temperature: float = 1.0, greedy: bool = False, noise: GlobalNoise = GLOBAL_NOISE):
+        base, mean, log_std = self.residual_distribution(observations)
+        c = mean if greedy else mean + temperature * log_std.exp() * noise.normal(mean.shape, mean.device)
+        shapes = c.view(len(c), -1, self.tokenizer.action_dim)  # [B, K, A]
+        correction = torch.einsum("tk,bka->bta", self.basis, shapes).flatten(1)
+        encoded = torch.cat([(base + correction).clamp(-1.0, 1.0), c], dim=1)
+        return encoded, gaussian_log_probs(mean, log_std, c).sum(-1)
+
+    def encode(self, chunks: np.ndarray) -> torch.Tensor:
+        raise ValueError("the residual policy cannot encode a dataset chunk: its coefficients depend on the state")
+
+    def decode(self, encoded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        squashed = encoded[:, : self.chunk_dim].float().cpu().numpy()
         normalized = squashed.reshape(-1, self.tokenizer.horizon, self.tokenizer.action_dim) / SQUASH_EDGE
         return self.tokenizer.unnormalize(normalized), np.zeros(len(normalized), dtype=bool)
 

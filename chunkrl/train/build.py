@@ -76,6 +76,11 @@ def build_trainer(
         space = env.action_space if env is not None else None
         tokenizer = method.prepare_tokenizer(config, action_dim, store, checkpoint or initial, logger.console, space)
     agent = build_agent(config, observation_dim, action_dim, device, tokenizer)
+    if agent.needs_initial_weights and checkpoint is None and initial is None:
+        raise ValueError(
+            f"{config.agent} as configured fine-tunes a frozen pre-trained policy (e.g. ppo.residual_basis over a "
+            "chunk-bc one): pass --init-from RUN_DIR_OR_CHECKPOINT of the run that trained it"
+        )
     if own_noise:
         agent.noise = GeneratorNoise(config.seed + 30_000, device)
     length = max(config.critic_horizon, config.actor_chunk)  # batches carry the longer of the two

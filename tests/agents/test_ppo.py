@@ -275,3 +275,31 @@ def test_a_log_std_floor_outside_the_networks_range_is_refused():
     assert any("log_std_floor must be in [-5, 2)" in p for p in ChunkPPOConfig(log_std_floor=3.0).problems("ppo"))
     assert any("log_std_floor" in p for p in ChunkPPOConfig(log_std_floor=float("nan")).problems("ppo"))
     assert not ChunkPPOConfig(log_std_floor=-3.0).problems("ppo")
+
+
+def test_a_residual_starts_at_the_imitation_policy_and_ppo_leaves_the_imitation_network_frozen(tmp_path):
+    config = dict(width=16, layers=1, heads=2, hidden_dims=(16,), actor="gaussian", ratio="dimension")
+    bc, _ = agents(ChunkPPOConfig(**config))
+    ppo = ChunkPPOAgent(3, 2, 2, ChunkPPOConfig(**config, learning_rate=1e-2, target_kl=None, residual_basis=2),
+                        tokenizer=tokenizer_for())  # fmt: skip
+    console = Console(record=True, width=200)
+    load_initial_weights(ppo, save_weights(bc, tmp_path / "bc"), False, console)
+    assert "fresh (not in the checkpoint): actor_backbone.residual" in console.export_text()
+    assert ppo.needs_initial_weights and not bc.needs_initial_weights
+    observations = torch.randn(8, 3)
+    torch.testing.assert_close(ppo.act_tensor(observations, True), bc.act_tensor(observations, True))
+    imitation = {k: v.clone() for k, v in ppo.actor_backbone.net.state_dict().items()}
+    encoded, log_pi, values, _ = ppo.collect(observations)
+    assert encoded.shape == (8, 2 * 2 + 2 * 2)  # the chunk (h 2 x A 2), then 2 shapes x 2 dimensions
+    batch = ppo.prepare_rollout(RolloutBatch(observations, encoded, log_pi, values, torch.randn(8), values))
+    for _ in range(2):  # twice: at first the residual's zero last layer passes no gradient back to its input
+        ppo.update(batch)
+    for name, tensor in ppo.actor_backbone.net.state_dict().items():
+        torch.testing.assert_close(tensor, imitation[name])  # frozen
+    assert (ppo.actor_backbone.residual.linears[-1].weight != 0).any()  # the residual learned
+    assert not (ppo.actor_backbone.residual_log_std == np.log(0.02)).all()  # and its spread
+    with pytest.raises(ValueError, match="residual_basis 3 exceeds the chunk's 2 steps"):
+        ChunkPPOAgent(3, 2, 2, ChunkPPOConfig(**config, residual_basis=3), tokenizer=tokenizer_for())
+    with pytest.raises(ValueError, match="chunk-bc trains the imitation policy itself"):
+        ChunkBCAgent(3, 2, 2, ChunkPPOConfig(**config, residual_basis=1), tokenizer=tokenizer_for())
+    assert any("residual_basis is for the gaussian actor" in p for p in ChunkPPOConfig(residual_basis=1).problems("p"))

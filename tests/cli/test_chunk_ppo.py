@@ -65,6 +65,10 @@ def test_scripted_demonstrations_then_imitation_then_ppo(tmp_path):
                        "--run-dir", tmp_path / "bad", check=False)  # fmt: skip
     assert mismatch.returncode == 2 and "--allow-partial-init" in mismatch.stderr
     assert not (tmp_path / "bad").exists()
+    residual = chunkrl("train", "--config", PRESET, "--ppo.actor", "gaussian", "--ppo.residual-basis", 1, *TINY,
+                       "--run-dir", tmp_path / "residual", check=False)  # fmt: skip
+    assert residual.returncode == 2 and "pass --init-from" in residual.stderr
+    assert not (tmp_path / "residual").exists()
 
 
 def test_sigterm_then_resume_finishes_the_run(tmp_path):

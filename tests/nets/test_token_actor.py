@@ -157,3 +157,29 @@ def test_a_gaussian_chunk_past_tanhs_edge_is_scored_exactly_from_its_pre_tanh_sa
     np.testing.assert_allclose(float(policy.evaluate(observations, encoded)[0].detach()), expected - 0.005, rtol=1e-5)
     decoded, _ = policy.decode(encoded)
     np.testing.assert_allclose(decoded, [[[1.0]]])  # the squashed chunk is clipped to the tokenizer's bounds
+
+
+def test_a_residual_chunk_is_the_frozen_greedy_chunk_plus_cosine_shapes_scored_from_its_coefficients():
+    from chunkrl.nets.token_actor import SQUASH_EDGE, ResidualChunkPolicy
+
+    tokenizer = ChunkTokenizer(2, 1, np.array([-1.0]), np.array([1.0]))
+    policy = ResidualChunkPolicy(3, tokenizer, (8,), basis=2, initial_std=0.05)
+    assert not any(p.requires_grad for p in policy.net.parameters())  # the imitation network is frozen
+    with torch.no_grad():
+        policy.net.linears[-1].weight.zero_()
+        policy.net.linears[-1].bias.copy_(torch.tensor([np.arctanh(0.45), np.arctanh(-0.45), -5.0, -5.0]))
+        observations = torch.zeros(1, 3)
+        start, _ = policy.sample(observations, greedy=True)
+        policy.residual.linears[-1].bias.copy_(torch.tensor([0.1, 0.2]))  # offset 0.1, cosine shape 0.2
+    torch.testing.assert_close(start[0, :2], torch.tensor([0.45, -0.45]))  # zero residual: the greedy chunk
+    encoded, log_pi = policy.sample(observations, greedy=True)
+    # cos(pi k (t + 1/2) / 2): k=0 -> 1, 1; k=1 -> 0.7071, -0.7071
+    torch.testing.assert_close(encoded[0], torch.tensor([0.45 + 0.1 + 0.14142, -0.45 + 0.1 - 0.14142, 0.1, 0.2]))
+    per_coefficient = -np.log(0.05) - 0.5 * np.log(2 * np.pi)  # 2.07679 at the mean
+    np.testing.assert_allclose(float(log_pi), 2 * per_coefficient, rtol=1e-5)
+    moved = encoded.clone()
+    moved[0, 2] += 0.05  # the offset one standard deviation away: half a nat less
+    elements, _, _ = policy.evaluate_elements(observations, moved)
+    np.testing.assert_allclose(elements.detach().numpy(), [[per_coefficient - 0.5, per_coefficient]], rtol=1e-5)
+    decoded, _ = policy.decode(encoded)
+    np.testing.assert_allclose(decoded[0, :, 0], [0.69142 / SQUASH_EDGE, -0.49142 / SQUASH_EDGE], rtol=1e-4)

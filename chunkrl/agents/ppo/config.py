@@ -25,6 +25,14 @@ class ChunkPPOConfig(AgentSection):
     """Lower bound of the Gaussian actor's log standard deviations (pre-tanh, normalised units) wherever it acts
     and learns; None: the network's own bound (-5). A floor gives PPO room to explore around a tightly imitated
     policy."""
+    residual_basis: int | None = None
+    """chunk-ppo with the Gaussian actor from an imitation checkpoint: fine-tune a residual over the frozen imitation
+    policy instead of the imitation network itself (``nets/token_actor.py: ResidualChunkPolicy``): this many smooth
+    shapes in time per action dimension (1: one offset per dimension held over the chunk; at most the chunk's
+    length), whose coefficients PPO samples. None: PPO moves the imitation network's own weights."""
+    residual_std: float = 0.02
+    """Initial standard deviation of the residual's coefficients (normalised action units, where the
+    demonstrations span [-0.9, 0.9]); learned from there."""
     width: int = 128
     """Transformer width (token actor)."""
     layers: int = 2
@@ -108,6 +116,18 @@ class ChunkPPOConfig(AgentSection):
         wanted = {"token": "tokens", "dimension": "gaussian"}.get(self.ratio, self.actor)
         if wanted != self.actor:
             problems.append(f"{section}.ratio {self.ratio} is for the {wanted} actor (this one: {self.actor})")
+        if self.residual_basis is not None:
+            if self.actor != "gaussian":
+                problems.append(f"{section}.residual_basis is for the gaussian actor (this one: {self.actor})")
+            if self.residual_basis < 1:
+                problems.append(f"{section}.residual_basis must be >= 1 (got {self.residual_basis})")
+            if self.log_std_learning_rate is not None:
+                problems.append(
+                    f"{section}.log_std_learning_rate and residual_basis exclude each other: the residual's log-std is "
+                    "a parameter of its own, learned at learning_rate"
+                )
+        if not (math.isfinite(self.residual_std) and 0 < self.residual_std <= 1):
+            problems.append(f"{section}.residual_std must be in (0, 1] (got {self.residual_std})")
         if self.log_std_floor is not None and not (math.isfinite(self.log_std_floor) and -5 <= self.log_std_floor < 2):
             problems.append(f"{section}.log_std_floor must be in [-5, 2) (got {self.log_std_floor})")
         if self.width % self.heads:

@@ -23,7 +23,7 @@ from chunkrl.agents.base import Agent, make_adam
 from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.data.rollouts import RolloutBatch
-from chunkrl.nets.token_actor import GaussianChunkPolicy, TokenChunkActor, ValueHead
+from chunkrl.nets.token_actor import GaussianChunkPolicy, ResidualChunkPolicy, TokenChunkActor, ValueHead
 from chunkrl.nets.tokenizer import ChunkTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -52,7 +52,18 @@ def clipped_surrogate(
     return -(surrogate * mask).sum() / mask.sum().clamp_min(1)
 
 
-def build_actor(observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPPOConfig) -> nn.Module:
+def build_actor(
+    observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPPOConfig, fine_tuning: bool = False
+) -> nn.Module:
+    if fine_tuning and config.residual_basis is not None:
+        if config.residual_basis > tokenizer.horizon:
+            raise ValueError(
+                f"ppo.residual_basis {config.residual_basis} exceeds the chunk's {tokenizer.horizon} steps: a chunk of "
+                f"h steps has h independent shapes in time; use at most {tokenizer.horizon}"
+            )
+        return ResidualChunkPolicy(
+            observation_dim, tokenizer, config.hidden_dims, config.residual_basis, config.residual_std
+        )
     if config.actor == "tokens":
         return TokenChunkActor(
             observation_dim, tokenizer, tokenizer.max_tokens, config.width, config.layers, config.heads
@@ -64,6 +75,7 @@ class TokenPolicyAgent(Agent):
     """What chunk-bc and chunk-ppo share: the actor, its tokenizer, acting, the tokenizer file."""
 
     unit_actions = False  # the tokenizer maps the demonstrations' quantiles itself
+    fine_tuning = False  # chunk-ppo: the actor may be a residual over the imitation one (ppo.residual_basis)
 
     def __init__(
         self,
@@ -79,7 +91,7 @@ class TokenPolicyAgent(Agent):
         if tokenizer is None or (tokenizer.horizon, tokenizer.action_dim) != (horizon, action_dim):
             raise ValueError(f"{type(self).__name__} needs a tokenizer for chunks of {horizon} x {action_dim}")
         self.config, self.tokenizer = config, tokenizer
-        self.actor_backbone = build_actor(observation_dim, tokenizer, config)
+        self.actor_backbone = build_actor(observation_dim, tokenizer, config, self.fine_tuning)
         self.invalid_decodes = 0  # malformed sampled chunks since the last log (repaired, counted)
 
     def decode(self, encoded: torch.Tensor) -> np.ndarray:
@@ -105,6 +117,11 @@ class ChunkBCAgent(TokenPolicyAgent):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.config.residual_basis is not None:
+            raise ValueError(
+                "ppo.residual_basis is chunk-ppo's fine-tuning of a residual over an imitation policy; chunk-bc "
+                "trains the imitation policy itself: drop it here and set it on the chunk-ppo run"
+            )
         self.optimizer = make_adam(self.actor_backbone.parameters(), self.config.learning_rate)
         self.l1_imitation = self.config.actor == "gaussian" and self.config.gaussian_imitation == "l1"
 
@@ -141,6 +158,7 @@ class ChunkPPOAgent(TokenPolicyAgent):
 
     progress_metrics = {"ppo/chunk_reward": "chunk reward", "ppo/approx_kl": "kl"}
     fresh_on_init = ("value_head.",)  # an imitation checkpoint has no value head: it starts fresh
+    fine_tuning = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -156,7 +174,11 @@ class ChunkPPOAgent(TokenPolicyAgent):
         if self.config.log_std_learning_rate is not None:
             offset = [self.actor_backbone.add_log_std_offset()]
             self.fresh_on_init = (*self.fresh_on_init, "actor_backbone.log_std_offset")  # not in imitation ones
-        actor = [p for name, p in self.actor_backbone.named_parameters() if name != "log_std_offset"]
+        if self.config.residual_basis is not None:  # the residual and its log-std start fresh over the imitation net
+            self.fresh_on_init = (*self.fresh_on_init, "actor_backbone.residual")
+            self.needs_initial_weights = True
+        named = self.actor_backbone.named_parameters()
+        actor = [p for name, p in named if name != "log_std_offset" and p.requires_grad]  # not a frozen imitation
         groups = [{"params": actor}, {"params": list(self.value_head.parameters()), "lr": value_rate}]
         if offset:
             groups.append({"params": offset, "lr": self.config.log_std_learning_rate})
