@@ -179,7 +179,7 @@ def test_sigterm_to_a_sweep_reaches_its_running_trial_and_starts_no_queued_one(m
 
 
 def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
-    from chunkrl.report.plot import curve, final_level, load_run
+    from chunkrl.report.plot import curve, final_level, load_run, plotted_phases
 
     def run(name, offline_steps, rows, interval=0):
         path = tmp_path / name
@@ -205,6 +205,7 @@ def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
     assert final_level(seeds, "return")[0] == pytest.approx(90.0)
     out = plot_runs([seeds[0].path], tmp_path / "r.png", metric="return", baselines=[seeds[1].path])
     assert out.exists() and out.with_suffix(".svg").exists()
+    assert plotted_phases([seeds[:1]]) == ["offline", "online"] and plotted_phases([seeds[1:]]) == ["online"]
     with pytest.raises(ValueError, match="metric must be one of success, return"):
         plot_runs([seeds[0].path], tmp_path / "x.png", metric="length")
     # on-policy seeds evaluate a little past each multiple of eval_interval, each differently: drawn at the multiple

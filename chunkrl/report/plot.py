@@ -184,6 +184,13 @@ def final_level(members: list[RunRecord], metric: str = "success") -> tuple[floa
     return bootstrap_ci([run.evaluations[-1][METRICS[metric]] for run in members])
 
 
+def plotted_phases(groups: list[list[RunRecord]], metric: str = "success") -> list[str]:
+    """The phases with a curve to draw, in order: a panel for each (fine-tuning runs without an offline phase get
+    the online one alone); both when no group has any point."""
+    phases = [phase for phase in ("offline", "online") if any(curve(members, phase, metric) for members in groups)]
+    return phases or ["offline", "online"]
+
+
 def plot_runs(
     runs: list[Path],
     out: Path | None = None,
@@ -193,7 +200,8 @@ def plot_runs(
     baselines: list[Path] = (),
 ) -> Path:
     """Mean evaluation ``metric`` (success or return) per (method, task) over its seeds, with a 95% bootstrap
-    confidence band, offline and online phases side by side; written as PNG and SVG (``out`` names the PNG).
+    confidence band, offline and online phases side by side (a phase no run has is left out); written as PNG and
+    SVG (``out`` names the PNG).
 
     A step enters a group's curve where every seed of the group was evaluated. With ``reference`` (the
     paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl; success only), the paper's curve for the same task
@@ -210,11 +218,14 @@ def plot_runs(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    panels = dict(zip(("offline", "online"), axes, strict=True))
+    groups = sorted(group_runs(records).items())
+    phases = plotted_phases([members for _, members in groups], metric)
+    fig, axes = plt.subplots(1, len(phases), figsize=(1 + 5 * len(phases), 4), sharey=True, squeeze=False)
+    axes = list(axes[0])
+    panels = dict(zip(phases, axes, strict=True))
     extent = {"offline": 0.0, "online": 0.0}
     references = set()
-    for index, ((agent, env), members) in enumerate(sorted(group_runs(records).items())):
+    for index, ((agent, env), members) in enumerate(groups):
         color = f"C{index % 10}"
         for phase, ax in panels.items():
             points = curve(members, phase, metric)
@@ -247,9 +258,9 @@ def plot_runs(
         ax.set_xlabel(f"{phase} {unit}")
         ax.set_title(phase)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:  # a phase no run had (e.g. offline-only runs) stays empty
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    axes[0].set_ylabel(f"evaluation {metric} (mean, 95% bootstrap CI over seeds)")
+    axes[0].set_ylabel(f"evaluation {metric}\n(mean, 95% bootstrap CI over seeds)")
     if metric == "success":
         axes[0].set_ylim(-0.02, 1.02)
     fig.tight_layout()

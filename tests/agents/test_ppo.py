@@ -293,7 +293,8 @@ def test_a_residual_starts_at_the_imitation_policy_and_ppo_leaves_the_imitation_
     assert encoded.shape == (8, 2 * 2 + 2 * 2)  # the chunk (h 2 x A 2), then 2 shapes x 2 dimensions
     batch = ppo.prepare_rollout(RolloutBatch(observations, encoded, log_pi, values, torch.randn(8), values))
     for _ in range(2):  # twice: at first the residual's zero last layer passes no gradient back to its input
-        ppo.update(batch)
+        metrics = ppo.update(batch)
+    torch.testing.assert_close(metrics["ppo/residual_log_std_mean"], ppo.actor_backbone.residual_log_std.mean())
     for name, tensor in ppo.actor_backbone.net.state_dict().items():
         torch.testing.assert_close(tensor, imitation[name])  # frozen
     assert (ppo.actor_backbone.residual.linears[-1].weight != 0).any()  # the residual learned

@@ -263,10 +263,13 @@ class ChunkPPOAgent(TokenPolicyAgent):
         }
 
     def _offset_metrics(self) -> dict[str, torch.Tensor]:
-        offset = getattr(self.actor_backbone, "log_std_offset", None)
-        if offset is None:
-            return {}
-        return {"ppo/log_std_offset_mean": offset.detach().mean(), "ppo/log_std_offset_min": offset.detach().min()}
+        """The learned spreads' summaries: the log-std offset's, or the residual's log-std."""
+        metrics = {}
+        for name in ("log_std_offset", "residual_log_std"):
+            value = getattr(self.actor_backbone, name, None)
+            if value is not None:
+                metrics |= {f"ppo/{name}_mean": value.detach().mean(), f"ppo/{name}_min": value.detach().min()}
+        return metrics
 
     def adapt_learning_rate(self, approx_kl: float) -> None:
         """After a minibatch whose approximate KL (the mean over the ranks, so that all keep one rate) was
