@@ -41,3 +41,16 @@ def test_nothing_cached_and_no_generation_names_the_official_size(tmp_path):
 def test_explicit_path_wins(tmp_path):
     config = TrainConfig(env=TASK.env_name, dataset_path=tmp_path / "mine.npz")
     assert dataset_file(config, TASK, Console()) == tmp_path / "mine.npz"
+
+
+def test_generation_progress_without_a_terminal_logs_the_first_the_last_and_at_most_every_30_seconds():
+    import io
+
+    from chunkrl.progress import generation_progress
+
+    console = Console(file=io.StringIO(), width=120)  # a log file: not a terminal
+    with generation_progress(console) as report:
+        for done in (1, 2, 3):  # within 30 s of each other: the 2nd is not logged
+            report(done, 3)
+    lines = console.file.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["episodes 1/3", "episodes 3/3"]
