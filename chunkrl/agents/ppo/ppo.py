@@ -52,10 +52,8 @@ def clipped_surrogate(
     return -(surrogate * mask).sum() / mask.sum().clamp_min(1)
 
 
-def build_actor(
-    observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPPOConfig, fine_tuning: bool = False
-) -> nn.Module:
-    if fine_tuning and config.residual_basis is not None:
+def build_actor(observation_dim: int, tokenizer: ChunkTokenizer, config: ChunkPPOConfig) -> nn.Module:
+    if config.residual_basis is not None:  # chunk-ppo only: chunk-bc refuses it
         if config.residual_basis > tokenizer.horizon:
             raise ValueError(
                 f"ppo.residual_basis {config.residual_basis} exceeds the chunk's {tokenizer.horizon} steps: a chunk of "
@@ -75,7 +73,6 @@ class TokenPolicyAgent(Agent):
     """What chunk-bc and chunk-ppo share: the actor, its tokenizer, acting, the tokenizer file."""
 
     unit_actions = False  # the tokenizer maps the demonstrations' quantiles itself
-    fine_tuning = False  # chunk-ppo: the actor may be a residual over the imitation one (ppo.residual_basis)
 
     def __init__(
         self,
@@ -91,7 +88,7 @@ class TokenPolicyAgent(Agent):
         if tokenizer is None or (tokenizer.horizon, tokenizer.action_dim) != (horizon, action_dim):
             raise ValueError(f"{type(self).__name__} needs a tokenizer for chunks of {horizon} x {action_dim}")
         self.config, self.tokenizer = config, tokenizer
-        self.actor_backbone = build_actor(observation_dim, tokenizer, config, self.fine_tuning)
+        self.actor_backbone = build_actor(observation_dim, tokenizer, config)
         self.invalid_decodes = 0  # malformed sampled chunks since the last log (repaired, counted)
 
     def decode(self, encoded: torch.Tensor) -> np.ndarray:
@@ -158,7 +155,6 @@ class ChunkPPOAgent(TokenPolicyAgent):
 
     progress_metrics = {"ppo/chunk_reward": "chunk reward", "ppo/approx_kl": "kl"}
     fresh_on_init = ("value_head.",)  # an imitation checkpoint has no value head: it starts fresh
-    fine_tuning = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -259,10 +255,10 @@ class ChunkPPOAgent(TokenPolicyAgent):
             "ppo/grad_norm": norm,
             "ppo/value_grad_norm": value_norm,
             "ppo/actor_lr": torch.tensor(self.optimizer.param_groups[0]["lr"]),
-            **self._offset_metrics(),
+            **self._spread_metrics(),
         }
 
-    def _offset_metrics(self) -> dict[str, torch.Tensor]:
+    def _spread_metrics(self) -> dict[str, torch.Tensor]:
         """The learned spreads' summaries: the log-std offset's, or the residual's log-std."""
         metrics = {}
         for name in ("log_std_offset", "residual_log_std"):
