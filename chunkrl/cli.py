@@ -200,7 +200,7 @@ def _plot(argv: list[str]) -> int:
         prog="chunkrl plot",
         description="Mean evaluation success per method and task, with a 95%% bootstrap CI over seeds (PNG + SVG).",
     )
-    parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one method/task are grouped)")
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one configuration are grouped)")
     parser.add_argument("--out", type=Path, default=None, help="PNG file (default: <first run>/success.png)")
     parser.add_argument("--paper", action="store_true", help="overlay the paper's curve for the same task and method")
     parser.add_argument("--reference", type=Path, default=None, help="another curves CSV to overlay")
@@ -226,7 +226,7 @@ def _report(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="chunkrl report", description="A Markdown table: final success (mean, 95%% CI), steps, wall time."
     )
-    parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one method/task are grouped)")
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one configuration are grouped)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
     table = report_table(args.runs, warn=lambda text: console.print(f"[yellow]{escape(text)}[/]"))

@@ -218,3 +218,37 @@ def test_curves_and_baseline_levels_read_success_or_return_by_hand(tmp_path):
         (2000.0, pytest.approx(0.6)),
         (2500.0, pytest.approx(0.8)),
     ]  # 2,500 (the end, half an interval past 2,000) stays where it is
+
+
+def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
+    """Two configurations of one agent on one task are two groups named by what differs; the seed, the run a
+    fine-tuning started from and a setting an older config lacks are no difference; unfinished runs enter no
+    figure of the report."""
+    from chunkrl.report.plot import Group, group_runs, load_run
+
+    def run(name, status="finished", success=0.5, **settings):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"agent": "qc-rlpd", "env": "puzzle-3x3-play-singletask-task1-v0", "offline_steps": 0}
+        config.update({"seed": int(name[-1]), "init_from": f"/bc/{name}", "sac": {"width": [128, 128]}}, **settings)
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        evaluations = {"online_final": {"success": success}} if status == "finished" else {}
+        summary = {"status": status, "evaluations": evaluations, "counters": {"online_step": 100}, "wall_seconds": 60}
+        (path / "summary.json").write_text(json.dumps(summary))
+        return path
+
+    eight = [run("a0", actor_chunk=8, critic_horizon=3), run("a1", actor_chunk=8, critic_horizon=3, new_key=1)]
+    three = [run("b0", actor_chunk=3, critic_horizon=3), run("b1", "interrupted", actor_chunk=3, critic_horizon=3)]
+    wider = [run("c0", success=0.9, actor_chunk=3, critic_horizon=3, sac={"width": [256, 256]})]
+    groups = group_runs([load_run(p) for p in [*eight, *three, *wider]])
+    task = ("qc-rlpd", "puzzle-3x3-play-singletask-task1-v0")
+    assert {group: [r.path.name for r in members] for group, members in groups.items()} == {
+        Group(*task, "actor_chunk=8, sac.width=[128, 128]"): ["a0", "a1"],
+        Group(*task, "actor_chunk=3, sac.width=[128, 128]"): ["b0", "b1"],
+        Group(*task, "actor_chunk=3, sac.width=[256, 256]"): ["c0"],
+    }  # each group shows its value of every setting that varies among them
+    table = report_table([*eight, *three])
+    assert "| qc-rlpd (actor_chunk=8) | puzzle-3x3-play-task1 | 2 | 0.50 [0.50, 0.50] | 100 | 1.0 |" in table
+    assert "| qc-rlpd (actor_chunk=3) | puzzle-3x3-play-task1 | 1 (+1 not finished) | 0.50 [0.50, 0.50] |" in table
+    lone = report_table([three[1]])
+    assert "| qc-rlpd | puzzle-3x3-play-task1 | 0 (+1 not finished) | no final evaluation | 100 | 1.0 |" in lone

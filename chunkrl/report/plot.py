@@ -7,12 +7,44 @@ import csv
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import fmean
 
 import yaml
 
-PAPER_METHOD_NAMES = {"qc-fql": "QC-FQL", "fql": "FQL", "fql-n": "FQL-n"}
+PAPER_METHOD_NAMES = {
+    "qc-fql": "QC-FQL",
+    "fql": "FQL",
+    "fql-n": "FQL-n",
+    "qc": "QC",
+    "bfn": "BFN",
+    "bfn-n": "BFN-n",
+    "rlpd": "RLPD",
+    "rlpd-ac": "RLPD-AC",
+}
+"""chunkrl's agent names -> the method names of the paper's curves (``reference/qc_paper_curves.csv``)."""
+
+BOOKKEEPING = frozenset(
+    {
+        "seed",
+        "seeds",
+        "device",
+        "tensorboard",
+        "wandb",
+        "log_interval",
+        "checkpoint_interval",
+        "keep_checkpoints",
+        "generate_workers",
+        "generate_missing",
+        "cache_dir",
+        "dataset_dir",
+        "init_from",
+        "allow_partial_init",
+    }
+)
+"""Settings that say where or how a run was kept, not what was trained: runs that differ only in these (the seed,
+the imitation run each fine-tuning started from) are seeds of one method. Any other difference makes them two."""
 
 
 def paper_task_name(env_name: str) -> str:
@@ -31,6 +63,9 @@ class RunRecord:
     eval_interval: int = 0
     evaluations: list[tuple[str, float, float, float]] | None = None  # (phase, step, success, return) of eval.csv
     summary: dict | None = None  # summary.json
+    settings: dict[str, object] = field(
+        default_factory=dict
+    )  # the config, flattened (``sac.act.width``), lists as tuples
 
 
 def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> RunRecord:
@@ -52,12 +87,23 @@ def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> Run
     if not isinstance(offline_steps, int):
         raise ValueError(f"{path}: offline_steps {offline_steps!r} is not a whole number")
     interval = config.get("eval_interval") or 0
-    record = RunRecord(run, config["agent"], config["env"], offline_steps, interval if isinstance(interval, int) else 0)
+    interval = interval if isinstance(interval, int) else 0
+    record = RunRecord(run, config["agent"], config["env"], offline_steps, interval, settings=_flatten(config))
     if evaluations:
         record.evaluations = _read_eval(run / "eval.csv")
     if summary:
         record.summary = _read_summary(run / "summary.json")
     return record
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return flat
 
 
 METRICS = {"success": 2, "return": 3}
@@ -143,12 +189,51 @@ def bootstrap_ci(values, confidence: float = 0.95, resamples: int = 4000, seed: 
     return float(values.mean()), float(low), float(high)
 
 
-def group_runs(records: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
-    """Runs grouped by (agent, env): the seeds of one method on one task."""
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+@dataclass(frozen=True, order=True)
+class Group:
+    """One method on one task: runs whose settings agree except for bookkeeping (``BOOKKEEPING``). ``variant``
+    names the settings that set it apart from the other groups of the same agent and task (empty when there is
+    none), e.g. ``actor_chunk=8, execute_horizon=3``."""
+
+    agent: str
+    env: str
+    variant: str = ""
+
+    def label(self) -> str:
+        return f"{self.agent} ({self.variant})" if self.variant else self.agent
+
+
+def group_runs(records: list[RunRecord]) -> dict[Group, list[RunRecord]]:
+    """Runs grouped into the seeds of one method on one task: the same agent, environment and settings (all but
+    ``BOOKKEEPING``; a setting one config lacks, being older than the setting, is not a difference). Two
+    configurations of one agent on one task are two groups, each named by the settings in which they differ;
+    they are never averaged together."""
+    kept: list[tuple[str, str, dict[str, str], list[RunRecord]]] = []  # agent, env, settings, members
     for record in records:
-        groups[(record.agent, record.env)].append(record)
-    return dict(groups)
+        settings = {k: repr(v) for k, v in record.settings.items() if k not in BOOKKEEPING}
+        for agent, env, shared, members in kept:
+            if (agent, env) == (record.agent, record.env) and not _differing(shared, settings):
+                members.append(record)
+                shared.update(settings)
+                break
+        else:
+            kept.append((record.agent, record.env, settings, [record]))
+    groups: dict[Group, list[RunRecord]] = {}
+    for agent, env, settings, members in kept:
+        siblings = [other for a, e, other, _ in kept if (a, e) == (agent, env) and other is not settings]
+        differing = sorted({key for other in siblings for key in _differing(settings, other)})
+        variant = ", ".join(f"{key}={_plain(settings[key])}" for key in differing)
+        groups[Group(agent, env, variant)] = members
+    return groups
+
+
+def _differing(one: dict[str, str], other: dict[str, str]) -> list[str]:
+    return [key for key in one.keys() & other.keys() if one[key] != other[key]]
+
+
+def _plain(text: str) -> str:
+    """A setting's repr as a user would write it: ``(256, 256)`` -> ``[256, 256]``, ``'mask'`` -> ``mask``."""
+    return text.strip("'").replace("(", "[").replace(",)", "]").replace(")", "]")
 
 
 SNAP = 0.5
@@ -225,22 +310,22 @@ def plot_runs(
     panels = dict(zip(phases, axes, strict=True))
     extent = {"offline": 0.0, "online": 0.0}
     references = set()
-    for index, ((agent, env), members) in enumerate(groups):
+    for index, (group, members) in enumerate(groups):
         color = f"C{index % 10}"
         for phase, ax in panels.items():
             points = curve(members, phase, metric)
             if not points:
                 continue
             steps, mean, low, high = zip(*points, strict=True)
-            label = f"{agent} on {paper_task_name(env)} ({len(members)} seed{'s' if len(members) > 1 else ''})"
+            label = f"{group.label()} on {paper_task_name(group.env)} ({_seeds(members)})"
             ax.plot(steps, mean, marker="o", color=color, label=label)
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
             extent[phase] = max(extent[phase], max(steps))
-        references.add((paper_task_name(env), PAPER_METHOD_NAMES.get(agent, agent)))
-    for index, ((agent, env), members) in enumerate(sorted(group_runs(levels).items())):
+        references.add((paper_task_name(group.env), PAPER_METHOD_NAMES.get(group.agent, group.agent)))
+    for index, (group, members) in enumerate(sorted(group_runs(levels).items())):
         mean, low, high = final_level(members, metric)
         color = f"C{(index + 5) % 10}"
-        label = f"{agent} on {paper_task_name(env)}, final ({len(members)} seed{'s' if len(members) > 1 else ''})"
+        label = f"{group.label()} on {paper_task_name(group.env)}, final ({_seeds(members)})"
         for ax in axes:
             ax.axhline(mean, linestyle=":", color=color, label=label)
             ax.axhspan(low, high, color=color, alpha=0.12)
@@ -271,32 +356,38 @@ def plot_runs(
     return out
 
 
+def _seeds(members: list[RunRecord]) -> str:
+    return f"{len(members)} seed{'s' if len(members) > 1 else ''}"
+
+
 def report_table(runs: list[Path], warn: Callable[[str], None] = print) -> str:
-    """A Markdown table per (method, task): seeds, final success mean with its 95% bootstrap CI, steps
-    and wall time (means over seeds), from each run's summary.json. A run that cannot be read is named
-    through ``warn`` and left out."""
+    """A Markdown table per method and task (``group_runs``): the finished seeds, their final success mean with
+    its 95% bootstrap CI, steps and wall time (means over those seeds), from each run's summary.json; runs not
+    finished (still running, stopped or failed) are counted beside the seeds and enter no figure. A run that
+    cannot be read is named through ``warn`` and left out."""
     lines = [
         "| method | task | seeds | final success (mean [95% CI]) | steps | wall time (min) |",
         "|---|---|---|---|---|---|",
     ]
-    for (agent, env), members in sorted(group_runs(load_runs(runs, warn, summary=True)).items()):
-        finals, steps, minutes = [], [], []
-        for record in members:
-            summary = record.summary
+    for group, members in sorted(group_runs(load_runs(runs, warn, summary=True)).items()):
+        finished = [record.summary for record in members if record.summary.get("status") == "finished"]
+        finals = []
+        for summary in finished:
             evaluations = summary.get("evaluations", {})
             final = evaluations.get("online_final") or evaluations.get("offline_final")
             if isinstance(final, dict) and isinstance(final.get("success"), int | float):
                 finals.append(final["success"])
-            counters = summary.get("counters", {})
-            steps.append(counters.get("offline_step", 0) + counters.get("online_step", 0))
-            minutes.append(summary.get("wall_seconds", 0.0) / 60.0)
         if finals:
             mean, low, high = bootstrap_ci(finals)
             success = f"{mean:.2f} [{low:.2f}, {high:.2f}]"
         else:
-            success = "no evaluation"
-        lines.append(
-            f"| {agent} | {paper_task_name(env)} | {len(members)} | {success} | {sum(steps) / len(steps):,.0f} | "
-            f"{sum(minutes) / len(minutes):.1f} |"
+            success = "no final evaluation"
+        seeds = f"{len(finished)}" + (
+            f" (+{len(members) - len(finished)} not finished)" if len(finished) < len(members) else ""
         )
+        counted = finished or [record.summary for record in members]
+        steps = fmean(sum(s.get("counters", {}).get(k, 0) for k in ("offline_step", "online_step")) for s in counted)
+        minutes = fmean(s.get("wall_seconds", 0.0) / 60.0 for s in counted)
+        task = paper_task_name(group.env)
+        lines.append(f"| {group.label()} | {task} | {seeds} | {success} | {steps:,.0f} | {minutes:.1f} |")
     return "\n".join(lines) + "\n"
