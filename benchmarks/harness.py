@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,11 +20,10 @@ from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.nets.precision import autocast, matmul_precision
-from chunkrl.train.device import resolve_device
+from chunkrl.train.device import cpu_description, resolve_device
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 """puzzle-3x3's sizes, the paper's chunk length and batch."""
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 
 def synthetic_store(steps: int = 20_000, seed: int = 0) -> Trajectories:
@@ -129,21 +125,6 @@ def benchmark_parser(description: str, updates: int, updates_help: str) -> argpa
     parser.add_argument("--updates", type=int, default=updates, help=updates_help)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     return parser
-
-
-def cpu_description() -> str:
-    """The CPU model and which of the SIMD extensions that matter for matrix products it has."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())  # the first core's entry
-    except OSError:  # not Linux: the model from platform, no flags
-        pass
-    model = fields.get("model name") or platform.processor() or "unknown CPU"
-    family = f"family {fields['cpu family']} model {fields['model']}, " if "cpu family" in fields else ""
-    present = [f for f in SIMD_FLAGS if f in fields.get("flags", "").split()]
-    return f"{model} ({family}{os.cpu_count()} cores; SIMD: {' '.join(present) or 'unknown'})"
 
 
 def prepare(args: argparse.Namespace) -> torch.device:

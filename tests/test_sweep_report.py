@@ -234,6 +234,7 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
         (path / "config.yaml").write_text(yaml.safe_dump(config))
         evaluations = {"online_final": {"success": success}} if status == "finished" else {}
         summary = {"status": status, "evaluations": evaluations, "counters": {"online_step": 100}, "wall_seconds": 60}
+        summary |= {"machine": "CPU X; torch 2, 1 threads"} if name != "a1" else {}
         (path / "summary.json").write_text(json.dumps(summary))
         return path
 
@@ -250,5 +251,7 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
     table = report_table([*eight, *three])
     assert "| qc-rlpd (actor_chunk=8) | puzzle-3x3-play-task1 | 2 | 0.50 [0.50, 0.50] | 100 | 1.0 |" in table
     assert "| qc-rlpd (actor_chunk=3) | puzzle-3x3-play-task1 | 1 (+1 not finished) | 0.50 [0.50, 0.50] |" in table
+    assert "Measured on: CPU X; torch 2, 1 threads (3 runs)." in table
+    assert "Measured on: not recorded (a run older than the record) (1 run)." in table
     lone = report_table([three[1]])
     assert "| qc-rlpd | puzzle-3x3-play-task1 | 0 (+1 not finished) | no final evaluation | 100 | 1.0 |" in lone

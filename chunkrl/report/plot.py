@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,13 +363,15 @@ def _seeds(members: list[RunRecord]) -> str:
 def report_table(runs: list[Path], warn: Callable[[str], None] = print) -> str:
     """A Markdown table per method and task (``group_runs``): the finished seeds, their final success mean with
     its 95% bootstrap CI, steps and wall time (means over those seeds), from each run's summary.json; runs not
-    finished (still running, stopped or failed) are counted beside the seeds and enter no figure. A run that
-    cannot be read is named through ``warn`` and left out."""
+    finished (still running, stopped or failed) are counted beside the seeds and enter no figure. Below it, the
+    machines the runs recorded (wall times mean nothing without them). A run that cannot be read is named
+    through ``warn`` and left out."""
     lines = [
         "| method | task | seeds | final success (mean [95% CI]) | steps | wall time (min) |",
         "|---|---|---|---|---|---|",
     ]
-    for group, members in sorted(group_runs(load_runs(runs, warn, summary=True)).items()):
+    records = load_runs(runs, warn, summary=True)
+    for group, members in sorted(group_runs(records).items()):
         finished = [record.summary for record in members if record.summary.get("status") == "finished"]
         finals = []
         for summary in finished:
@@ -390,4 +392,12 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print) -> str:
         minutes = fmean(s.get("wall_seconds", 0.0) / 60.0 for s in counted)
         task = paper_task_name(group.env)
         lines.append(f"| {group.label()} | {task} | {seeds} | {success} | {steps:,.0f} | {minutes:.1f} |")
+    machines = Counter(
+        str(record.summary.get("machine", "not recorded (a run older than the record)")) for record in records
+    )
+    lines.append("")
+    lines += [
+        f"Measured on: {machine} ({count} run{'s' if count > 1 else ''})."
+        for machine, count in sorted(machines.items())
+    ]
     return "\n".join(lines) + "\n"

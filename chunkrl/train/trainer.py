@@ -41,6 +41,7 @@ from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
 from chunkrl.files import write_atomically
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
+from chunkrl.train.device import machine_description
 from chunkrl.train.logging import RunLogger, SilentLogger
 from chunkrl.train.on_policy import on_policy_phase
 
@@ -354,6 +355,7 @@ class Trainer:
             "evaluations": self.evaluations,
             "wall_seconds": self.earlier_wall_seconds + time.time() - started,  # every segment of the run
             "device": str(self.device),
+            "machine": machine_description(self.device),
         }
 
 

@@ -5,9 +5,11 @@ import json
 import os
 
 import pytest
+import torch
 
 from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.files import write_atomically
+from chunkrl.train.device import machine_description
 from chunkrl.train.run import train
 from chunkrl.train.run_dir import RUN_MARKER, RunDirectoryBusy, RunDirectoryLock, new_run_dir
 from tests.conftest import tiny_config
@@ -117,3 +119,5 @@ def test_a_resumed_runs_wall_time_counts_every_segment(tiny_puzzle_dataset, tmp_
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("offline_steps: 2", "offline_steps: 4"))
     resumed = train(TrainConfig(), resume=run)
     assert 1000.0 < resumed["wall_seconds"] < 1000.0 + 600  # the earlier segment plus this one
+    assert resumed["machine"] == machine_description(torch.device("cpu"))  # what the time was measured on
+    assert f"{torch.get_num_threads()} threads" in resumed["machine"] and "torch" in resumed["machine"]
