@@ -201,23 +201,38 @@ def run_sweep(
     sweep: Sweep, workers: int = 1, ray_address: str | None = None, report: Callable[[Trial], None] | None = None
 ) -> list[Trial]:
     """Run every trial not yet finished (each failed one retried once); the trials with their outcome."""
-    check_sweep(sweep)
-    trials = sweep.trials()
+    return run_sweeps([sweep], workers, ray_address, report)
+
+
+def run_sweeps(
+    sweeps: list[Sweep], workers: int = 1, ray_address: str | None = None, report: Callable[[Trial], None] | None = None
+) -> list[Trial]:
+    """Several sweeps on one pool (or one Ray cluster), each trial given the same CPU and GPU share: every trial not
+    yet finished runs (each failed one retried once), seed by seed across the sweeps, so that the first seed of
+    every configuration is done before a second starts. Each sweep's table goes to its own ``OUT/sweep.csv``.
+    The trials with their outcome, sweep by sweep."""
+    shares = {(sweep.cpus_per_trial, sweep.gpus_per_trial) for sweep in sweeps}
+    if len(shares) != 1:
+        raise ValueError(f"the sweeps of one pool must give every trial the same CPU and GPU share (got {shares})")
+    for sweep in sweeps:
+        check_sweep(sweep)
+    owned = [(sweep, trial) for sweep in sweeps for trial in sweep.trials()]
     pending = []
-    for trial in trials:
+    for sweep, trial in owned:
         summary = trial.summary()
         if summary is not None and summary.get("status") == "finished":
             trial.status = "skipped (finished)"
             _read_outcome(trial, summary)
         else:
-            pending.append(trial)
-    launch = _ray_launcher(sweep, ray_address) if ray_address else _pool_launcher(sweep, workers)
+            pending.append((sweep, trial))
+    pending.sort(key=lambda job: job[1].seed)  # stable: within a seed, the sweeps' and their trials' order
+    launch = _ray_launcher(sweeps[0], ray_address) if ray_address else _pool_launcher(sweeps[0], workers)
     for attempt in (1, 2):
         if not pending:
             break
-        results = launch([(sweep.command(t), str(t.run_dir.parent / f"seed_{t.seed}.log")) for t in pending])
+        results = launch([(sweep.command(t), str(t.run_dir.parent / f"seed_{t.seed}.log")) for sweep, t in pending])
         failed = []
-        for trial, (code, tail) in zip(pending, results, strict=True):
+        for (sweep, trial), (code, tail) in zip(pending, results, strict=True):
             trial.attempts = attempt
             summary = trial.summary()
             if code == 0 and summary is not None and summary.get("status") == "finished":
@@ -225,12 +240,13 @@ def run_sweep(
                 _read_outcome(trial, summary)
             else:
                 trial.status, trial.error = "failed", tail.strip().splitlines()[-1] if tail.strip() else f"exit {code}"
-                failed.append(trial)
+                failed.append((sweep, trial))
             if report is not None:
                 report(trial)
         pending = failed
-    _write_table(sweep.out, trials)
-    return trials
+    for sweep in sweeps:
+        _write_table(sweep.out, [trial for owner, trial in owned if owner is sweep])
+    return [trial for _, trial in owned]
 
 
 def _read_outcome(trial: Trial, summary: dict) -> None:

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_sweep_process_pool_resumes_and_retries(tiny_puzzle_dataset, tmp_path):
     # report and plot over the sweep's runs: one row / one curve per method and task, seeds grouped
     runs = [t.run_dir for t in trials]
     table = report_table(runs)
-    assert "| qc-fql | puzzle-3x3-play-task1 | 2 |" in table and len(table.strip().splitlines()) == 3
+    assert "| qc-fql | puzzle-3x3-play-task1 | 2 |" in table and table.count("\n|") == 2  # header rule, one row
     out = plot_runs(runs, tmp_path / "curves.png")
     assert out.exists() and out.with_suffix(".svg").exists()
 
@@ -255,3 +256,30 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
     assert "Measured on: not recorded (a run older than the record) (1 run)." in table
     lone = report_table([three[1]])
     assert "| qc-rlpd | puzzle-3x3-play-task1 | 0 (+1 not finished) | no final evaluation | 100 | 1.0 |" in lone
+
+
+def test_sweeps_on_one_pool_run_seed_by_seed_and_keep_their_own_tables(monkeypatch, tmp_path):
+    from chunkrl import sweep as sweeps
+
+    launched = []
+
+    def pool(first, workers):
+        def launch(jobs):
+            launched.extend(command[command.index("--run-dir") + 1] for command, _ in jobs)
+            return [(1, "trial failed\n")] * len(jobs)
+
+        return launch
+
+    monkeypatch.setattr(sweeps, "_pool_launcher", pool)
+    env = "puzzle-3x3-play-singletask-task1-v0"
+    one = Sweep(["qc-fql"], [env], [0, 1], tmp_path / "one")
+    two = Sweep(["qc"], [env], [0, 1], tmp_path / "two", ["critic_horizon=5"])
+    trials = sweeps.run_sweeps([one, two], workers=2)
+    order = [str(Path(p).relative_to(tmp_path)).replace(f"/{env}", "") for p in launched]
+    first_round = ["one/qc-fql/seed_0", "two/qc/seed_0", "one/qc-fql/seed_1", "two/qc/seed_1"]
+    assert order == first_round * 2  # seed 0 of both configurations first; each failed trial retried once
+    assert [t.status for t in trials] == ["failed"] * 4 and all(t.attempts == 2 for t in trials)
+    assert len(list(csv.DictReader((tmp_path / "one" / "sweep.csv").open()))) == 2
+    assert {row["agent"] for row in csv.DictReader((tmp_path / "two" / "sweep.csv").open())} == {"qc"}
+    with pytest.raises(ValueError, match="same CPU and GPU share"):
+        sweeps.run_sweeps([one, Sweep(["qc"], [env], [0], tmp_path / "three", cpus_per_trial=2)])
