@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -242,7 +241,7 @@ def _report(argv: list[str]) -> int:
 def _sweep(argv: list[str]) -> int:
     from rich.table import Table
 
-    from chunkrl.sweep import Sweep, parse_seeds, run_sweep, stop_trials
+    from chunkrl.sweep import Sweep, parse_seeds, run_sweep, sigterm_stops_trials
 
     parser = argparse.ArgumentParser(
         prog="chunkrl sweep",
@@ -266,26 +265,20 @@ def _sweep(argv: list[str]) -> int:
     where = f"Ray {args.ray_address}" if args.ray_address else f"{args.workers} workers"
     console.print(f"{len(sweep.trials())} trials -> {args.out} ({where})")
 
-    def stop(signum, frame):  # SIGTERM reaches the sweep alone: pass it on, then stop as Ctrl-C does
-        stop_trials(signal.SIGTERM)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        trials = run_sweep(
-            sweep,
-            args.workers,
-            args.ray_address,
-            lambda t: console.print(f"  {t.env} {t.agent} seed {t.seed}: {t.status}"),
-        )
+        with sigterm_stops_trials():
+            trials = run_sweep(
+                sweep,
+                args.workers,
+                args.ray_address,
+                lambda t: console.print(f"  {t.env} {t.agent} seed {t.seed}: {t.status}"),
+            )
     except KeyboardInterrupt:  # Ctrl-C reaches the trials too: each writes a resumable checkpoint and stops
         console.print(
             "[yellow]sweep interrupted: the running trials wrote resumable checkpoints.[/] Launch the same "
             "`chunkrl sweep` command again to finish it (finished trials are skipped, the others resumed)."
         )
         return EXIT_CODES["SIGINT"]
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     table = Table("env", "agent", "seed", "status", "success", "steps", "wall s")
     for t in trials:
         success = "" if t.success is None else f"{t.success:.2f}"

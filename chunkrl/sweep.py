@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,23 @@ def stop_trials(signum: int | None = signal.SIGTERM) -> None:
         running = list(_running)
     for process in running if signum is not None else ():
         process.send_signal(signum)
+
+
+@contextmanager
+def sigterm_stops_trials() -> Iterator[None]:
+    """Within it, SIGTERM to this process (``kill PID``, a scheduler's stop), which reaches the sweep alone, is
+    passed on to every running trial (each writes a resumable checkpoint) and then raised as KeyboardInterrupt,
+    as Ctrl-C is; the previous handler is restored on the way out."""
+
+    def stop(signum, frame):
+        stop_trials(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_sweep(
