@@ -63,28 +63,17 @@ def tiny_sweep(tmp_path, dataset, seeds):
     return Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], seeds, tmp_path / "sweep", settings)
 
 
-@pytest.mark.slow
-def test_sweep_process_pool_resumes_and_retries(tiny_puzzle_dataset, tmp_path):
-    sweep = tiny_sweep(tmp_path, tiny_puzzle_dataset, [0, 1])
-    trials = run_sweep(sweep, workers=2)
-    assert [t.status for t in trials] == ["finished"] * 2
-    assert all(json.loads((t.run_dir / "summary.json").read_text())["status"] == "finished" for t in trials)
-    again = run_sweep(sweep, workers=2)
-    assert [t.status for t in again] == ["skipped (finished)"] * 2
-    rows = list(csv.DictReader((sweep.out / "sweep.csv").open()))
-    assert len(rows) == 2 and rows[1]["seed"] == "1" and rows[0]["success"] != ""
+def test_a_failing_trial_is_retried_once_and_reported(tmp_path):
+    """(Finished trials, skipped when a sweep is launched again, and the report over them: the learning suite's
+    test, tests/test_learning_suite.py, runs two real trials through the same pool.)"""
     missing = tmp_path / "missing.npz"  # valid settings, but the trial fails when it runs
     broken = Sweep(
         ["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [7], tmp_path / "bad", [f"dataset_path={missing}"]
     )
     (failed,) = run_sweep(broken)
     assert failed.status == "failed" and failed.attempts == 2 and "missing.npz" in failed.error
-    # report and plot over the sweep's runs: one row / one curve per method and task, seeds grouped
-    runs = [t.run_dir for t in trials]
-    table = report_table(runs)
-    assert "| qc-fql | puzzle-3x3-play-task1 | 2 |" in table and table.count("\n|") == 2  # header rule, one row
-    out = plot_runs(runs, tmp_path / "curves.png")
-    assert out.exists() and out.with_suffix(".svg").exists()
+    (row,) = csv.DictReader((broken.out / "sweep.csv").open())
+    assert (row["seed"], row["status"], row["attempts"], row["success"]) == ("7", "failed", "2", "")
 
 
 @pytest.mark.slow

@@ -1,0 +1,276 @@
+"""Learning suite: named grids of (method, task, seed) runs, and the results page written from them.
+
+    python benchmarks/learning_suite.py list [--out runs/suite]
+    python benchmarks/learning_suite.py run GRID [GRID ...] [--paper] [--out runs/suite] [--workers 2]
+                                        [--cpus-per-trial 1] [--gpus-per-trial 0] [--ray-address auto]
+    python benchmarks/learning_suite.py report GRID [GRID ...] [--paper] [--out runs/suite] [--docs docs]
+
+A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
+methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
+finished through chunkrl's sweeps, all the grid's methods on one pool, seed by seed (the first seed of
+every method lands before any second one). It resumes: launch it again after an interruption (Ctrl-C,
+SIGTERM, a lost session) and finished trials are skipped, interrupted ones resumed from their checkpoints.
+``--ray-address`` runs the trials on a Ray cluster instead. ``--paper`` runs the grid at the paper's
+scale (the grid's ``paper_set``; meant for a GPU) in its own directory ``OUT/GRID-paper``.
+
+``report`` draws each grid's success curves (mean over seeds, 95% bootstrap band; the paper's curve
+where one exists) to ``DOCS/perf/suite_GRID.png`` (and SVG) and writes the grid's section of
+``DOCS/results.md`` between the markers ``<!-- learning-suite: GRID -->`` and
+``<!-- /learning-suite: GRID -->``: the command, the date, the figure and the table of final success
+with intervals, wall time per run and the machines the runs recorded. Everything else in the page is
+left as it is. Trials still running or stopped are counted, never averaged in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
+from chunkrl.sweep import Sweep, Trial, parse_seeds, run_sweeps, sigterm_stops_trials
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The checkout: grids name their presets relative to it (``configs/...``)."""
+SUITES = Path(__file__).resolve().parent / "suites"
+GRID_KEYS = {"title", "about", "envs", "seeds", "config", "set", "paper_set", "paper_curves", "methods"}
+METHOD_KEYS = {"agent", "config", "set"}
+
+
+@dataclass
+class Method:
+    """One configuration of the grid: an agent, a preset (or none) and settings (``key=value``, as ``--set``)."""
+
+    name: str
+    agent: str
+    config: Path | None = None
+    settings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    name: str
+    title: str
+    envs: list[str]
+    seeds: list[int]
+    methods: list[Method]
+    about: str = ""
+    paper_settings: list[str] = field(default_factory=list)
+    """Added to every method with ``--paper``: the paper's budget and network sizes."""
+    paper_curves: bool = False
+    """Draw the paper's published curve beside each method that has one."""
+
+    def directory(self, out: Path, paper: bool) -> Path:
+        return out / (f"{self.name}-paper" if paper else self.name)
+
+    def sweeps(self, out: Path, paper: bool = False, cpus_per_trial: int = 1, gpus_per_trial: float = 0.0):
+        """A sweep per method, each in ``OUT/GRID/METHOD`` (trials in ``<env>/<agent>/seed_<n>`` below it). With
+        ``paper``, the grid's ``paper_set`` replaces any setting of the same key."""
+        if paper and not self.paper_settings:
+            raise ValueError(f"the grid {self.name} has no paper scale (no paper_set): run it without --paper")
+        extra = self.paper_settings if paper else []
+        replaced = {setting.partition("=")[0] for setting in extra}
+        return [
+            Sweep(
+                [m.agent], self.envs, self.seeds, self.directory(out, paper) / m.name,
+                [*(s for s in m.settings if s.partition("=")[0] not in replaced), *extra], m.config,
+                cpus_per_trial, gpus_per_trial,
+            )
+            for m in self.methods
+        ]  # fmt: skip
+
+
+def grid_names() -> list[str]:
+    return sorted(path.stem for path in SUITES.glob("*.yaml"))
+
+
+def load_grid(name: str) -> Grid:
+    """The grid ``benchmarks/suites/NAME.yaml`` (or the YAML file ``name``), checked: an unknown key, method
+    field or preset is an error that names it."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else SUITES / f"{name}.yaml"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, grid_names(), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else f" Grids: {', '.join(grid_names())}."
+        raise ValueError(f"no grid {name!r} ({path} does not exist).{hint}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {error}") from None
+    where = str(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: a grid is a mapping with {', '.join(sorted(GRID_KEYS))}")
+    unknown = set(raw) - GRID_KEYS
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a grid takes {', '.join(sorted(GRID_KEYS))}"
+        )
+    for key in ("title", "envs", "methods"):
+        if not raw.get(key):
+            raise ValueError(f"{where}: {key} is missing")
+    methods = raw["methods"]
+    if not isinstance(methods, dict):
+        raise ValueError(f"{where}: methods maps a name to {{agent, config, set}}")
+    shared_config, shared_settings = raw.get("config"), _words(raw.get("set", []), where, "set")
+    parsed = []
+    for method_name, spec in methods.items():
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - METHOD_KEYS or "agent" not in spec:
+            raise ValueError(f"{where}: method {method_name!r} takes agent (required), config and set")
+        config = spec.get("config", shared_config)
+        preset = ROOT / config if config else None
+        if preset is not None and not preset.is_file():
+            raise ValueError(f"{where}: method {method_name!r}: the preset {preset} does not exist")
+        settings = [*shared_settings, *_words(spec.get("set", []), where, f"{method_name}.set")]
+        parsed.append(Method(str(method_name), spec["agent"], preset, settings))
+    return Grid(
+        name=path.stem,
+        title=str(raw["title"]),
+        about=str(raw.get("about", "")).strip(),
+        envs=list(raw["envs"]),
+        seeds=parse_seeds([str(raw.get("seeds", "0-2"))]),
+        methods=parsed,
+        paper_settings=_words(raw.get("paper_set", []), where, "paper_set"),
+        paper_curves=bool(raw.get("paper_curves", False)),
+    )
+
+
+def _words(value, where: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
+        raise ValueError(f"{where}: {key} is a list of key=value settings (got {value!r})")
+    return value
+
+
+def trials(grid: Grid, out: Path, paper: bool) -> list[Trial]:
+    return [trial for sweep in grid.sweeps(out, paper) for trial in sweep.trials()]
+
+
+def finished_count(grid: Grid, out: Path, paper: bool) -> tuple[int, int]:
+    everything = trials(grid, out, paper)
+    return sum(1 for t in everything if (t.summary() or {}).get("status") == "finished"), len(everything)
+
+
+def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
+    """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page."""
+    started = [t for t in trials(grid, out, paper) if (t.run_dir / "config.yaml").is_file()]
+    finished = [t.run_dir for t in started if (t.summary() or {}).get("status") == "finished"]
+    if not finished:
+        raise ValueError(
+            f"no trial of {grid.name} has finished under {grid.directory(out, paper)} ({len(started)} started): "
+            f"python benchmarks/learning_suite.py run {grid.name}{' --paper' if paper else ''} --out {out}"
+        )
+    tag = f"{grid.name}-paper" if paper else grid.name
+    (docs / "perf").mkdir(parents=True, exist_ok=True)
+    figure = docs / "perf" / f"suite_{tag}.png"
+    plot_runs(finished, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn)
+    done, total = finished_count(grid, out, paper)
+    flag = " --paper" if paper else ""
+    lines = [
+        f"<!-- learning-suite: {tag} -->",
+        f"### {grid.title}{' (paper scale)' if paper else ''}",
+        "",
+        *([grid.about, ""] if grid.about else []),
+        f"`python benchmarks/learning_suite.py run {grid.name}{flag}`, then `... report {grid.name}{flag}` "
+        f"(written {datetime.date.today().isoformat()}; {done} of {total} trials finished).",
+        "",
+        f"![{grid.title}](perf/{figure.name})",
+        "",
+        "Curves: the finished trials (mean over seeds, 95% bootstrap band).",
+        "",
+        report_table([t.run_dir for t in started], warn=warn).rstrip(),
+        f"<!-- /learning-suite: {tag} -->",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(page: Path, tag: str, text: str) -> None:
+    """Replace the grid's section of ``page`` between its markers, or append it under a "Learning suite" heading;
+    the rest of the page is kept as it is."""
+    start, end = f"<!-- learning-suite: {tag} -->", f"<!-- /learning-suite: {tag} -->"
+    current = page.read_text() if page.exists() else "# Measured results\n"
+    if start in current and end in current:
+        before, rest = current.split(start, 1)
+        after = rest.split(end, 1)[1].removeprefix("\n")
+        page.write_text(before + text + after)
+        return
+    heading = "\n## Learning suite\n\n" if "## Learning suite" not in current else "\n"
+    page.write_text(current.rstrip("\n") + "\n" + heading + text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="the grids and how many of their trials have finished")
+    run = commands.add_parser("run", help="run (or resume) grids")
+    report = commands.add_parser("report", help="figures and the results page's sections")
+    for sub in (listing, run, report):
+        sub.add_argument("--out", type=Path, default=Path("runs/suite"), help="where the trials live")
+        sub.add_argument("--paper", action="store_true", help="the paper-scale grids (a GPU's budget)")
+    for sub in (run, report):
+        sub.add_argument("grids", nargs="+", help="grid names (benchmarks/suites/NAME.yaml) or YAML files")
+    run.add_argument("--workers", type=int, default=2, help="trials at a time (process pool)")
+    run.add_argument("--cpus-per-trial", type=int, default=1, help="torch threads (and Ray CPUs) per trial")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray GPUs per trial")
+    run.add_argument("--ray-address", default=None, help="run on Ray: auto, HOST:PORT, or local")
+    report.add_argument("--docs", type=Path, default=ROOT / "docs", help="the documentation folder to write into")
+    args = parser.parse_args(argv)
+    try:
+        grids = [load_grid(name) for name in (grid_names() if args.command == "list" else args.grids)]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    if args.command == "list":
+        for grid in grids:
+            if args.paper and not grid.paper_settings:
+                print(f"{grid.name:<20} (no paper scale)")
+                continue
+            done, total = finished_count(grid, args.out, args.paper)
+            print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished  {grid.title}")
+        return 0
+
+    if args.command == "report":
+        for grid in grids:
+            try:
+                text = section(grid, args.out, args.docs, args.paper)
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            write_section(args.docs / "results.md", f"{grid.name}-paper" if args.paper else grid.name, text)
+            print(f"{grid.name}: {args.docs / 'results.md'}, {args.docs / 'perf'}/suite_{grid.name}*.png")
+        return 0
+
+    sweeps = [s for grid in grids for s in grid.sweeps(args.out, args.paper, args.cpus_per_trial, args.gpus_per_trial)]
+    total = sum(len(s.trials()) for s in sweeps)
+    print(f"{total} trials of {', '.join(g.name for g in grids)} -> {args.out} ({args.workers} workers)", flush=True)
+    try:
+        with sigterm_stops_trials():
+            trials = run_sweeps(
+                sweeps,
+                args.workers,
+                args.ray_address,
+                lambda t: print(f"  {t.run_dir.relative_to(args.out)}: {t.status}", flush=True),
+            )
+    except KeyboardInterrupt:
+        print("suite interrupted: the running trials wrote resumable checkpoints; run the same command to finish it.")
+        return 130
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = [t for t in trials if t.status == "failed"]
+    for t in failed:
+        print(f"failed twice: {t.run_dir}: {t.error} (log: {t.run_dir.parent / f'seed_{t.seed}.log'})")
+    skipped = sum(1 for t in trials if t.status == "skipped (finished)")
+    print(
+        f"{len(trials) - len(failed)} of {len(trials)} trials finished ({skipped} of them before this launch); "
+        "write the page: python benchmarks/learning_suite.py report ..."
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
