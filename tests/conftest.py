@@ -54,7 +54,8 @@ def tiny_puzzle_dataset(tmp_path_factory):
 
 def tiny_config(dataset, **changes):
     """A tiny offline run on ``dataset`` (the tiny puzzle file): 4 offline steps, 8-unit flow networks,
-    batch 8, one evaluation episode at the end, no TensorBoard; ``changes`` override any field."""
+    batch 8, one evaluation episode of at most 50 steps at the end (a whole puzzle episode is 500 and costs
+    seconds), no TensorBoard; ``changes`` override any field."""
     from chunkrl.agents.flow.config import FlowAgentConfig
     from chunkrl.config import TrainConfig
 
@@ -65,6 +66,7 @@ def tiny_config(dataset, **changes):
         online_steps=0,
         batch_size=8,
         eval_episodes=1,
+        max_episode_steps=50,
         eval_interval=0,
         log_interval=2,
         checkpoint_interval=0,

@@ -30,7 +30,7 @@ def grid_file(tmp_path, dataset, **changes):
         "envs": ["puzzle-3x3-play-singletask-task1-v0"],
         "seeds": "0",
         "set": [f"dataset_path={dataset}", "offline_steps=3", "online_steps=0", "batch_size=8", "eval_episodes=1",
-                "flow.actor_hidden_dims=8", "flow.critic_hidden_dims=8", "no_tensorboard="],
+                "max_episode_steps=50", "flow.actor_hidden_dims=8", "flow.critic_hidden_dims=8", "no_tensorboard="],
         "methods": {"two": {"agent": "qc-fql", "set": ["flow.flow_steps=2"]},
                     "three": {"agent": "qc-fql", "set": ["flow.flow_steps=3"]}},
         "paper_set": ["offline_steps=5"],

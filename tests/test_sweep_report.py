@@ -59,7 +59,7 @@ def test_bootstrap_ci_by_hand():
 def tiny_sweep(tmp_path, dataset, seeds):
     settings = [f"dataset_path={dataset}", "offline_steps=3", "online_steps=0", "batch_size=8",
                 "flow.actor_hidden_dims=8", "flow.critic_hidden_dims=8", "flow.flow_steps=2",
-                "eval_episodes=1", "no_tensorboard="]  # fmt: skip
+                "eval_episodes=1", "max_episode_steps=50", "no_tensorboard="]  # fmt: skip
     return Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], seeds, tmp_path / "sweep", settings)
 
 

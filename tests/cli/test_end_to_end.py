@@ -29,6 +29,8 @@ TINY = [
     "32",
     "--eval-episodes",
     "1",
+    "--max-episode-steps",
+    "50",
     "--no-tensorboard",
 ]
 
@@ -68,7 +70,8 @@ def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tm
     )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert summary["counters"] == {"offline_step": 40, "online_step": 60, "online_updates": 41, "episodes": 0}
+    counters = {"offline_step": 40, "online_step": 60, "online_updates": 41, "episodes": 1}  # episodes of 50 steps
+    assert summary["counters"] == counters
     assert {"offline_final", "online_final"} <= set(summary["evaluations"])
     online_final = summary["evaluations"]["online_final"]
     assert (online_final["step"], online_final["phase"], online_final["episodes"]) == (100, "online", 1.0)
@@ -354,7 +357,8 @@ def chunk_policy_tiny(section: str) -> list:
     return [
         f"--{section}.actor-hidden-dims", 16, f"--{section}.critic-hidden-dims", 16,
         f"--{section}.unet.channels", 8, 16, f"--{section}.unet.groups", 4, f"--{section}.unet.step-dim", 8,
-        f"--{section}.act-samples", 4, "--batch-size", 16, "--eval-episodes", 1, "--no-tensorboard",
+        f"--{section}.act-samples", 4, "--batch-size", 16, "--eval-episodes", 1, "--max-episode-steps", 50,
+        "--no-tensorboard",
     ]  # fmt: skip
 
 
@@ -398,7 +402,8 @@ def test_the_seed_000_preset_trains_evaluates_resumes_and_deploys_its_8_action_c
     """configs/seed000-qc-rlpd.yaml (actor chunk 8, critic horizon 3, history 5) with tiny networks and budget."""
     run = tmp_path / "seed000"
     tiny = [*ACT_TINY, *SAC_TINY, "--online-steps", 8, "--start-training", 4, "--eval-interval", 0]
-    tiny += ["--eval-episodes", 1, "--log-interval", 2, "--batch-size", 8, "--no-tensorboard"]
+    tiny += ["--eval-episodes", 1, "--max-episode-steps", 50, "--log-interval", 2, "--batch-size", 8]
+    tiny += ["--no-tensorboard"]
     preset = Path(__file__).resolve().parents[2] / "configs" / "seed000-qc-rlpd.yaml"
     chunkrl("train", "--config", preset, "--dataset-path", tiny_puzzle_dataset, "--run-dir", run, *tiny)
     config = yaml.safe_load((run / "config.yaml").read_text())

@@ -21,7 +21,7 @@ ONLINE_STEPS = 120
 ARGS = [
     "--agent", "qc-rlpd", "--env", "puzzle-3x3-play-singletask-task1-v0", "--online-steps", str(ONLINE_STEPS),
     "--start-training", "10", "--batch-size", "16", "--log-interval", "5", "--checkpoint-interval", "10",
-    "--eval-interval", "0", "--eval-episodes", "1", "--no-tensorboard",
+    "--eval-interval", "0", "--eval-episodes", "1", "--max-episode-steps", "50", "--no-tensorboard",
     "--sac.actor-hidden-dims", "16", "--sac.critic-hidden-dims", "16", "--sac.num-critics", "2",
 ]  # fmt: skip
 
