@@ -13,7 +13,7 @@ from torch import nn
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import polyak_update
 from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
-from chunkrl.nets.precision import autocast, matmul_precision
+from chunkrl.nets.precision import ActingWeights, autocast, bump_weights_generation, matmul_precision
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -81,6 +81,9 @@ class Agent(nn.Module):
         """Actions the policy emits per query (``act`` returns ``[B, actor_chunk, A]``)."""
         self.critic_horizon = critic_horizon or actor_chunk
         """Actions the critic scores (the backup's length; the batches' ``reward_h`` spans it)."""
+        self.acting_weights = ActingWeights()
+        """bf16: the weights' bfloat16 copies that action queries use (made again after weights change)."""
+        self.register_load_state_dict_post_hook(bump_weights_generation)
 
     @property
     def device(self) -> torch.device:
@@ -123,7 +126,12 @@ class Agent(nn.Module):
             if history_valid is not None:
                 valid = torch.as_tensor(history_valid, dtype=torch.float32, device=self.device)
                 valid = valid[None] if single else valid
-            chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid)
+            inputs = (tensor[None] if single else tensor, deterministic, valid)
+            if self.precision == "bf16":  # the weights' bf16 copies: autocast would cast each one at every query
+                with self.acting_weights.swapped_in(self):
+                    chunks = self.act_tensor(*inputs)
+            else:
+                chunks = self.act_tensor(*inputs)
             chunks = chunks.float().cpu().numpy()
         if toggle:
             self.train()

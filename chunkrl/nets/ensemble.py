@@ -13,6 +13,9 @@ from torch.nn import functional as F
 class EnsembleLinear(nn.Module):
     """``E`` independent linear layers applied with one ``baddbmm``: [E, B, in] -> [E, B, out]."""
 
+    product_weights = ("weight",)
+    """The parameter a bf16 action query may read as a bfloat16 copy (``nets/precision.py``)."""
+
     def __init__(self, ensemble_size: int, input_dim: int, output_dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(ensemble_size, input_dim, output_dim))
