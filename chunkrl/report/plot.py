@@ -63,9 +63,7 @@ class RunRecord:
     eval_interval: int = 0
     evaluations: list[tuple[str, float, float, float]] | None = None  # (phase, step, success, return) of eval.csv
     summary: dict | None = None  # summary.json
-    settings: dict[str, object] = field(
-        default_factory=dict
-    )  # the config, flattened (``sac.act.width``), lists as tuples
+    settings: dict[str, object] = field(default_factory=dict)  # config.yaml flattened: ``sac.act.width``
 
 
 def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> RunRecord:
