@@ -227,8 +227,8 @@ def run_sweeps(
 ) -> list[Trial]:
     """Several sweeps on one pool (or one Ray cluster), each trial given the same CPU and GPU share: every trial not
     yet finished runs (each failed one retried once), seed by seed across the sweeps, so that the first seed of
-    every configuration is done before a second starts. Each sweep's table goes to its own ``OUT/sweep.csv``.
-    The trials with their outcome, sweep by sweep."""
+    every configuration is done before a second starts; ``report`` hears of each trial as it ends (in launch
+    order). Each sweep's table goes to its own ``OUT/sweep.csv``. The trials with their outcome, sweep by sweep."""
     shares = {(sweep.cpus_per_trial, sweep.gpus_per_trial) for sweep in sweeps}
     if len(shares) != 1:
         raise ValueError(f"the sweeps of one pool must give every trial the same CPU and GPU share (got {shares})")
@@ -278,9 +278,10 @@ def _read_outcome(trial: Trial, summary: dict) -> None:
 
 def _pool_launcher(sweep: Sweep, workers: int):
     def launch(jobs):
+        """Each job's (exit code, output tail), in the jobs' order, each as soon as it and those before it ended."""
         pool = ThreadPoolExecutor(max_workers=workers)  # each job is a subprocess: threads only wait
         try:
-            return list(pool.map(lambda job: run_command(job[0], sweep.cpus_per_trial, job[1]), jobs))
+            yield from pool.map(lambda job: run_command(job[0], sweep.cpus_per_trial, job[1]), jobs)
         except BaseException:  # Ctrl-C or SIGTERM: no queued trial may start while the running ones stop
             stop_trials(None)
             raise
@@ -300,7 +301,8 @@ def _ray_launcher(sweep: Sweep, address: str):
     task = ray.remote(num_cpus=sweep.cpus_per_trial, num_gpus=sweep.gpus_per_trial)(run_command)
 
     def launch(jobs):
-        return ray.get([task.remote(command, sweep.cpus_per_trial, log) for command, log in jobs])
+        for running in [task.remote(command, sweep.cpus_per_trial, log) for command, log in jobs]:
+            yield ray.get(running)
 
     return launch
 

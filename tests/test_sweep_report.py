@@ -147,7 +147,7 @@ def test_sigterm_to_a_sweep_reaches_its_running_trial_and_starts_no_queued_one(m
     first, second = tmp_path / "first.log", tmp_path / "second.log"
 
     def two_trials_on_one_worker(settings, workers, ray_address, report):
-        return sweep._pool_launcher(settings, 1)([(trial, str(first)), (trial, str(second))])
+        return list(sweep._pool_launcher(settings, 1)([(trial, str(first)), (trial, str(second))]))
 
     def terminate_once_the_first_runs():
         while not (first.exists() and "ready" in first.read_text()):
@@ -272,3 +272,27 @@ def test_sweeps_on_one_pool_run_seed_by_seed_and_keep_their_own_tables(monkeypat
     assert {row["agent"] for row in csv.DictReader((tmp_path / "two" / "sweep.csv").open())} == {"qc"}
     with pytest.raises(ValueError, match="same CPU and GPU share"):
         sweeps.run_sweeps([one, Sweep(["qc"], [env], [0], tmp_path / "three", cpus_per_trial=2)])
+
+
+def test_a_trial_is_reported_when_it_ends_not_when_the_whole_pool_has(tmp_path):
+    """The pool hands back each trial's outcome as soon as it (and those launched before it) ended: here the second
+    trial waits for the first one's report, which could never come if outcomes were handed back all at once."""
+    import sys
+
+    from chunkrl import sweep
+
+    released = tmp_path / "released"
+    first = [sys.executable, "-c", "print('first')"]
+    second = [  # exits 0 once released, 1 if nothing released it within 60 s
+        sys.executable, "-c",
+        "import pathlib, sys, time\n"
+        f"deadline = time.time() + 60\n"
+        f"while not pathlib.Path({str(released)!r}).exists() and time.time() < deadline: time.sleep(0.05)\n"
+        f"sys.exit(0 if pathlib.Path({str(released)!r}).exists() else 1)",
+    ]  # fmt: skip
+    settings = Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [0], tmp_path)
+    outcomes = sweep._pool_launcher(settings, 2)([(first, str(tmp_path / "1.log")), (second, str(tmp_path / "2.log"))])
+    code, tail = next(outcomes)
+    assert (code, tail.strip()) == (0, "first")
+    released.write_text("reported")  # what the sweep's report does, while the second trial still runs
+    assert next(outcomes)[0] == 0
