@@ -20,7 +20,7 @@ from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.nets.precision import autocast, matmul_precision
-from chunkrl.train.device import cpu_description, resolve_device
+from chunkrl.train.device import machine_description, resolve_device
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON, BATCH = 55, 5, 5, 256
 """puzzle-3x3's sizes, the paper's chunk length and batch."""
@@ -132,6 +132,5 @@ def prepare(args: argparse.Namespace) -> torch.device:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
-    print(f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, h {HORIZON}")
+    print(f"{machine_description(device)}, batch {BATCH}, h {HORIZON}")
     return device

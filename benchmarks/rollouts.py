@@ -25,13 +25,13 @@ import time
 
 import numpy as np
 import torch
-from harness import cpu_description  # the shared harness beside this script
 
 from chunkrl.agents.ppo.config import ChunkPPOConfig
 from chunkrl.agents.ppo.ppo import ChunkPPOAgent
 from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.envs.aloha import AlohaEnv
 from chunkrl.nets.tokenizer import ChunkTokenizer, TokenizerSettings
+from chunkrl.train.device import machine_description
 from chunkrl.train.on_policy import make_vector_env
 
 
@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"{cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(machine_description(torch.device("cpu")))
     state = env_steps_per_second(AlohaEnv("aloha-transfer-cube"), args.steps)
     print(f"state mode:  {state:8.1f} env steps/s (one environment, no rendering)")
     pixels = env_steps_per_second(

@@ -35,7 +35,6 @@ from harness import (  # the shared harness beside this script
     BATCH,
     OBSERVATION_DIM,
     benchmark_parser,
-    cpu_description,
     make_agent,
     prepare,
     query_ms,
@@ -45,6 +44,7 @@ from harness import (  # the shared harness beside this script
 
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
+from chunkrl.train.device import cpu_description
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402 - after choosing the file-only backend

@@ -27,9 +27,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from harness import cpu_description  # the shared harness beside this script
-
 from chunkrl.nets.precision import PRECISIONS
+from chunkrl.train.device import cpu_description
 
 HERE = Path(__file__).resolve().parent
 LINE = re.compile(
