@@ -65,8 +65,12 @@ class Grid:
     paper_curves: bool = False
     """Draw the paper's published curve beside each method that has one."""
 
+    def tag(self, paper: bool) -> str:
+        """The grid's name at a scale: its trials' directory under OUT, its figure and its page section."""
+        return f"{self.name}-paper" if paper else self.name
+
     def directory(self, out: Path, paper: bool) -> Path:
-        return out / (f"{self.name}-paper" if paper else self.name)
+        return out / self.tag(paper)
 
     def sweeps(self, out: Path, paper: bool = False, cpus_per_trial: int = 1, gpus_per_trial: float = 0.0):
         """A sweep per method, each in ``OUT/GRID/METHOD`` (trials in ``<env>/<agent>/seed_<n>`` below it). With
@@ -156,18 +160,18 @@ def finished_count(grid: Grid, out: Path, paper: bool) -> tuple[int, int]:
 
 def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
     """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page."""
-    started = [t for t in trials(grid, out, paper) if (t.run_dir / "config.yaml").is_file()]
+    everything = trials(grid, out, paper)
+    started = [t for t in everything if (t.run_dir / "config.yaml").is_file()]
     finished = [t.run_dir for t in started if (t.summary() or {}).get("status") == "finished"]
     if not finished:
         raise ValueError(
             f"no trial of {grid.name} has finished under {grid.directory(out, paper)} ({len(started)} started): "
             f"python benchmarks/learning_suite.py run {grid.name}{' --paper' if paper else ''} --out {out}"
         )
-    tag = f"{grid.name}-paper" if paper else grid.name
+    tag = grid.tag(paper)
     (docs / "perf").mkdir(parents=True, exist_ok=True)
     figure = docs / "perf" / f"suite_{tag}.png"
     plot_runs(finished, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn)
-    done, total = finished_count(grid, out, paper)
     flag = " --paper" if paper else ""
     lines = [
         f"<!-- learning-suite: {tag} -->",
@@ -175,7 +179,7 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
         "",
         *([grid.about, ""] if grid.about else []),
         f"`python benchmarks/learning_suite.py run {grid.name}{flag}`, then `... report {grid.name}{flag}` "
-        f"(written {datetime.date.today().isoformat()}; {done} of {total} trials finished).",
+        f"(written {datetime.date.today().isoformat()}; {len(finished)} of {len(everything)} trials finished).",
         "",
         f"![{grid.title}](perf/{figure.name})",
         "",
@@ -240,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-            write_section(args.docs / "results.md", f"{grid.name}-paper" if args.paper else grid.name, text)
+            write_section(args.docs / "results.md", grid.tag(args.paper), text)
             print(f"{grid.name}: {args.docs / 'results.md'}, {args.docs / 'perf'}/suite_{grid.name}*.png")
         return 0
 

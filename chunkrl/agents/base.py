@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from dataclasses import dataclass
@@ -126,12 +127,10 @@ class Agent(nn.Module):
             if history_valid is not None:
                 valid = torch.as_tensor(history_valid, dtype=torch.float32, device=self.device)
                 valid = valid[None] if single else valid
-            inputs = (tensor[None] if single else tensor, deterministic, valid)
-            if self.precision == "bf16":  # the weights' bf16 copies: autocast would cast each one at every query
-                with self.acting_weights.swapped_in(self):
-                    chunks = self.act_tensor(*inputs)
-            else:
-                chunks = self.act_tensor(*inputs)
+            # bf16: the weights' bf16 copies, which autocast would otherwise cast at every query
+            weights = self.acting_weights.swapped_in(self) if self.precision == "bf16" else contextlib.nullcontext()
+            with weights:
+                chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid)
             chunks = chunks.float().cpu().numpy()
         if toggle:
             self.train()
