@@ -87,9 +87,13 @@ def rate(step: Callable[[], object], calls: int, device: torch.device, warmup: i
     return calls / (time.perf_counter() - started)
 
 
-def updates_per_second(agent, sampler: ChunkSampler, device: torch.device, updates: int) -> float:
-    """Training updates per second, sampling included (it is part of every training step)."""
-    return rate(lambda: agent.update(sampler.sample(BATCH).to_torch(device)), updates, device)
+def updates_per_second(
+    agent, sampler: ChunkSampler, device: torch.device, updates: int, update: Callable | None = None
+) -> float:
+    """Training updates per second, sampling included (it is part of every training step); ``update``: the
+    function that updates ``agent`` (default ``agent.update``; e.g. its compiled form)."""
+    update = update or agent.update
+    return rate(lambda: update(sampler.sample(BATCH).to_torch(device)), updates, device)
 
 
 def query_ms(agent, queries: int = 1000, seconds: float = 20.0) -> float:

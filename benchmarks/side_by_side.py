@@ -5,12 +5,13 @@ environment with its pinned JAX) and then ``benchmarks/throughput.py`` once per 
 the same shapes (batch 256, h 5, puzzle-3x3 dimensions, sampling included, best of 32). Ratios are
 taken within a round (chunkrl's figure over the official figure measured just before it), and the
 table gives their range over the rounds: the machine's speed drifts, so only paired figures compare.
+``--compile`` measures each precision also as ``chunkrl train --compile`` runs (``nets/compiled.py``).
 Nothing else may run on the machine meanwhile.
 
 Set-up of the official side (once): see ``shared/bench/peer_qc/README.md`` (a venv in /tmp/peer-venv).
 
     python benchmarks/side_by_side.py [--agents qc-fql qc qc-rlpd] [--sizes 4x512 3x256] [--rounds 3]
-                                      [--precision fp32 bf16] [--peer-python /tmp/peer-venv/bin/python]
+                                      [--precision fp32 bf16] [--compile] [--peer-python /tmp/peer-venv/bin/python]
                                       [--peer-dir ../shared/bench/peer_qc] [--updates 60]
 
 Updates/s: higher is better, ratio = chunkrl / official. Action query (ms): lower is better, ratio =
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=60, help="timed updates per measurement (QC: a tenth)")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS, help="chunkrl's precisions")
+    parser.add_argument("--compile", action="store_true", help="also measure each precision with --compile")
     parser.add_argument("--peer-python", default=os.environ.get("CHUNKRL_PEER_PYTHON", "/tmp/peer-venv/bin/python"))
     parser.add_argument("--peer-dir", type=Path, default=HERE.parent.parent / "shared" / "bench" / "peer_qc")
     args = parser.parse_args()
@@ -82,6 +84,7 @@ def main() -> None:
     common = ["--agents", *args.agents, "--sizes", *args.sizes, "--updates", str(args.updates)]
     peer_env = {**os.environ, "PYTHONPATH": str(args.peer_dir / "src"), "JAX_PLATFORMS": "cpu"}
     ours_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    variants = args.precision + ([f"{p} compiled" for p in args.precision] if args.compile else [])
     peer: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     ours: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
     ratios: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
@@ -93,16 +96,9 @@ def main() -> None:
             f"round {round_}: official " + ", ".join(f"{m} {s} {v[0]:.2f}/s" for (m, s), v in peer_round.items()),
             flush=True,
         )
-        for precision in args.precision:
-            command = [
-                sys.executable,
-                str(HERE / "throughput.py"),
-                *common,
-                "--device",
-                "cpu",
-                "--precision",
-                precision,
-            ]
+        for precision in variants:
+            command = [sys.executable, str(HERE / "throughput.py"), *common, "--device", "cpu"]
+            command += ["--precision", precision.split()[0], *(["--compile"] if "compiled" in precision else [])]
             ours_round = parse(run(command, HERE.parent, ours_env))
             for (method, size), (rate, ms) in ours_round.items():
                 ours[method, size, precision].append((rate, ms))

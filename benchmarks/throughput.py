@@ -6,7 +6,7 @@ ratio against a figure measured on another machine or day means nothing, so this
 (compare with another implementation only when both run alternately in one session).
 
     python benchmarks/throughput.py [--agents qc-fql qc qc-rlpd] [--sizes 4x512 3x256] [--precision fp32]
-                                    [--device auto] [--updates 60] [--threads N]
+                                    [--compile] [--device auto] [--updates 60] [--threads N]
 
 QC (best of N = 32 chunks) is measured with fewer updates: each one samples 32 x 256 candidate chunks
 with 10 flow steps for its target. The RLPD family runs its 10-member critic ensemble.
@@ -19,9 +19,13 @@ To compare with the official JAX code, run ``benchmarks/side_by_side.py``, which
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 from harness import (
     BATCH,
+    OBSERVATION_DIM,
     benchmark_parser,
     make_agent,
     matmul_peak,
@@ -35,17 +39,48 @@ from harness import (
 from chunkrl.agents.registry import METHODS
 from chunkrl.data.chunks import ChunkSampler
 from chunkrl.data.trajectories import Trajectories
+from chunkrl.nets.compiled import compiled
 from chunkrl.nets.precision import PRECISIONS
 
 
 def measure(
-    method: str, dims: tuple[int, ...], device: torch.device, updates: int, store: Trajectories, precision: str = "fp32"
+    method: str,
+    dims: tuple[int, ...],
+    device: torch.device,
+    updates: int,
+    store: Trajectories,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> dict:
     agent, spec = make_agent(method, dims, device, precision)
     sampler = ChunkSampler(store, spec, seed=0)
     flops = update_flops(agent, sampler.sample(BATCH).to_torch(device))
-    rate = updates_per_second(agent, sampler, device, updates)
-    return {"updates_per_s": rate, "act_ms": query_ms(agent), "gflop_per_update": flops / 1e9}
+    update, compile_s = agent.update, 0.0
+    if compile:  # as --compile trains: the whole update compiled, and the action query
+        update, agent.compile_queries = compiled(agent.update), True
+        started = time.perf_counter()
+        update(sampler.sample(BATCH).to_torch(device))
+        agent.act(np.zeros(OBSERVATION_DIM, np.float32))
+        compile_s = time.perf_counter() - started
+    rate = updates_per_second(agent, sampler, device, updates, update)
+    return {"updates_per_s": rate, "act_ms": query_ms(agent), "gflop_per_update": flops / 1e9, "compile_s": compile_s}
+
+
+def compiled_drift(method: str, dims: tuple[int, ...], device: torch.device, store: Trajectories, precision: str):
+    """Largest weight difference between two copies of one agent after 5 updates on the same batches with the
+    same random draws, one eager and one compiled (inductor rounds and fuses differently, so not zero)."""
+    agents = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        agents.append(make_agent(method, dims, device, precision)[0])
+    sampler = ChunkSampler(store, make_agent(method, dims, device, precision)[1], seed=0)
+    batches = [sampler.sample(BATCH).to_torch(device) for _ in range(5)]
+    for update in (agents[0].update, compiled(agents[1].update)):
+        torch.manual_seed(1)
+        for batch in batches:
+            update(batch)
+    eager, other = (dict(a.named_parameters()) for a in agents)
+    return max((eager[name] - other[name]).abs().max().item() for name in eager)
 
 
 def main() -> None:
@@ -53,6 +88,7 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=["qc-fql", "qc", "qc-rlpd"], choices=sorted(METHODS))
     parser.add_argument("--sizes", nargs="+", default=["4x512", "3x256"], help="networks, LAYERSxWIDTH")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--compile", action="store_true", help="as chunkrl train --compile (compile time printed)")
     args = parser.parse_args()
     device = prepare(args)
     peak = max(matmul_peak(device, p) for p in ("fp32", args.precision))
@@ -62,12 +98,19 @@ def main() -> None:
         for size in args.sizes:
             layers, width = size.split("x")
             updates = max(3, args.updates // 10) if method in ("qc", "bfn", "bfn-n") else args.updates
-            result = measure(method, (int(width),) * int(layers), device, updates, store, args.precision)
+            dims = (int(width),) * int(layers)
+            result = measure(method, dims, device, updates, store, args.precision, args.compile)
             achieved = result["gflop_per_update"] * result["updates_per_s"]
             line = (
                 f"{method} {size}: {result['updates_per_s']:.2f} updates/s, action query {result['act_ms']:.3f} ms, "
                 f"{result['gflop_per_update']:.2f} GFLOP/update, {achieved:.0f} GFLOP/s = {achieved / peak:.0%} of peak"
             )
+            if args.compile:
+                drift = compiled_drift(method, dims, device, store, args.precision)
+                line += (
+                    f", compiled in {result['compile_s']:.0f} s (first update and query), "
+                    f"weights {drift:.1e} from eager after 5 updates"
+                )
             print(line, flush=True)
 
 

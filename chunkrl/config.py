@@ -152,6 +152,11 @@ class TrainConfig:
     """Arithmetic of updates and action queries. fp32: IEEE single precision. bf16-matmul: fp32 tensors, matrix
     products may use bfloat16 internally (on x86 CPUs: oneDNN instead of MKL). bf16: forward passes autocast to
     bfloat16, parameters and optimizer state fp32. docs/operations.md and docs/results.md measure speed and learning."""
+    compile: bool = False
+    """torch.compile the whole update (losses, backward, optimizer step, target update) and the action query
+    (inductor: fused elementwise kernels). The first update and query compile, tens of seconds on a CPU;
+    random draws and checkpoints stay as without it. Not with --seeds, chunk-bc or chunk-ppo yet.
+    docs/operations.md explains it, docs/results.md measures the gain."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
     wandb: bool = False
@@ -286,6 +291,11 @@ def check_values(config: TrainConfig) -> None:
     )
     need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
     need(
+        not (c.compile and c.seeds),
+        "--compile does not work with --seeds yet (torch.compile cannot capture the stacked update's vmap): "
+        "train the seeds as separate runs with --compile (--seed S), or stacked without it",
+    )
+    need(
         c.temporal_ensemble is None or (c.temporal_ensemble >= 0 and c.execute_horizon in (None, 1)),
         "temporal_ensemble queries every step: it needs a weight >= 0 and no execute_horizon above 1 "
         f"(got {c.temporal_ensemble}, execute_horizon {c.execute_horizon})",
@@ -391,6 +401,11 @@ def resolve_method(config: TrainConfig) -> TrainConfig:
     settings = dataclasses.replace(section, **method.overrides, **unset)
     if config.temporal_ensemble is not None and method.schedule == "on_policy":
         raise ValueError(f"{config.agent} decides one whole chunk at a time: temporal ensembling does not apply")
+    if config.compile and not method.compiles:
+        raise ValueError(
+            f"--compile does not work for {config.agent} yet (torch.compile fails inside its token sampler); "
+            "train it without --compile"
+        )
     if method.reward_offset and not config.sparse:
         raise ValueError(
             f"{config.agent}'s values are discounted success probabilities: it trains on the sparse reward (-1 until "

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from chunkrl.data.chunks import ChunkBatch
+from chunkrl.nets.compiled import compiled_method
 from chunkrl.nets.ensemble import polyak_update
 from chunkrl.nets.noise import GLOBAL_NOISE, GlobalNoise
 from chunkrl.nets.precision import ActingWeights, autocast, bump_weights_generation, matmul_precision
@@ -60,6 +61,8 @@ class Agent(nn.Module):
     history_length: int = 1
     precision: str = "fp32"
     """Arithmetic of updates and action queries: fp32, bf16-matmul or bf16 (``nets/precision.py``)."""
+    compile_queries: bool = False
+    """Action queries run ``act_tensor`` compiled (``--compile``, ``nets/compiled.py``)."""
     noise: GlobalNoise = GLOBAL_NOISE
     """Source of every random draw of ``update`` and ``act`` (``nets/noise.py``)."""
     progress_metrics: dict[str, str] = {"critic/loss": "critic", "actor/loss": "actor"}
@@ -129,8 +132,11 @@ class Agent(nn.Module):
                 valid = valid[None] if single else valid
             # bf16: the weights' bf16 copies, which autocast would otherwise cast at every query
             weights = self.acting_weights.swapped_in(self) if self.precision == "bf16" else contextlib.nullcontext()
+            act_tensor = self.act_tensor
+            if self.compile_queries:
+                act_tensor = functools.partial(compiled_method(type(self), "act_tensor"), self)
             with weights:
-                chunks = self.act_tensor(tensor[None] if single else tensor, deterministic, valid)
+                chunks = act_tensor(tensor[None] if single else tensor, deterministic, valid)
             chunks = chunks.float().cpu().numpy()
         if toggle:
             self.train()

@@ -131,6 +131,8 @@ class Method:
     decoupled_horizons: bool = False
     """The agent trains with an actor chunk longer than the critic's horizon (the critic scores its first
     critic_horizon actions); others need the two equal."""
+    compiles: bool = True
+    """``--compile`` works for it: torch.compile captures its update and its action query."""
 
 
 METHODS: dict[str, Method] = {
@@ -229,6 +231,7 @@ METHODS: dict[str, Method] = {
         run_defaults=IMITATION,
         prepare_tokenizer=prepare_tokenizer,
         stacks_seeds=False,
+        compiles=False,  # torch 2.13 dynamo fails on the tokenizer's numpy step inside the token sampler
     ),
     "chunk-ppo": Method(
         ChunkPPOAgent,
@@ -238,6 +241,7 @@ METHODS: dict[str, Method] = {
         schedule="on_policy",
         prepare_tokenizer=prepare_tokenizer,
         stacks_seeds=False,
+        compiles=False,  # torch 2.13 dynamo fails on the tokenizer's numpy step inside the token sampler
         data_parallel=True,
     ),
 }
@@ -290,4 +294,5 @@ def build_agent(
         **extra,
     )
     agent.precision = config.precision
+    agent.compile_queries = config.compile
     return agent.to(device)

@@ -39,6 +39,7 @@ from chunkrl.data.normalize import Normalizer
 from chunkrl.data.trajectories import StepArrays, Trajectories
 from chunkrl.envs.executor import ChunkExecutor, UniformRandomPolicy, evaluate
 from chunkrl.files import write_atomically
+from chunkrl.nets.compiled import compiled
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
 from chunkrl.train.device import machine_description
@@ -373,7 +374,8 @@ def _progress(console) -> Progress:
 
 def run_trainer(trainer: Trainer, started: float) -> dict:
     """Both phases, then the summary; the first error is the one that propagates."""
-    return run_trainers([trainer], started, lambda progress: drive(trainer.phases(progress), trainer.agent.update))[0]
+    update = compiled(trainer.agent.update) if trainer.config.compile else trainer.agent.update
+    return run_trainers([trainer], started, lambda progress: drive(trainer.phases(progress), update))[0]
 
 
 def run_trainers(trainers: list[Trainer], started: float, run: Callable[[Progress], None]) -> list[dict]:
