@@ -5,14 +5,14 @@ environment with its pinned JAX) and then ``benchmarks/throughput.py`` once per 
 the same shapes (batch 256, h 5, puzzle-3x3 dimensions, sampling included, best of 32). Ratios are
 taken within a round (chunkrl's figure over the official figure measured just before it), and the
 table gives their range over the rounds: the machine's speed drifts, so only paired figures compare.
-``--compile`` measures each precision also as ``chunkrl train --compile`` runs (``nets/compiled.py``).
+``--compile`` measures each precision (or the ones it names) also as ``chunkrl train --compile`` runs.
 Nothing else may run on the machine meanwhile.
 
 Set-up of the official side (once): see ``shared/bench/peer_qc/README.md`` (a venv in /tmp/peer-venv).
 
     python benchmarks/side_by_side.py [--agents qc-fql qc qc-rlpd] [--sizes 4x512 3x256] [--rounds 3]
-                                      [--precision fp32 bf16] [--compile] [--peer-python /tmp/peer-venv/bin/python]
-                                      [--peer-dir ../shared/bench/peer_qc] [--updates 60]
+                                      [--precision fp32 bf16] [--compile [fp32]] [--updates 60]
+                                      [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 Updates/s: higher is better, ratio = chunkrl / official. Action query (ms): lower is better, ratio =
 official / chunkrl, so a ratio >= 1 means chunkrl is at least as fast in both columns.
@@ -71,7 +71,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=60, help="timed updates per measurement (QC: a tenth)")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS, help="chunkrl's precisions")
-    parser.add_argument("--compile", action="store_true", help="also measure each precision with --compile")
+    parser.add_argument(
+        "--compile",
+        nargs="*",
+        choices=PRECISIONS,
+        help="also measure these precisions with --compile (no value: each of --precision)",
+    )
     parser.add_argument("--peer-python", default=os.environ.get("CHUNKRL_PEER_PYTHON", "/tmp/peer-venv/bin/python"))
     parser.add_argument("--peer-dir", type=Path, default=HERE.parent.parent / "shared" / "bench" / "peer_qc")
     args = parser.parse_args()
@@ -84,7 +89,8 @@ def main() -> None:
     common = ["--agents", *args.agents, "--sizes", *args.sizes, "--updates", str(args.updates)]
     peer_env = {**os.environ, "PYTHONPATH": str(args.peer_dir / "src"), "JAX_PLATFORMS": "cpu"}
     ours_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-    variants = args.precision + ([f"{p} compiled" for p in args.precision] if args.compile else [])
+    compiled = args.precision if args.compile == [] else args.compile or []
+    variants = args.precision + [f"{p} compiled" for p in compiled]
     peer: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     ours: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
     ratios: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
@@ -99,7 +105,11 @@ def main() -> None:
         for precision in variants:
             command = [sys.executable, str(HERE / "throughput.py"), *common, "--device", "cpu"]
             command += ["--precision", precision.split()[0], *(["--compile"] if "compiled" in precision else [])]
-            ours_round = parse(run(command, HERE.parent, ours_env))
+            output = run(command, HERE.parent, ours_env)
+            ours_round = parse(output)
+            for line in output.splitlines():  # --compile: compile time and distance from eager
+                if "compiled in" in line:
+                    print(f"round {round_}: {line.split(': ', 1)[0]} {precision}: {line.split(', compiled in ')[1]}")
             for (method, size), (rate, ms) in ours_round.items():
                 ours[method, size, precision].append((rate, ms))
                 if (method, size) in peer_round:
