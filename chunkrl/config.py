@@ -155,7 +155,8 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the whole update (losses, backward, optimizer step, target update) and the action query
     (inductor: fused elementwise kernels). The first update and query compile, tens of seconds on a CPU;
-    random draws and checkpoints stay as without it. Not with --seeds, chunk-bc or chunk-ppo yet.
+    random draws and checkpoints stay as without it; with --seeds, the stacked update. Not for chunk-bc or
+    chunk-ppo yet.
     docs/operations.md explains it, docs/results.md measures the gain."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
@@ -290,11 +291,6 @@ def check_values(config: TrainConfig) -> None:
         f"execute_horizon must be between 1 and the actor's chunk {chunk} (got {c.execute_horizon})",
     )
     need(len(set(c.seeds)) == len(c.seeds), f"seeds must not repeat (got {list(c.seeds)})")
-    need(
-        not (c.compile and c.seeds),
-        "--compile does not work with --seeds yet (torch.compile cannot capture the stacked update's vmap): "
-        "train the seeds as separate runs with --compile (--seed S), or stacked without it",
-    )
     need(
         c.temporal_ensemble is None or (c.temporal_ensemble >= 0 and c.execute_horizon in (None, 1)),
         "temporal_ensemble queries every step: it needs a weight >= 0 and no execute_horizon above 1 "

@@ -25,7 +25,7 @@ from torch import nn
 from chunkrl.agents.base import ActorCriticAgent, make_adam
 from chunkrl.data.chunks import ChunkBatch
 from chunkrl.nets.ensemble import polyak_update
-from chunkrl.nets.noise import GeneratorNoise, NoiseTape, RecordingNoise, TapeMismatch, draw_tape
+from chunkrl.nets.noise import GLOBAL_NOISE, GeneratorNoise, NoiseTape, RecordingNoise, TapeMismatch, draw_tape
 from chunkrl.nets.precision import autocast, matmul_precision
 
 
@@ -111,7 +111,10 @@ class SeedStack:
     # ------------------------------------------------------------------ the update
     def _lane_losses(self, params, buffers, fields, draws):
         self.template.noise = NoiseTape(self.requests, draws)
-        return torch.func.functional_call(self.losses, {**params, **buffers}, (ChunkBatch(**fields),))
+        try:
+            return torch.func.functional_call(self.losses, {**params, **buffers}, (ChunkBatch(**fields),))
+        finally:  # the tape holds this call's (batched) draws: none may outlive it
+            self.template.noise = GLOBAL_NOISE
 
     def _record(self, batch: dict[str, torch.Tensor]) -> None:
         """Which draws one update makes (kinds and shapes): lane 0's losses, once, without gradients."""

@@ -24,6 +24,7 @@ from rich.progress import Progress
 from chunkrl.agents.stack import SeedStack
 from chunkrl.config import TrainConfig, save_config
 from chunkrl.files import write_atomically
+from chunkrl.nets.compiled import compiled
 from chunkrl.train.build import build_trainer
 from chunkrl.train.run_dir import mark_run, open_for_resume
 from chunkrl.train.trainer import Trainer, run_trainers
@@ -63,11 +64,13 @@ def build_lanes(config: TrainConfig, run_dir: Path, resume: bool, console: Conso
 
 
 def drive_lockstep(lanes: list[Trainer], stack: SeedStack, progress: Progress) -> None:
-    """Run every lane's phases together; each round's batches go through one stacked update.
+    """Run every lane's phases together; each round's batches go through one stacked update (compiled with
+    ``--compile``).
 
     A lane that stops with an error (a stop signal, a non-finite loss) ends the round; the lanes are
     all checkpointed at that step (a lane's save is a no-op if it already saved), then the first
     error propagates."""
+    update = compiled(stack.update) if lanes[0].config.compile else stack.update
     phases: list[Generator] = [lane.phases(progress) for lane in lanes]
     answers: list[dict | None] = [None] * len(lanes)
     while True:
@@ -89,7 +92,7 @@ def drive_lockstep(lanes: list[Trainer], stack: SeedStack, progress: Progress) -
             return
         if any(batch is None for batch in batches):
             raise RuntimeError("the seeds fell out of lockstep (one finished before the others); this is a bug")
-        answers = stack.update(batches)
+        answers = update(batches)
 
 
 def train_seeds(config: TrainConfig, run_dir: Path, resume: bool, started: float, console: Console) -> dict:

@@ -16,13 +16,15 @@ import torch
 
 from chunkrl.agents.flow.config import FlowAgentConfig
 from chunkrl.agents.registry import build_agent
-from chunkrl.config import check_values, resolve_method
+from chunkrl.agents.stack import SeedStack
+from chunkrl.config import resolve_method
 from chunkrl.nets import compiled as compiled_module
+from chunkrl.train import seeds as seeds_module
 from chunkrl.train import trainer as trainer_module
 from chunkrl.train.run import train
 from chunkrl.train.trainer import TrainingInterrupted
 from tests.conftest import tiny_config
-from tests.train.test_seeds import final_weights, losses
+from tests.train.test_seeds import final_weights, losses, seeds_config
 
 
 @pytest.fixture
@@ -106,9 +108,24 @@ def test_compiled_action_queries_sample_what_eager_ones_do_with_each_agents_own_
     assert not np.array_equal(other_chunks, chunks[True])
 
 
-def test_compile_with_stacked_seeds_is_refused_before_anything_is_made(tiny_puzzle_dataset):
-    with pytest.raises(ValueError, match="--compile does not work with --seeds"):
-        check_values(config(tiny_puzzle_dataset, compile=True, seeds=(0, 1)))
+def test_stacked_seeds_train_through_the_compiled_stacked_update_as_eager(
+    aot_eager, tiny_puzzle_dataset, tmp_path, monkeypatch
+):
+    runs, compiled_functions = {}, []
+
+    def recording(function):
+        compiled_functions.append(function.__self__)
+        return compiled_module.compiled(function)
+
+    monkeypatch.setattr(seeds_module, "compiled", recording)
+    for compile in (False, True):
+        runs[compile] = tmp_path / f"compile_{compile}"
+        train(seeds_config(tiny_puzzle_dataset, (0, 1), online_steps=0, compile=compile), run_dir=runs[compile])
+    assert [type(owner) for owner in compiled_functions] == [SeedStack], "the stacked update is what compiles"
+    for seed in (0, 1):
+        compiled_run, eager_run = runs[True] / f"seed_{seed}", runs[False] / f"seed_{seed}"
+        assert losses(compiled_run) == pytest.approx(losses(eager_run), rel=1e-6)
+        torch.testing.assert_close(final_weights(compiled_run), final_weights(eager_run))
 
 
 def test_compile_is_refused_for_the_token_policies_it_cannot_capture(tiny_puzzle_dataset):
