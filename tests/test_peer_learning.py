@@ -1,0 +1,77 @@
+"""benchmarks/peer_learning.py's export: the official code gets exactly the data and settings a chunkrl run trains
+with. (Its ``train`` step runs in the official code's own JAX environment, which the test suite does not have.)"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_learning.py"
+
+
+@pytest.fixture(scope="module")
+def peer():
+    spec = importlib.util.spec_from_file_location("peer_learning", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["peer_learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_config(tmp_path, dataset, **changes):
+    values = {
+        "agent": "qc-fql",
+        "env": "puzzle-3x3-play-singletask-task1-v0",
+        "dataset_path": str(dataset),
+        "sparse": True,
+        "offline_steps": 40,
+        "online_steps": 0,
+        "eval_interval": 20,
+        "eval_episodes": 3,
+        "batch_size": 16,
+        "flow": {"actor_hidden_dims": [16], "critic_hidden_dims": [16, 16]},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**values, **changes}))
+    return path
+
+
+def test_export_writes_the_runs_transitions_under_the_official_names(peer, tiny_puzzle_dataset, tmp_path):
+    out = tmp_path / "peer"
+    peer.export(run_config(tmp_path, tiny_puzzle_dataset), out)
+    data = np.load(out / "data.npz")
+    source = np.load(tiny_puzzle_dataset)  # OGBench's layout: 2 episodes of 201 stored steps, the last one ending
+    steps = np.r_[0:200, 201:401]  # each episode's 200 transitions: step t, its action, and step t + 1
+    n = len(steps)
+    np.testing.assert_array_equal(data["observations"], source["observations"][steps])
+    np.testing.assert_array_equal(data["next_observations"], source["observations"][steps + 1])
+    np.testing.assert_array_equal(data["actions"], source["actions"][steps])
+    assert set(np.unique(data["rewards"])) <= {-1.0, 0.0}, "--sparse: -1 until solved, 0 then"
+    assert data["terminals"].sum() == 2 and data["terminals"][-1] == 1.0, "the official 'terminals': episode ends"
+    assert data["terminals"].shape == data["masks"].shape == (n,)
+    # the official 'masks': 0 only where the task is solved (no bootstrap), i.e. where the sparse reward is 0
+    np.testing.assert_array_equal(data["masks"] == 0.0, data["rewards"] == 0.0)
+
+    settings = json.loads((out / "settings.json").read_text())
+    official = settings["official"]
+    assert official["alpha"] == 300, "the paper's QC-FQL alpha on puzzle-3x3, as chunkrl resolves it"
+    assert (official["actor_hidden_dims"], official["value_hidden_dims"]) == ([16], [16, 16])
+    assert (official["horizon_length"], official["batch_size"], official["actor_type"]) == (5, 16, "distill-ddpg")
+    assert (settings["offline_steps"], settings["eval_interval"], settings["eval_episodes"]) == (40, 20, 3)
+
+
+def test_export_refuses_online_runs_other_families_and_a_used_folder(peer, tiny_puzzle_dataset, tmp_path):
+    with pytest.raises(SystemExit, match="offline only"):
+        peer.export(run_config(tmp_path, tiny_puzzle_dataset, online_steps=10), tmp_path / "a")
+    with pytest.raises(SystemExit, match="official flow agents"):
+        peer.export(run_config(tmp_path, tiny_puzzle_dataset, agent="qc-rlpd"), tmp_path / "b")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "mine.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="not empty"):
+        peer.export(run_config(tmp_path, tiny_puzzle_dataset), used)
+    assert (used / "mine.txt").read_text() == "keep"
