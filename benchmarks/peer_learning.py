@@ -9,7 +9,7 @@ Two steps, in two Python environments:
    ogbench``) trains the official agent (``--peer-dir``'s ``src``, imported, never copied) offline on that
    data with the official ``Dataset.sample_sequence`` batches, evaluates it on the OGBench task every
    ``eval_interval`` steps (chunks executed open loop, as chunkrl evaluates), and writes ``eval.csv`` in
-   chunkrl's format, so ``chunkrl plot`` and the learning suite's report read it beside chunkrl's runs.
+   chunkrl's format. It checkpoints at every evaluation and on SIGTERM or Ctrl-C; the same command resumes.
 
     python benchmarks/peer_learning.py export runs/suite/dqc/qc-fql/ENV/qc-fql/seed_0/config.yaml runs/peer/qc-fql
     PYTHONPATH=../shared/bench/peer_qc/src /tmp/peer-venv/bin/python benchmarks/peer_learning.py \\
@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -139,28 +140,61 @@ def evaluate(agent, settings: dict, key, seed: int) -> dict:
     return {"success": np.mean(successes), "return": np.mean(returns), "length": np.mean(lengths), "key": key}
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def save_state(out: Path, agent, step: int, key, rows: list, wall_s: float) -> None:
+    """Everything a resumed run needs: the agent (flax bytes), numpy's and JAX's generators, the rows so far."""
+    import flax.serialization
+
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = [name, keys.tolist(), position, has_gauss, gauss]
+    state = {"step": step, "key": np.asarray(key).tolist(), "numpy": numpy_state, "rows": rows, "wall_s": wall_s}
+    write_atomically(out / "agent.msgpack", flax.serialization.to_bytes(agent))
+    write_atomically(out / "state.json", json.dumps(state).encode())  # last: it names a complete checkpoint
+
+
 def train(folder: Path, seed: int, out: Path) -> None:
-    """Train the official agent on ``folder``'s data and settings; write ``out/eval.csv``."""
+    """Train the official agent on ``folder``'s data and settings; write ``out/eval.csv``. A checkpoint is
+    written at every evaluation and on SIGTERM or Ctrl-C; the same command resumes it."""
+    import flax.serialization
     import jax
     from agents.acfql import ACFQLAgent, get_config
     from utils.datasets import Dataset
 
     settings = json.loads((folder / "settings.json").read_text())
-    if (out / "eval.csv").exists():
-        raise SystemExit(f"{out / 'eval.csv'} exists: choose another --out (nothing was overwritten)")
+    if (out / "summary.json").exists():
+        raise SystemExit(f"{out} holds a finished run (summary.json): choose another --out (nothing was changed)")
     out.mkdir(parents=True, exist_ok=True)
-    data = dict(np.load(folder / "data.npz"))
-    dataset = Dataset.create(**data)
+    dataset = Dataset.create(**dict(np.load(folder / "data.npz")))
     config = get_config()
     for name, value in settings["official"].items():
         config[name] = tuple(value) if name.endswith("hidden_dims") else value
     np.random.seed(seed)  # the official sampler draws from numpy's global generator
     example = dataset.sample(())
     agent = ACFQLAgent.create(seed, example["observations"], example["actions"], config)
-    key = jax.random.PRNGKey(seed + 1)
+    key, first, rows, wall_s = jax.random.PRNGKey(seed + 1), 1, [], 0.0
+    if (out / "state.json").exists():
+        state = json.loads((out / "state.json").read_text())
+        agent = flax.serialization.from_bytes(agent, (out / "agent.msgpack").read_bytes())
+        name, keys, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, gauss))
+        key, first = np.asarray(state["key"], np.uint32), state["step"] + 1
+        rows, wall_s = state["rows"], state["wall_s"]
+        print(f"resuming {out} at step {state['step']}", flush=True)
+    stop = {"signal": None}
+
+    def request_stop(signum, frame):
+        stop["signal"] = signum
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
     steps, interval = settings["offline_steps"], settings["eval_interval"] or settings["offline_steps"]
-    rows, started = [], time.perf_counter()
-    for step in range(1, steps + 1):
+    started = time.perf_counter() - wall_s
+    for step in range(first, steps + 1):
         batch = dataset.sample_sequence(config["batch_size"], config["horizon_length"], config["discount"])
         agent, _ = agent.update(batch)
         if step % interval == 0 or step == steps:
@@ -173,6 +207,11 @@ def train(folder: Path, seed: int, out: Path) -> None:
                 writer.writerows(rows)
             minutes = (time.perf_counter() - started) / 60
             print(f"step {step}: success {result['success']:.2f} ({minutes:.1f} min)", flush=True)
+            save_state(out, agent, step, key, rows, time.perf_counter() - started)
+        if stop["signal"] is not None:
+            save_state(out, agent, step, key, rows, time.perf_counter() - started)
+            print(f"stopped at step {step}; the same command resumes", flush=True)
+            raise SystemExit(128 + stop["signal"])
     summary = {"seed": seed, "wall_time_s": time.perf_counter() - started, "settings": settings}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
@@ -186,7 +225,7 @@ def main() -> None:
     training = commands.add_parser("train", help="train the official agent on an exported folder")
     training.add_argument("folder", type=Path, help="a folder written by export")
     training.add_argument("--seed", type=int, default=0)
-    training.add_argument("--out", type=Path, required=True, help="where eval.csv and summary.json go")
+    training.add_argument("--out", type=Path, required=True, help="where eval.csv, checkpoints and summary.json go")
     args = parser.parse_args()
     if args.command == "export":
         export(args.config, args.out)
