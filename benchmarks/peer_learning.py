@@ -8,8 +8,10 @@ Two steps, in two Python environments:
 2. ``train`` (the official code's virtual environment, ``shared/bench/peer_qc/README.md``, plus ``pip install
    ogbench``) trains the official agent (``--peer-dir``'s ``src``, imported, never copied) offline on that
    data with the official ``Dataset.sample_sequence`` batches, evaluates it on the OGBench task every
-   ``eval_interval`` steps (chunks executed open loop, as chunkrl evaluates), and writes ``eval.csv`` in
-   chunkrl's format. It checkpoints at every evaluation and on SIGTERM or Ctrl-C; the same command resumes.
+   ``eval_interval`` steps (chunks executed open loop, as chunkrl evaluates), and writes ``eval.csv``,
+   ``config.yaml`` (the agent named ``qc-fql (official code)``) and ``summary.json`` in chunkrl's formats, so
+   ``chunkrl plot`` draws it beside chunkrl's runs. It checkpoints at every evaluation and on SIGTERM or
+   Ctrl-C; the same command resumes.
 
     python benchmarks/peer_learning.py export runs/suite/dqc/qc-fql/ENV/qc-fql/seed_0/config.yaml runs/peer/qc-fql
     PYTHONPATH=../shared/bench/peer_qc/src /tmp/peer-venv/bin/python benchmarks/peer_learning.py \\
@@ -76,7 +78,7 @@ def export(config_path: Path, out: Path) -> None:
 
     from rich.console import Console
 
-    from chunkrl.config import load_config, resolve_method
+    from chunkrl.config import load_config, resolve_method, save_config
     from chunkrl.train.build import build_trainer
 
     config = resolve_method(load_config(config_path))
@@ -107,6 +109,7 @@ def export(config_path: Path, out: Path) -> None:
         Console().print(f"{size} steps of {config.env} as chunkrl trains on them")
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "data.npz", **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    save_config(config, out / "chunkrl_config.yaml")  # what the official runs' config.yaml is made from
     settings = official_settings(config) | {"chunkrl_config": str(config_path.resolve())}
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
 
@@ -157,6 +160,45 @@ def save_state(out: Path, agent, step: int, key, rows: list, wall_s: float) -> N
     write_atomically(out / "state.json", json.dumps(state).encode())  # last: it names a complete checkpoint
 
 
+OFFICIAL = " (official code)"
+"""Appended to the agent's name in an official run's config.yaml: ``chunkrl plot`` and the learning suite's
+report then draw it as a method of its own beside chunkrl's runs of the same agent."""
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), as the machines' figures are labelled."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, step: int, wall_s: float) -> None:
+    """config.yaml and summary.json in chunkrl's format, so ``chunkrl plot`` and ``report`` read the run."""
+    import platform
+
+    import jax
+    import yaml
+
+    config = yaml.safe_load((folder / "chunkrl_config.yaml").read_text())
+    config.update(agent=config["agent"] + OFFICIAL, seed=seed, tensorboard=False)
+    write_atomically(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    final = {"success": rows[-1]["success"], "return": rows[-1]["return"], "step": rows[-1]["step"]} if rows else {}
+    summary = {
+        "status": status,
+        "counters": {"offline_step": step},
+        "evaluations": {"offline_final": final} if status == "finished" and final else {},
+        "wall_seconds": wall_s,
+        "machine": f"{cpu_model() or platform.machine()}, {os.cpu_count()} CPUs; jax {jax.__version__} on "
+        f"{jax.devices()[0].platform}",
+        "official_code": "github.com/ColinQiyangLi/qc at 48283b4 (shared/bench/peer_qc)",
+    }
+    write_atomically(out / "summary.json", json.dumps(summary, indent=2).encode())
+
+
 def train(folder: Path, seed: int, out: Path) -> None:
     """Train the official agent on ``folder``'s data and settings; write ``out/eval.csv``. A checkpoint is
     written at every evaluation and on SIGTERM or Ctrl-C; the same command resumes it."""
@@ -166,8 +208,8 @@ def train(folder: Path, seed: int, out: Path) -> None:
     from utils.datasets import Dataset
 
     settings = json.loads((folder / "settings.json").read_text())
-    if (out / "summary.json").exists():
-        raise SystemExit(f"{out} holds a finished run (summary.json): choose another --out (nothing was changed)")
+    if (out / "summary.json").exists() and json.loads((out / "summary.json").read_text())["status"] == "finished":
+        raise SystemExit(f"{out} holds a finished run: choose another --out (nothing was changed)")
     out.mkdir(parents=True, exist_ok=True)
     dataset = Dataset.create(**dict(np.load(folder / "data.npz")))
     config = get_config()
@@ -208,12 +250,13 @@ def train(folder: Path, seed: int, out: Path) -> None:
             minutes = (time.perf_counter() - started) / 60
             print(f"step {step}: success {result['success']:.2f} ({minutes:.1f} min)", flush=True)
             save_state(out, agent, step, key, rows, time.perf_counter() - started)
+            write_run_files(folder, out, seed, "running", rows, step, time.perf_counter() - started)
         if stop["signal"] is not None:
             save_state(out, agent, step, key, rows, time.perf_counter() - started)
+            write_run_files(folder, out, seed, "interrupted", rows, step, time.perf_counter() - started)
             print(f"stopped at step {step}; the same command resumes", flush=True)
             raise SystemExit(128 + stop["signal"])
-    summary = {"seed": seed, "wall_time_s": time.perf_counter() - started, "settings": settings}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_run_files(folder, out, seed, "finished", rows, steps, time.perf_counter() - started)
 
 
 def main() -> None:

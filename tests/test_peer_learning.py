@@ -56,6 +56,7 @@ def test_export_writes_the_runs_transitions_under_the_official_names(peer, tiny_
     # the official 'masks': 0 only where the task is solved (no bootstrap), i.e. where the sparse reward is 0
     np.testing.assert_array_equal(data["masks"] == 0.0, data["rewards"] == 0.0)
 
+    assert yaml.safe_load((out / "chunkrl_config.yaml").read_text())["flow"]["alpha"] == 300  # resolved, as run
     settings = json.loads((out / "settings.json").read_text())
     official = settings["official"]
     assert official["alpha"] == 300, "the paper's QC-FQL alpha on puzzle-3x3, as chunkrl resolves it"
