@@ -4,6 +4,8 @@
     python benchmarks/learning_suite.py run GRID [GRID ...] [--paper] [--out runs/suite] [--workers 2]
                                         [--cpus-per-trial 1] [--gpus-per-trial 0] [--ray-address auto]
     python benchmarks/learning_suite.py report GRID [GRID ...] [--paper] [--out runs/suite] [--docs docs]
+    python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2]
+                                        [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
@@ -12,6 +14,11 @@ every method lands before any second one). It resumes: launch it again after an 
 SIGTERM, a lost session) and finished trials are skipped, interrupted ones resumed from their checkpoints.
 ``--ray-address`` runs the trials on a Ray cluster instead. ``--paper`` runs the grid at the paper's
 scale (the grid's ``paper_set``; meant for a GPU) in its own directory ``OUT/GRID-paper``.
+
+``official`` trains the grid's ``official`` methods again with the official Q-chunking code
+(``peer_learning.py``: the same data, settings and budget as each started chunkrl trial) in
+``OUT/GRID/METHOD-official``; it resumes as ``run`` does, and ``report`` draws those runs beside chunkrl's
+(the agent named ``<agent> (official code)``).
 
 ``report`` draws each grid's success curves (mean over seeds, 95% bootstrap band; the paper's curve
 where one exists) to ``DOCS/perf/suite_GRID.png`` (and SVG) and writes the grid's section of
@@ -24,8 +31,12 @@ left as it is. Trials still running or stopped are counted, never averaged in.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import difflib
+import os
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +49,10 @@ from chunkrl.sweep import Sweep, Trial, parse_seeds, run_sweeps, sigterm_stops_t
 ROOT = Path(__file__).resolve().parent.parent
 """The checkout: grids name their presets relative to it (``configs/...``)."""
 SUITES = Path(__file__).resolve().parent / "suites"
-GRID_KEYS = {"title", "about", "envs", "seeds", "config", "set", "paper_set", "paper_curves", "methods"}
+GRID_KEYS = {"title", "about", "envs", "seeds", "config", "set", "paper_set", "paper_curves", "methods", "official"}
+PEER_SCRIPT = Path(__file__).resolve().parent / "peer_learning.py"
+OFFICIAL_SUFFIX = "-official"
+"""``OUT/GRID/METHOD-official`` holds the official code's runs of a grid's method (``official`` in the grid)."""
 METHOD_KEYS = {"agent", "config", "set"}
 
 
@@ -64,6 +78,8 @@ class Grid:
     """Added to every method with ``--paper``: the paper's budget and network sizes."""
     paper_curves: bool = False
     """Draw the paper's published curve beside each method that has one."""
+    official: list[str] = field(default_factory=list)
+    """Methods also trained by the official Q-chunking code (``official``: ``peer_learning.py``) on the same data."""
 
     def tag(self, paper: bool) -> str:
         """The grid's name at a scale: its trials' directory under OUT, its figure and its page section."""
@@ -87,6 +103,16 @@ class Grid:
             )
             for m in self.methods
         ]  # fmt: skip
+
+    def official_runs(self, out: Path, paper: bool = False) -> list[tuple[Trial, Path]]:
+        """(the chunkrl trial, the official run's directory) for every seed of every ``official`` method."""
+        sweeps = dict(zip((m.name for m in self.methods), self.sweeps(out, paper), strict=True))
+        pairs = []
+        for name in self.official:
+            for trial in sweeps[name].trials():
+                relative = trial.run_dir.relative_to(self.directory(out, paper) / name)
+                pairs.append((trial, self.directory(out, paper) / f"{name}{OFFICIAL_SUFFIX}" / relative))
+        return pairs
 
 
 def grid_names() -> list[str]:
@@ -131,7 +157,12 @@ def load_grid(name: str) -> Grid:
             raise ValueError(f"{where}: method {method_name!r}: the preset {preset} does not exist")
         settings = [*shared_settings, *_words(spec.get("set", []), where, f"{method_name}.set")]
         parsed.append(Method(str(method_name), spec["agent"], preset, settings))
+    official = raw.get("official", [])
+    names = [m.name for m in parsed]
+    if not isinstance(official, list) or any(name not in names for name in official):
+        raise ValueError(f"{where}: official lists method names of this grid ({', '.join(names)}); got {official!r}")
     return Grid(
+        official=[str(name) for name in official],
         name=path.stem,
         title=str(raw["title"]),
         about=str(raw.get("about", "")).strip(),
@@ -160,7 +191,8 @@ def finished_count(grid: Grid, out: Path, paper: bool) -> tuple[int, int]:
 
 def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
     """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page."""
-    everything = trials(grid, out, paper)
+    official = [Trial(t.agent, t.env, t.seed, run_dir) for t, run_dir in grid.official_runs(out, paper)]
+    everything = trials(grid, out, paper) + official
     started = [t for t in everything if (t.run_dir / "config.yaml").is_file()]
     finished = [t.run_dir for t in started if (t.summary() or {}).get("status") == "finished"]
     if not finished:
@@ -205,18 +237,81 @@ def write_section(page: Path, tag: str, text: str) -> None:
     page.write_text(current.rstrip("\n") + "\n" + heading + text)
 
 
+def official_jobs(grid: Grid, out: Path, paper: bool, peer_python: Path, warn=print) -> list[tuple[Path, list[str]]]:
+    """The official runs to start or resume: (run directory, command). Each method's data and settings are
+    exported once per task from a started chunkrl trial's config.yaml (the same data and settings, so the same
+    budget); runs whose chunkrl trial has not started yet wait for it, finished ones are skipped."""
+    jobs = []
+    for trial, run_dir in grid.official_runs(out, paper):
+        source = trial.run_dir / "config.yaml"
+        summary = run_dir / "summary.json"
+        if summary.is_file() and '"status": "finished"' in summary.read_text():
+            continue
+        if not source.is_file():
+            warn(f"  {run_dir.relative_to(out)}: waits for its chunkrl trial (run the grid first)")
+            continue
+        data = run_dir.parent / "data"
+        if not (data / "settings.json").is_file():
+            export = [sys.executable, str(PEER_SCRIPT), "export", str(source), str(data)]
+            subprocess.run(export, check=True, capture_output=True, text=True)
+        command = [str(peer_python), str(PEER_SCRIPT), "train", str(data), "--seed", str(trial.seed)]
+        jobs.append((run_dir, [*command, "--out", str(run_dir)]))
+    return jobs
+
+
+def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: int) -> int:
+    """Run the official jobs, ``workers`` at a time, one thread each; SIGTERM or Ctrl-C stops them (each writes a
+    checkpoint) and the same command resumes them."""
+    single_thread = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    env = {**os.environ, "PYTHONPATH": str(peer_dir / "src"), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": single_thread}
+    running: list[subprocess.Popen] = []
+
+    def one(job: tuple[Path, list[str]]) -> int:
+        run_dir, command = job
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append(process)
+            code = process.wait()
+        print(f"  {run_dir}: {'finished' if code == 0 else f'exit {code}'}", flush=True)
+        return code
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    try:
+        codes = list(pool.map(one, jobs))
+    except KeyboardInterrupt:
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # each writes a resumable checkpoint
+        pool.shutdown(wait=True, cancel_futures=True)
+        print("official runs interrupted: they wrote checkpoints; run the same command to finish them.")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    pool.shutdown()
+    return 1 if any(codes) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="the grids and how many of their trials have finished")
     run = commands.add_parser("run", help="run (or resume) grids")
     report = commands.add_parser("report", help="figures and the results page's sections")
-    for sub in (listing, run, report):
+    official = commands.add_parser("official", help="the official code's runs of the grids' official methods")
+    for sub in (listing, run, report, official):
         sub.add_argument("--out", type=Path, default=Path("runs/suite"), help="where the trials live")
         sub.add_argument("--paper", action="store_true", help="the paper-scale grids (a GPU's budget)")
-    for sub in (run, report):
+    for sub in (run, report, official):
         sub.add_argument("grids", nargs="+", help="grid names (benchmarks/suites/NAME.yaml) or YAML files")
-    run.add_argument("--workers", type=int, default=2, help="trials at a time (process pool)")
+    for sub in (run, official):
+        sub.add_argument("--workers", type=int, default=2, help="trials at a time")
+    official.add_argument("--peer-python", type=Path, default=Path("/tmp/peer-venv/bin/python"))
+    official.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "bench" / "peer_qc")
     run.add_argument("--cpus-per-trial", type=int, default=1, help="torch threads (and Ray CPUs) per trial")
     run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray GPUs per trial")
     run.add_argument("--ray-address", default=None, help="run on Ray: auto, HOST:PORT, or local")
@@ -236,6 +331,22 @@ def main(argv: list[str] | None = None) -> int:
             done, total = finished_count(grid, args.out, args.paper)
             print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished  {grid.title}")
         return 0
+
+    if args.command == "official":
+        if not args.peer_python.is_file() or not (args.peer_dir / "src" / "agents" / "acfql.py").is_file():
+            print(
+                f"error: the official code needs {args.peer_dir}/src and its venv's python {args.peer_python} "
+                "(set-up: shared/bench/peer_qc/README.md, then pip install ogbench in that venv)",
+                file=sys.stderr,
+            )
+            return 2
+        without = [grid.name for grid in grids if not grid.official]
+        if without:
+            print(f"error: {', '.join(without)} list no official methods (official: [...])", file=sys.stderr)
+            return 2
+        jobs = [job for grid in grids for job in official_jobs(grid, args.out, args.paper, args.peer_python)]
+        print(f"{len(jobs)} official runs to start or resume ({args.workers} at a time)", flush=True)
+        return run_official(jobs, args.peer_dir, args.workers)
 
     if args.command == "report":
         for grid in grids:

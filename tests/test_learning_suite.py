@@ -3,6 +3,7 @@ sweeps, resumed (skipped when finished), reported into a results page whose othe
 
 import csv
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -67,6 +68,31 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     assert "Measured on: " in page and "Two flow-step counts." in page
     assert (docs / "perf" / "suite_tiny.png").stat().st_size > 0
 
+    # official: the grid's method "two" again with the official code, on the data its chunkrl trial trained on
+    official = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, seeds="0-1", official=["two"])))
+    notes = []
+    ((run_dir, command),) = suite.official_jobs(official, out, False, Path("/venv/python"), warn=notes.append)
+    assert run_dir == out / "tiny" / "two-official" / "puzzle-3x3-play-singletask-task1-v0" / "qc-fql" / "seed_0"
+    waiting = run_dir.parent.relative_to(out) / "seed_1"
+    assert notes == [f"  {waiting}: waits for its chunkrl trial (run the grid first)"]
+    data = run_dir.parent / "data"
+    assert command[:4] == ["/venv/python", str(suite.PEER_SCRIPT), "train", str(data)]
+    assert command[4:] == ["--seed", "0", "--out", str(run_dir)]
+    settings = json.loads((data / "settings.json").read_text())
+    assert (settings["official"]["flow_steps"], settings["offline_steps"]) == (2, 3), "the trial's own settings"
+    # what peer_learning.py train leaves behind (its JAX environment is not part of the test suite)
+    run_dir.mkdir()
+    config = yaml.safe_load((data / "chunkrl_config.yaml").read_text()) | {"agent": "qc-fql (official code)"}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "eval.csv").write_text("step,phase,success,return,length,episodes\n3,offline,0.5,-30.0,50.0,1\n")
+    final = {"offline_final": {"success": 0.5, "return": -30.0, "step": 3}}
+    summary = {"status": "finished", "counters": {"offline_step": 3}, "evaluations": final, "wall_seconds": 6.0}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert suite.official_jobs(official, out, False, Path("/venv/python"), warn=notes.append) == []  # finished
+    assert suite.main(["report", str(grid), "--out", str(out), "--docs", str(docs)]) == 0
+    page = (docs / "results.md").read_text()
+    assert "| qc-fql (official code) | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] | 3 | 0.1 |" in page
+
 
 def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_path, capsys):
     def error(**changes):
@@ -79,6 +105,7 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
     assert "method 'x' takes agent (required)" in error(methods={"x": {"agnt": "qc"}})
     assert "the preset" in error(methods={"x": {"agent": "qc", "config": "configs/nope.yaml"}})
     assert "Did you mean: qc-fql" in error(methods={"x": {"agent": "qc-fq"}})
+    assert "official lists method names of this grid (three, two)" in error(official=["four"])
     assert suite.main(["run", "dqx"]) == 2 and "Did you mean: dqc" in capsys.readouterr().err
     assert not any(tmp_path.glob("tiny"))  # nothing was made
     grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset)))
