@@ -4,10 +4,13 @@ simulators' scripted generation, ``chunkrl.envs.scripted``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import filelock
 import numpy as np
 from rich.console import Console
 
@@ -73,14 +76,40 @@ def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Pa
             "or pass --dataset-path / --dataset-dir to use existing files."
         )
     other_sizes = f" (cached sizes: {cached}; select one with --dataset-episodes)" if cached else ""
-    console.print(
-        f"[bold]Generating {task.dataset_name}[/] ({episodes} episodes, OGBench oracles) "
-        f"into {path}; this happens once{other_sizes}."
-    )
-    settings = official_settings(task.dataset_name, episodes=episodes)
-    with generation_progress(console) as report:
-        generate_dataset(settings, path, workers=config.generate_workers, progress=report)
+    with generation_lock(path, console):
+        if path.exists():  # made by the process this one waited for
+            return path
+        console.print(
+            f"[bold]Generating {task.dataset_name}[/] ({episodes} episodes, OGBench oracles) "
+            f"into {path}; this happens once{other_sizes}."
+        )
+        settings = official_settings(task.dataset_name, episodes=episodes)
+        with generation_progress(console) as report:
+            generate_dataset(settings, path, workers=config.generate_workers, progress=report)
     return path
+
+
+@contextlib.contextmanager
+def generation_lock(path: Path, console: Console) -> Iterator[None]:
+    """Within it, this process alone generates the cached dataset ``path``: a second run (a sweep's other trial)
+    that needs the same file waits here, then finds it made. The lock is the operating system's, on
+    ``path.lock``: it is released when its holder ends, however it ends, so a crashed generator never blocks."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatasetError(
+            f"cannot create the cache folder {path.parent} ({error}); choose another --cache-dir"
+        ) from None
+    lock = filelock.FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        console.print(f"Another process is generating {path}; waiting for it to finish (as long as generating takes).")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def load_dataset(config: TrainConfig, env, extra_capacity: int, console: Console) -> Trajectories:
@@ -186,8 +215,10 @@ def aloha_dataset_file(config: TrainConfig, console: Console) -> Path:
         raise DatasetError(
             f"{path} is not in the cache; generate it with `chunkrl data generate {names[0]} --episodes {episodes}`"
         )
-    console.print(f"[bold]Generating {names[0]}[/] into the cache; this happens once.")
-    generate_scripted_dataset(names[0], path, episodes, console)
+    with generation_lock(path, console):
+        if not path.exists():  # else made by the process this one waited for
+            console.print(f"[bold]Generating {names[0]}[/] into the cache; this happens once.")
+            generate_scripted_dataset(names[0], path, episodes, console)
     return path
 
 
