@@ -5,16 +5,21 @@ Batch 256, h = 5, puzzle-3x3 dimensions, truncate (semi-Markov) targets, 3x256 M
 update of either method runs the denoiser for the EMA actor's target chunks (Diffusion-QL: T reverse
 steps; CPQL: one), the behaviour-cloning loss, and the actor's chunks *with* gradients for the Q term;
 an action query samples ``act_samples`` (50) candidates and scores them with the critics. Prints
-absolute figures with the CPU model; nothing is compared with figures from another run.
+absolute figures with the CPU model; nothing is compared with figures from another run. ``--compile``
+measures each agent again as ``chunkrl train --compile`` runs it, right after the eager figures.
 
     python benchmarks/diffusion.py [--agents diffusion-ql cpql] [--backbones mlp unet] [--updates 30]
-                                   [--unet-channels 64 128 256] [--device auto] [--threads N]
+                                   [--unet-channels 64 128 256] [--compile] [--device auto] [--threads N]
 """
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from harness import (  # the shared harness beside this script
     BATCH,
+    OBSERVATION_DIM,
     benchmark_parser,
     make_agent,
     prepare,
@@ -25,6 +30,7 @@ from harness import (  # the shared harness beside this script
 )
 
 from chunkrl.data.chunks import ChunkSampler
+from chunkrl.nets.compiled import compiled
 from chunkrl.nets.unet1d import UNetConfig
 
 
@@ -33,6 +39,7 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=["diffusion-ql", "cpql"], choices=["diffusion-ql", "cpql"])
     parser.add_argument("--backbones", nargs="+", default=["mlp", "unet"], choices=["mlp", "unet"])
     parser.add_argument("--unet-channels", nargs="+", type=int, default=list(UNetConfig.channels))
+    parser.add_argument("--compile", action="store_true", help="also measure each as chunkrl train --compile runs")
     args = parser.parse_args()
     device = prepare(args)
     store = synthetic_store()
@@ -47,12 +54,24 @@ def main() -> None:
             latency = query_ms(agent, queries=200)
             parameters = sum(p.numel() for p in agent.actor.parameters())
             name = f"{method} {backbone}" + (f" {list(unet.channels)}" if backbone == "unet" else "")
-            print(
+            line = (
                 f"{name}: denoiser {parameters / 1e6:.2f}M parameters, {rate:.2f} updates/s, "
                 f"action query ({agent.config.act_samples} candidates) {latency:.1f} ms, "
-                f"{flops / 1e9:.1f} GFLOP/update",
-                flush=True,
+                f"{flops / 1e9:.1f} GFLOP/update"
             )
+            if args.compile:  # the same agent again, as --compile trains and acts
+                update, agent.compile_queries = compiled(agent.update), True
+                started = time.perf_counter()
+                update(sampler.sample(BATCH).to_torch(device))
+                agent.act(np.zeros(OBSERVATION_DIM, np.float32))
+                compile_s = time.perf_counter() - started
+                compiled_rate = updates_per_second(agent, sampler, device, updates, update)
+                compiled_latency = query_ms(agent, queries=200)
+                line += (
+                    f"; --compile: {compiled_rate:.2f} updates/s ({compiled_rate / rate:.2f}x), action query "
+                    f"{compiled_latency:.1f} ms ({latency / compiled_latency:.2f}x), compiled in {compile_s:.0f} s"
+                )
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
