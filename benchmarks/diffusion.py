@@ -14,13 +14,10 @@ measures each agent again as ``chunkrl train --compile`` runs it, right after th
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 from harness import (  # the shared harness beside this script
     BATCH,
-    OBSERVATION_DIM,
     benchmark_parser,
+    compile_as_training,
     make_agent,
     prepare,
     query_ms,
@@ -30,7 +27,6 @@ from harness import (  # the shared harness beside this script
 )
 
 from chunkrl.data.chunks import ChunkSampler
-from chunkrl.nets.compiled import compiled
 from chunkrl.nets.unet1d import UNetConfig
 
 
@@ -60,11 +56,7 @@ def main() -> None:
                 f"{flops / 1e9:.1f} GFLOP/update"
             )
             if args.compile:  # the same agent again, as --compile trains and acts
-                update, agent.compile_queries = compiled(agent.update), True
-                started = time.perf_counter()
-                update(sampler.sample(BATCH).to_torch(device))
-                agent.act(np.zeros(OBSERVATION_DIM, np.float32))
-                compile_s = time.perf_counter() - started
+                update, compile_s = compile_as_training(agent, sampler, device)
                 compiled_rate = updates_per_second(agent, sampler, device, updates, update)
                 compiled_latency = query_ms(agent, queries=200)
                 line += (

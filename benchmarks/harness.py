@@ -19,6 +19,7 @@ from chunkrl.agents.registry import METHODS, agent_config, build_agent
 from chunkrl.config import TrainConfig, resolve_method
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import StepArrays, Trajectories
+from chunkrl.nets.compiled import compiled
 from chunkrl.nets.precision import autocast, matmul_precision
 from chunkrl.train.device import machine_description, resolve_device
 
@@ -94,6 +95,16 @@ def updates_per_second(
     function that updates ``agent`` (default ``agent.update``; e.g. its compiled form)."""
     update = update or agent.update
     return rate(lambda: update(sampler.sample(BATCH).to_torch(device)), updates, device)
+
+
+def compile_as_training(agent, sampler: ChunkSampler, device: torch.device) -> tuple[Callable, float]:
+    """``agent`` as ``chunkrl train --compile`` runs it: its update compiled (returned) and its action queries
+    compiled; with the seconds that the first update and the first single-observation query took to compile."""
+    update, agent.compile_queries = compiled(agent.update), True
+    started = time.perf_counter()
+    update(sampler.sample(BATCH).to_torch(device))
+    agent.act(np.zeros(OBSERVATION_DIM, np.float32))
+    return update, time.perf_counter() - started
 
 
 def query_ms(agent, queries: int = 1000, seconds: float = 20.0) -> float:

@@ -19,14 +19,11 @@ To compare with the official JAX code, run ``benchmarks/side_by_side.py``, which
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import torch
 from harness import (
     BATCH,
-    OBSERVATION_DIM,
     benchmark_parser,
+    compile_as_training,
     make_agent,
     matmul_peak,
     prepare,
@@ -55,13 +52,7 @@ def measure(
     agent, spec = make_agent(method, dims, device, precision)
     sampler = ChunkSampler(store, spec, seed=0)
     flops = update_flops(agent, sampler.sample(BATCH).to_torch(device))
-    update, compile_s = agent.update, 0.0
-    if compile:  # as --compile trains: the whole update compiled, and the action query
-        update, agent.compile_queries = compiled(agent.update), True
-        started = time.perf_counter()
-        update(sampler.sample(BATCH).to_torch(device))
-        agent.act(np.zeros(OBSERVATION_DIM, np.float32))
-        compile_s = time.perf_counter() - started
+    update, compile_s = compile_as_training(agent, sampler, device) if compile else (agent.update, 0.0)
     rate = updates_per_second(agent, sampler, device, updates, update)
     return {"updates_per_s": rate, "act_ms": query_ms(agent), "gflop_per_update": flops / 1e9, "compile_s": compile_s}
 

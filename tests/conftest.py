@@ -2,7 +2,10 @@
 every command it starts, computes with one thread: two busy workers with two threads each would slow each
 other down many-fold on a 2-core machine."""
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,17 @@ from chunkrl.data.trajectories import StepArrays, Trajectories
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI tests' subprocesses
     torch.set_num_threads(1)
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/NAME.py`` (benchmarks are scripts, not a package), imported once."""
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def make_store(rewards, terminals, ends, obs_dim=2, action_dim=1):

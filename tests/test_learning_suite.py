@@ -2,26 +2,19 @@
 sweeps, resumed (skipped when finished), reported into a results page whose other text is kept."""
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chunkrl.sweep import check_sweep
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_suite.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("learning_suite", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["learning_suite"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("learning_suite")
 
 
 def grid_file(tmp_path, dataset, **changes):

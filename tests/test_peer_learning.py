@@ -1,25 +1,18 @@
 """benchmarks/peer_learning.py's export: the official code gets exactly the data and settings a chunkrl run trains
 with. (Its ``train`` step runs in the official code's own JAX environment, which the test suite does not have.)"""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_learning.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def peer():
-    spec = importlib.util.spec_from_file_location("peer_learning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["peer_learning"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("peer_learning")
 
 
 def run_config(tmp_path, dataset, **changes):
