@@ -156,8 +156,7 @@ class TrainConfig:
     """torch.compile the whole update (losses, backward, optimizer step, target update) and the action query
     (inductor: fused elementwise kernels). The first update and query compile, tens of seconds on a CPU;
     random draws and checkpoints stay as without it; with --seeds, the stacked update. Not for chunk-bc or
-    chunk-ppo yet.
-    docs/operations.md explains it, docs/results.md measures the gain."""
+    chunk-ppo yet. docs/operations.md explains it, docs/results.md measures the gain."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
     wandb: bool = False
