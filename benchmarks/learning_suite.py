@@ -244,8 +244,7 @@ def official_jobs(grid: Grid, out: Path, paper: bool, peer_python: Path, warn=pr
     jobs = []
     for trial, run_dir in grid.official_runs(out, paper):
         source = trial.run_dir / "config.yaml"
-        summary = run_dir / "summary.json"
-        if summary.is_file() and '"status": "finished"' in summary.read_text():
+        if (Trial(trial.agent, trial.env, trial.seed, run_dir).summary() or {}).get("status") == "finished":
             continue
         if not source.is_file():
             warn(f"  {run_dir.relative_to(out)}: waits for its chunkrl trial (run the grid first)")
@@ -253,7 +252,9 @@ def official_jobs(grid: Grid, out: Path, paper: bool, peer_python: Path, warn=pr
         data = run_dir.parent / "data"
         if not (data / "settings.json").is_file():
             export = [sys.executable, str(PEER_SCRIPT), "export", str(source), str(data)]
-            subprocess.run(export, check=True, capture_output=True, text=True)
+            result = subprocess.run(export, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ValueError(f"exporting {source} for the official code failed:\n{result.stdout}{result.stderr}")
         command = [str(peer_python), str(PEER_SCRIPT), "train", str(data), "--seed", str(trial.seed)]
         jobs.append((run_dir, [*command, "--out", str(run_dir)]))
     return jobs
@@ -344,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         if without:
             print(f"error: {', '.join(without)} list no official methods (official: [...])", file=sys.stderr)
             return 2
-        jobs = [job for grid in grids for job in official_jobs(grid, args.out, args.paper, args.peer_python)]
+        try:
+            jobs = [job for grid in grids for job in official_jobs(grid, args.out, args.paper, args.peer_python)]
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(f"{len(jobs)} official runs to start or resume ({args.workers} at a time)", flush=True)
         return run_official(jobs, args.peer_dir, args.workers)
 
