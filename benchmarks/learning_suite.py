@@ -104,14 +104,15 @@ class Grid:
             for m in self.methods
         ]  # fmt: skip
 
-    def official_runs(self, out: Path, paper: bool = False) -> list[tuple[Trial, Path]]:
-        """(the chunkrl trial, the official run's directory) for every seed of every ``official`` method."""
+    def official_runs(self, out: Path, paper: bool = False) -> list[tuple[Trial, Trial]]:
+        """(the chunkrl trial, the official code's run of it) for every seed of every ``official`` method."""
         sweeps = dict(zip((m.name for m in self.methods), self.sweeps(out, paper), strict=True))
         pairs = []
         for name in self.official:
             for trial in sweeps[name].trials():
                 relative = trial.run_dir.relative_to(self.directory(out, paper) / name)
-                pairs.append((trial, self.directory(out, paper) / f"{name}{OFFICIAL_SUFFIX}" / relative))
+                run_dir = self.directory(out, paper) / f"{name}{OFFICIAL_SUFFIX}" / relative
+                pairs.append((trial, Trial(trial.agent, trial.env, trial.seed, run_dir)))
         return pairs
 
 
@@ -191,8 +192,7 @@ def finished_count(grid: Grid, out: Path, paper: bool) -> tuple[int, int]:
 
 def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
     """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page."""
-    official = [Trial(t.agent, t.env, t.seed, run_dir) for t, run_dir in grid.official_runs(out, paper)]
-    everything = trials(grid, out, paper) + official
+    everything = trials(grid, out, paper) + [official for _, official in grid.official_runs(out, paper)]
     started = [t for t in everything if (t.run_dir / "config.yaml").is_file()]
     finished = [t.run_dir for t in started if (t.summary() or {}).get("status") == "finished"]
     if not finished:
@@ -242,9 +242,9 @@ def official_jobs(grid: Grid, out: Path, paper: bool, peer_python: Path, warn=pr
     exported once per task from a started chunkrl trial's config.yaml (the same data and settings, so the same
     budget); runs whose chunkrl trial has not started yet wait for it, finished ones are skipped."""
     jobs = []
-    for trial, run_dir in grid.official_runs(out, paper):
-        source = trial.run_dir / "config.yaml"
-        if (Trial(trial.agent, trial.env, trial.seed, run_dir).summary() or {}).get("status") == "finished":
+    for trial, official in grid.official_runs(out, paper):
+        source, run_dir = trial.run_dir / "config.yaml", official.run_dir
+        if (official.summary() or {}).get("status") == "finished":
             continue
         if not source.is_file():
             warn(f"  {run_dir.relative_to(out)}: waits for its chunkrl trial (run the grid first)")

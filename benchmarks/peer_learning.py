@@ -236,6 +236,11 @@ def train(folder: Path, seed: int, out: Path) -> None:
         signal.signal(signum, request_stop)
     steps, interval = settings["offline_steps"], settings["eval_interval"] or settings["offline_steps"]
     started = time.perf_counter() - wall_s
+
+    def checkpoint(step: int, status: str) -> None:
+        save_state(out, agent, step, key, rows, time.perf_counter() - started)
+        write_run_files(folder, out, seed, status, rows, step, time.perf_counter() - started)
+
     for step in range(first, steps + 1):
         batch = dataset.sample_sequence(config["batch_size"], config["horizon_length"], config["discount"])
         agent, _ = agent.update(batch)
@@ -249,11 +254,9 @@ def train(folder: Path, seed: int, out: Path) -> None:
                 writer.writerows(rows)
             minutes = (time.perf_counter() - started) / 60
             print(f"step {step}: success {result['success']:.2f} ({minutes:.1f} min)", flush=True)
-            save_state(out, agent, step, key, rows, time.perf_counter() - started)
-            write_run_files(folder, out, seed, "running", rows, step, time.perf_counter() - started)
+            checkpoint(step, "running")
         if stop["signal"] is not None:
-            save_state(out, agent, step, key, rows, time.perf_counter() - started)
-            write_run_files(folder, out, seed, "interrupted", rows, step, time.perf_counter() - started)
+            checkpoint(step, "interrupted")
             print(f"stopped at step {step}; the same command resumes", flush=True)
             raise SystemExit(128 + stop["signal"])
     write_run_files(folder, out, seed, "finished", rows, steps, time.perf_counter() - started)

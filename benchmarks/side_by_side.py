@@ -90,7 +90,7 @@ def main() -> None:
     peer_env = {**os.environ, "PYTHONPATH": str(args.peer_dir / "src"), "JAX_PLATFORMS": "cpu"}
     ours_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     compiled = args.precision if args.compile == [] else args.compile or []
-    variants = args.precision + [f"{p} compiled" for p in compiled]
+    variants = {p: (p, []) for p in args.precision} | {f"{p} compiled": (p, ["--compile"]) for p in compiled}
     peer: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     ours: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
     ratios: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
@@ -102,9 +102,9 @@ def main() -> None:
             f"round {round_}: official " + ", ".join(f"{m} {s} {v[0]:.2f}/s" for (m, s), v in peer_round.items()),
             flush=True,
         )
-        for precision in variants:
+        for precision, (arithmetic, flags) in variants.items():  # precision: the label, e.g. "fp32 compiled"
             command = [sys.executable, str(HERE / "throughput.py"), *common, "--device", "cpu"]
-            command += ["--precision", precision.split()[0], *(["--compile"] if "compiled" in precision else [])]
+            command += ["--precision", arithmetic, *flags]
             output = run(command, HERE.parent, ours_env)
             ours_round = parse(output)
             for line in output.splitlines():  # --compile: compile time and distance from eager

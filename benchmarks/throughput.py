@@ -63,8 +63,9 @@ def compiled_drift(method: str, dims: tuple[int, ...], device: torch.device, sto
     agents = []
     for _ in range(2):
         torch.manual_seed(0)
-        agents.append(make_agent(method, dims, device, precision)[0])
-    sampler = ChunkSampler(store, make_agent(method, dims, device, precision)[1], seed=0)
+        agent, spec = make_agent(method, dims, device, precision)
+        agents.append(agent)
+    sampler = ChunkSampler(store, spec, seed=0)
     batches = [sampler.sample(BATCH).to_torch(device) for _ in range(5)]
     for update in (agents[0].update, compiled(agents[1].update)):
         torch.manual_seed(1)
