@@ -36,8 +36,13 @@ def from_rank0(path: Path | None) -> Path:
     return Path(shared[0])
 
 
-def finish() -> None:
+def finish(wait: bool = True) -> None:
+    """Leave the process group. ``wait``: every rank waits for the others first, so that none tears its
+    connections down while another still talks to it (gloo can then abort a process at exit); after an error,
+    when another rank may be inside a collective the failed one never joins, leave at once."""
     if dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -58,6 +58,10 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: Path | None 
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         try:
-            return run_trainer(trainer, started)
-        finally:
-            distributed.finish()
+            result = run_trainer(trainer, started)
+        except BaseException:
+            distributed.finish(wait=False)
+            raise
+        del trainer  # DistributedDataParallel holds the process group: release it now, not at interpreter exit
+        distributed.finish()
+        return result

@@ -44,4 +44,5 @@ if rank == 0:
     print(f"same_start={same_start} same_after={same_after} moved={moved}")
     print(f"same_rate={rates[0] == rates[1]} kls_differ={local_kls[0] != local_kls[1]} mean={mean_of_ranks}")
     sys.stdout.flush()
+del agent  # as a run ends: DistributedDataParallel releases the process group before it is destroyed
 distributed.finish()

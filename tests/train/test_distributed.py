@@ -9,7 +9,8 @@ from pathlib import Path
 def test_two_ranks_hold_identical_weights_after_an_update():
     script = Path(__file__).with_name("ddp_update.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # faulthandler: should a rank abort (SIGABRT) at exit, its Python stacks land in the assertion's message
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "same_start=True same_after=True moved=True" in result.stdout, result.stdout + result.stderr[-2000:]
