@@ -4,22 +4,29 @@ Two steps, in two Python environments:
 
 1. ``export`` (chunkrl's environment) reads a chunkrl run configuration (a trial's ``config.yaml``), builds
    the run's dataset as ``chunkrl train`` would (the same file, task rewards, ``--sparse``, action units) and
-   writes it with the matching official settings: ``OUT/data.npz`` and ``OUT/settings.json``.
+   writes it with the matching official settings: ``OUT/data.npz`` and ``OUT/settings.json``. A setting the
+   official code cannot express (an ACT actor, decoupled horizons, a BC schedule, ...) is refused, named.
 2. ``train`` (the official code's virtual environment, ``shared/bench/peer_qc/README.md``, plus ``pip install
-   ogbench``) trains the official agent (``--peer-dir``'s ``src``, imported, never copied) offline on that
-   data with the official ``Dataset.sample_sequence`` batches, evaluates it on the OGBench task every
-   ``eval_interval`` steps (chunks executed open loop, as chunkrl evaluates), and writes ``eval.csv``,
-   ``config.yaml`` (the agent named ``qc-fql (official code)``) and ``summary.json`` in chunkrl's formats, so
-   ``chunkrl plot`` draws it beside chunkrl's runs. It checkpoints at every evaluation and on SIGTERM or
-   Ctrl-C; the same command resumes.
+   ogbench``) trains the official agent (``--peer-dir``'s ``src``, imported, never copied) on that data with
+   the official ``Dataset.sample_sequence`` batches: the offline phase, then the online phase as the official
+   scripts run it (``main.py``: online steps appended to the dataset, the policy acting from the start;
+   ``main_online.py``: a separate replay, batches half dataset and half online, uniform random actions until
+   training starts; whichever the chunkrl run's ``replay`` and ``warmup`` are, with its ``start_training`` and
+   ``utd_ratio``). It evaluates on the OGBench task every ``eval_interval`` steps (chunks executed open loop,
+   as chunkrl evaluates), and writes ``eval.csv``, ``config.yaml`` (the agent named ``qc-fql (official
+   code)``) and ``summary.json`` in chunkrl's formats, so ``chunkrl plot`` draws it beside chunkrl's runs. It
+   checkpoints (with the online replay) at every evaluation and on SIGTERM or Ctrl-C; the same command
+   resumes. Offline, a resumed run ends byte-identical to an uninterrupted one; online, an episode cut by the
+   stop is not continued: the resumed run starts a new one (seeded from the step).
 
     python benchmarks/peer_learning.py export runs/suite/dqc/qc-fql/ENV/qc-fql/seed_0/config.yaml runs/peer/qc-fql
     PYTHONPATH=../shared/bench/peer_qc/src /tmp/peer-venv/bin/python benchmarks/peer_learning.py \\
         train runs/peer/qc-fql --seed 0 --out runs/peer/qc-fql/seed_0
 
-Covered: the flow family of the official code (QC-FQL, FQL-n, FQL: ``distill-ddpg``; QC, BFN-n, BFN:
-``best-of-n``), offline. The official code's own seeding (JAX keys and numpy's global generator) is used, so
-seed ``s`` here and seed ``s`` in chunkrl draw different numbers: compare seed spreads, not seeds.
+Covered: the flow family of the official code (``acfql``; QC-FQL, FQL-n, FQL: ``distill-ddpg``; QC, BFN-n,
+BFN: ``best-of-n``) and its RLPD family (``acrlpd``: QC-RLPD, RLPD-AC, RLPD with an MLP actor). The official
+code's own seeding (JAX keys and numpy's global generator) is used, so seed ``s`` here and seed ``s`` in chunkrl
+draw different numbers: compare seed spreads, not seeds.
 """
 
 from __future__ import annotations
@@ -37,14 +44,85 @@ import numpy as np
 
 ACTOR_TYPES = {"qc-fql": "distill-ddpg", "fql-n": "distill-ddpg", "fql": "distill-ddpg"}
 ACTOR_TYPES |= {"qc": "best-of-n", "bfn-n": "best-of-n", "bfn": "best-of-n"}
+RLPD_AGENTS = ("qc-rlpd", "rlpd-ac", "rlpd")
+
+
+def inexpressible(config) -> list[str]:
+    """The settings of chunkrl's resolved ``config`` that the official code has no equivalent of."""
+    problems = []
+    if config.critic_horizon != config.horizon or config.actor_chunk != config.horizon:
+        problems.append(f"decoupled horizons (critic {config.critic_horizon}, actor {config.actor_chunk})")
+    if config.execute_horizon not in (None, config.actor_chunk) or config.temporal_ensemble is not None:
+        problems.append("executing part of each chunk (the official code executes the whole chunk)")
+    if config.agent in RLPD_AGENTS:
+        sac, chunked = config.sac, config.horizon > 1
+        checks = {
+            "sac.actor": (sac.actor, "mlp"),
+            "sac.actor_layer_norm": (sac.actor_layer_norm, False),
+            "sac.critic_input": (sac.critic_input if chunked else "chunk", "chunk"),
+            "sac.rho": (sac.rho, 0.0),
+            "sac.backup_entropy": (sac.backup_entropy, False),
+            "sac.bc_loss": (sac.bc_loss, "nll"),
+            "sac.bc_rows": (sac.bc_rows, "all"),
+            "sac.bc_weight_schedule": (sac.bc_weight_schedule, "constant"),
+            "sac.bc_pretrain_steps": (sac.bc_pretrain_steps, 0),
+            "sac.target_entropy_scaling": (sac.target_entropy_scaling if chunked else "linear", "linear"),
+        }
+        problems += [
+            f"{name} {value!r} (the official code: {want!r})" for name, (value, want) in checks.items() if value != want
+        ]
+    return problems
+
+
+def budget(config) -> dict:
+    """The run's phases and online settings, as the official scripts' flags."""
+    return {
+        "offline_steps": config.offline_steps,
+        "online_steps": config.online_steps,
+        "replay": config.replay,
+        "warmup": config.warmup,
+        "start_training": config.start_training,
+        "utd_ratio": config.utd_ratio,
+        "eval_interval": config.eval_interval,
+        "eval_episodes": config.eval_episodes,
+        "max_episode_steps": config.max_episode_steps,
+    }
+
+
+def rlpd_settings(config) -> dict:
+    """The official ``acrlpd`` config values that match chunkrl's resolved ``config``."""
+    sac = config.sac
+    settings = {
+        "lr": sac.learning_rate,
+        "batch_size": config.batch_size,
+        "actor_hidden_dims": list(sac.actor_hidden_dims),
+        "value_hidden_dims": list(sac.critic_hidden_dims),
+        "layer_norm": sac.critic_layer_norm,
+        "discount": config.discount,
+        "tau": sac.target_tau,
+        "num_qs": sac.num_critics,
+        "q_agg": sac.q_aggregation,
+        "target_entropy_multiplier": sac.target_entropy_multiplier,
+        "bc_alpha": sac.bc_alpha,
+        "horizon_length": config.horizon,
+        "action_chunking": True,
+        "init_temp": sac.init_temperature,
+    }
+    if sac.target_entropy is not None:
+        settings["target_entropy"] = sac.target_entropy
+    return settings
 
 
 def official_settings(config) -> dict:
-    """The official ``acfql`` config values that match chunkrl's resolved ``config``, and the run's budget."""
+    """The official agent (``acfql`` or ``acrlpd``) and its config values that match chunkrl's resolved
+    ``config``, and the run's budget."""
+    common = {"agent": config.agent, "env": config.env, "sparse": config.sparse, **budget(config)}
+    if config.agent in RLPD_AGENTS:
+        return {**common, "official_agent": "acrlpd", "official": rlpd_settings(config)}
     flow = config.flow
     return {
-        "agent": config.agent,
-        "env": config.env,
+        **common,
+        "official_agent": "acfql",
         "official": {
             "lr": flow.learning_rate,
             "batch_size": config.batch_size,
@@ -64,11 +142,6 @@ def official_settings(config) -> dict:
             "actor_type": ACTOR_TYPES[config.agent],
             "actor_num_samples": flow.num_samples or 32,
         },
-        "sparse": config.sparse,
-        "offline_steps": config.offline_steps,
-        "eval_interval": config.eval_interval,
-        "eval_episodes": config.eval_episodes,
-        "max_episode_steps": config.max_episode_steps,
     }
 
 
@@ -82,10 +155,11 @@ def export(config_path: Path, out: Path) -> None:
     from chunkrl.train.build import build_trainer
 
     config = resolve_method(load_config(config_path))
-    if config.agent not in ACTOR_TYPES:
-        raise SystemExit(f"{config.agent}: the official flow agents cover {', '.join(ACTOR_TYPES)}")
-    if config.online_steps:
-        raise SystemExit(f"{config_path} trains online too ({config.online_steps} steps); this runner is offline only")
+    if config.agent not in (*ACTOR_TYPES, *RLPD_AGENTS):
+        raise SystemExit(f"{config.agent}: the official code covers {', '.join((*ACTOR_TYPES, *RLPD_AGENTS))}")
+    problems = inexpressible(config)
+    if problems:
+        raise SystemExit(f"{config_path}: the official code cannot run {'; '.join(problems)}. Nothing was written.")
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: choose a new folder (nothing was overwritten)")
     with tempfile.TemporaryDirectory() as scratch:  # the run chunkrl would start, to read its dataset
@@ -149,14 +223,23 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def save_state(out: Path, agent, step: int, key, rows: list, wall_s: float) -> None:
-    """Everything a resumed run needs: the agent (flax bytes), numpy's and JAX's generators, the rows so far."""
+def save_state(out: Path, agent, progress: dict, key, rows: list, wall_s: float, replay=None) -> None:
+    """Everything a resumed run needs: the agent (flax bytes), numpy's and JAX's generators, the rows so far,
+    the phase and step reached (``progress``) and, online, the replay's online part."""
+    import io
+
     import flax.serialization
 
     name, keys, position, has_gauss, gauss = np.random.get_state()
     numpy_state = [name, keys.tolist(), position, has_gauss, gauss]
-    state = {"step": step, "key": np.asarray(key).tolist(), "numpy": numpy_state, "rows": rows, "wall_s": wall_s}
+    state = {**progress, "key": np.asarray(key).tolist(), "numpy": numpy_state, "rows": rows, "wall_s": wall_s}
     write_atomically(out / "agent.msgpack", flax.serialization.to_bytes(agent))
+    if replay is not None:
+        buffer, first = replay
+        arrays = {k: np.asarray(v[first : buffer.size]) for k, v in buffer.items()}
+        packed = io.BytesIO()
+        np.savez(packed, **arrays)
+        write_atomically(out / "replay.npz", packed.getvalue())
     write_atomically(out / "state.json", json.dumps(state).encode())  # last: it names a complete checkpoint
 
 
@@ -176,7 +259,7 @@ def cpu_model() -> str | None:
     return None
 
 
-def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, step: int, wall_s: float) -> None:
+def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, counters: dict, wall_s: float) -> None:
     """config.yaml and summary.json in chunkrl's format, so ``chunkrl plot`` and ``report`` read the run."""
     import platform
 
@@ -186,11 +269,14 @@ def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list,
     config = yaml.safe_load((folder / "chunkrl_config.yaml").read_text())
     config.update(agent=config["agent"] + OFFICIAL, seed=seed, tensorboard=False)
     write_atomically(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
-    final = {"success": rows[-1]["success"], "return": rows[-1]["return"], "step": rows[-1]["step"]} if rows else {}
+    finals = {}
+    if status == "finished":  # each phase's last evaluation
+        for row in rows:
+            finals[f"{row['phase']}_final"] = {k: row[k] for k in ("success", "return", "step", "phase")}
     summary = {
         "status": status,
-        "counters": {"offline_step": step},
-        "evaluations": {"offline_final": final} if status == "finished" and final else {},
+        "counters": counters,
+        "evaluations": finals,
         "wall_seconds": wall_s,
         "machine": f"{cpu_model() or platform.machine()}, {os.cpu_count()} CPUs; jax {jax.__version__} on "
         f"{jax.devices()[0].platform}",
@@ -199,34 +285,70 @@ def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list,
     write_atomically(out / "summary.json", json.dumps(summary, indent=2).encode())
 
 
-def train(folder: Path, seed: int, out: Path) -> None:
-    """Train the official agent on ``folder``'s data and settings; write ``out/eval.csv``. A checkpoint is
-    written at every evaluation and on SIGTERM or Ctrl-C; the same command resumes it."""
-    import flax.serialization
-    import jax
-    from agents.acfql import ACFQLAgent, get_config
-    from utils.datasets import Dataset
-
-    settings = json.loads((folder / "settings.json").read_text())
-    if (out / "summary.json").exists() and json.loads((out / "summary.json").read_text())["status"] == "finished":
-        raise SystemExit(f"{out} holds a finished run: choose another --out (nothing was changed)")
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = Dataset.create(**dict(np.load(folder / "data.npz")))
+def official_agent(settings: dict, dataset, seed: int):
+    """The official agent named by the settings, created as its scripts create it, and its config."""
+    if settings["official_agent"] == "acrlpd":
+        from agents.acrlpd import ACRLPDAgent as Agent
+        from agents.acrlpd import get_config
+    else:
+        from agents.acfql import ACFQLAgent as Agent
+        from agents.acfql import get_config
     config = get_config()
     for name, value in settings["official"].items():
         config[name] = tuple(value) if name.endswith("hidden_dims") else value
     np.random.seed(seed)  # the official sampler draws from numpy's global generator
     example = dataset.sample(())
-    agent = ACFQLAgent.create(seed, example["observations"], example["actions"], config)
-    key, first, rows, wall_s = jax.random.PRNGKey(seed + 1), 1, [], 0.0
+    return Agent.create(seed, example["observations"], example["actions"], config), config, example
+
+
+def online_batch(dataset, replay, config, settings: dict) -> dict:
+    """One online update's batches [utd, B, ...]: the official ``main_online.py``'s half dataset, half replay
+    (symmetric) or ``main.py``'s uniform draw from the dataset with the online steps appended (shared)."""
+    utd, size, h, discount = settings["utd_ratio"], config["batch_size"], config["horizon_length"], config["discount"]
+    if settings["replay"] == "shared":
+        batch = replay.sample_sequence(size * utd, sequence_length=h, discount=discount)
+        return {k: v.reshape((utd, size) + v.shape[1:]) for k, v in batch.items()}
+    half = size // 2
+    offline = dataset.sample_sequence(half * utd, sequence_length=h, discount=discount)
+    online = replay.sample_sequence(half * utd, sequence_length=h, discount=discount)
+    return {
+        k: np.concatenate(
+            [
+                offline[k].reshape((utd, half) + offline[k].shape[1:]),
+                online[k].reshape((utd, half) + online[k].shape[1:]),
+            ],
+            axis=1,
+        )
+        for k in offline
+    }
+
+
+def train(folder: Path, seed: int, out: Path) -> None:
+    """Train the official agent on ``folder``'s data and settings, offline then online; write ``out/eval.csv``.
+    A checkpoint is written at every evaluation and on SIGTERM or Ctrl-C; the same command resumes it."""
+    import flax.serialization
+    import jax
+    import ogbench
+    from utils.datasets import Dataset, ReplayBuffer
+
+    settings = json.loads((folder / "settings.json").read_text())
+    settings.setdefault("official_agent", "acfql")  # folders exported before the RLPD family was covered
+    if (out / "summary.json").exists() and json.loads((out / "summary.json").read_text())["status"] == "finished":
+        raise SystemExit(f"{out} holds a finished run: choose another --out (nothing was changed)")
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = Dataset.create(**dict(np.load(folder / "data.npz")))
+    agent, config, example = official_agent(settings, dataset, seed)
+    offline_steps, online_steps = settings.get("offline_steps") or 0, settings.get("online_steps") or 0
+    key, progress, rows, wall_s, resumed = jax.random.PRNGKey(seed + 1), {"phase": "offline", "step": 0}, [], 0.0, None
     if (out / "state.json").exists():
         state = json.loads((out / "state.json").read_text())
         agent = flax.serialization.from_bytes(agent, (out / "agent.msgpack").read_bytes())
         name, keys, position, has_gauss, gauss = state["numpy"]
         np.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, gauss))
-        key, first = np.asarray(state["key"], np.uint32), state["step"] + 1
-        rows, wall_s = state["rows"], state["wall_s"]
-        print(f"resuming {out} at step {state['step']}", flush=True)
+        key, rows, wall_s = np.asarray(state["key"], np.uint32), state["rows"], state["wall_s"]
+        progress = {"phase": state.get("phase", "offline"), "step": state["step"]}
+        resumed = dict(np.load(out / "replay.npz")) if progress["phase"] == "online" else None
+        print(f"resuming {out} at {progress['phase']} step {progress['step']}", flush=True)
     stop = {"signal": None}
 
     def request_stop(signum, frame):
@@ -234,32 +356,99 @@ def train(folder: Path, seed: int, out: Path) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
-    steps, interval = settings["offline_steps"], settings["eval_interval"] or settings["offline_steps"]
     started = time.perf_counter() - wall_s
+    replay = None  # online: (the buffer, where its online part starts)
 
-    def checkpoint(step: int, status: str) -> None:
-        save_state(out, agent, step, key, rows, time.perf_counter() - started)
-        write_run_files(folder, out, seed, status, rows, step, time.perf_counter() - started)
+    def record(phase: str, step: int) -> None:
+        nonlocal key
+        result = evaluate(agent, settings, key, seed)
+        key = result.pop("key")
+        rows.append({"step": step, "phase": phase, **result, "episodes": settings["eval_episodes"]})
+        with open(out / "eval.csv", "w", newline="") as f:  # rewritten whole after every evaluation
+            writer = csv.DictWriter(f, fieldnames=["step", "phase", "success", "return", "length", "episodes"])
+            writer.writeheader()
+            writer.writerows(rows)
+        minutes = (time.perf_counter() - started) / 60
+        print(f"{phase} step {step}: success {result['success']:.2f} ({minutes:.1f} min)", flush=True)
+        checkpoint(phase, step, "running")
 
-    for step in range(first, steps + 1):
+    def checkpoint(phase: str, step: int, status: str) -> None:
+        save_state(out, agent, {"phase": phase, "step": step}, key, rows, time.perf_counter() - started, replay)
+        counters = {"offline_step": step if phase == "offline" else offline_steps}
+        counters |= {"online_step": step} if phase == "online" else {}
+        write_run_files(folder, out, seed, status, rows, counters, time.perf_counter() - started)
+
+    def stop_if_asked(phase: str, step: int) -> None:
+        if stop["signal"] is not None:
+            checkpoint(phase, step, "interrupted")
+            print(f"stopped at {phase} step {step}; the same command resumes", flush=True)
+            raise SystemExit(128 + stop["signal"])
+
+    interval = settings["eval_interval"] or max(offline_steps, online_steps)
+    first = progress["step"] + 1 if progress["phase"] == "offline" else offline_steps + 1
+    for step in range(first, offline_steps + 1):
         batch = dataset.sample_sequence(config["batch_size"], config["horizon_length"], config["discount"])
         agent, _ = agent.update(batch)
-        if step % interval == 0 or step == steps:
-            result = evaluate(agent, settings, key, seed)
-            key = result.pop("key")
-            rows.append({"step": step, "phase": "offline", **result, "episodes": settings["eval_episodes"]})
-            with open(out / "eval.csv", "w", newline="") as f:  # rewritten whole after every evaluation
-                writer = csv.DictWriter(f, fieldnames=["step", "phase", "success", "return", "length", "episodes"])
-                writer.writeheader()
-                writer.writerows(rows)
-            minutes = (time.perf_counter() - started) / 60
-            print(f"step {step}: success {result['success']:.2f} ({minutes:.1f} min)", flush=True)
-            checkpoint(step, "running")
-        if stop["signal"] is not None:
-            checkpoint(step, "interrupted")
-            print(f"stopped at step {step}; the same command resumes", flush=True)
-            raise SystemExit(128 + stop["signal"])
-    write_run_files(folder, out, seed, "finished", rows, steps, time.perf_counter() - started)
+        if step % interval == 0 or step == offline_steps:
+            record("offline", step)
+        stop_if_asked("offline", step)
+    if online_steps:
+        if settings["replay"] == "shared":
+            buffer = ReplayBuffer.create_from_initial_dataset(dict(dataset), size=dataset.size + online_steps)
+            replay = (buffer, dataset.size)
+        else:
+            buffer = ReplayBuffer.create(example, size=online_steps)
+            replay = (buffer, 0)
+        first = 1
+        if resumed is not None:
+            count = len(resumed["observations"])
+            for k, v in resumed.items():
+                buffer[k][replay[1] : replay[1] + count] = v
+            buffer.size = buffer.pointer = replay[1] + count
+            first = progress["step"] + 1
+        env = ogbench.make_env_and_datasets(settings["env"], env_only=True)
+        # the official seeding: one reset with the seed, the episodes after it from the environment's generator;
+        # a resumed run's first episode is seeded from its step instead
+        observation, _ = env.reset(seed=seed if first == 1 else seed * 100_003 + first)
+        online_key = jax.random.fold_in(jax.random.PRNGKey(seed), first)
+        action_dim, queue, episode_steps = example["actions"].shape[-1], [], 0
+        max_steps = settings["max_episode_steps"]
+        for step in range(first, online_steps + 1):
+            online_key, sub = jax.random.split(online_key)
+            if not queue:
+                if settings["warmup"] == "random" and step <= settings["start_training"]:
+                    chunk = jax.random.uniform(sub, shape=(action_dim,), minval=-1, maxval=1)
+                else:
+                    chunk = agent.sample_actions(observations=observation, rng=sub)
+                queue = list(np.array(chunk).reshape(-1, action_dim))
+            action = queue.pop(0)
+            next_observation, reward, terminated, truncated, _ = env.step(action)
+            episode_steps += 1
+            truncated = truncated or (max_steps is not None and episode_steps >= max_steps)
+            if settings["sparse"]:
+                reward = (reward != 0.0) * -1.0
+            done = terminated or truncated
+            transition = {
+                "observations": observation,
+                "actions": action,
+                "rewards": reward,
+                "terminals": float(done),
+                "masks": 1.0 - terminated,
+                "next_observations": next_observation,
+            }
+            buffer.add_transition(transition)
+            if done:
+                (observation, _), queue, episode_steps = env.reset(), [], 0
+            else:
+                observation = next_observation
+            if step >= settings["start_training"]:
+                agent, _ = agent.batch_update(online_batch(dataset, buffer, config, settings))
+            if step % interval == 0 or step == online_steps:
+                record("online", step)
+            stop_if_asked("online", step)
+        env.close()
+    last = ("online", online_steps) if online_steps else ("offline", offline_steps)
+    checkpoint(*last, "finished")
 
 
 def main() -> None:

@@ -58,11 +58,31 @@ def test_export_writes_the_runs_transitions_under_the_official_names(peer, tiny_
     assert (settings["offline_steps"], settings["eval_interval"], settings["eval_episodes"]) == (40, 20, 3)
 
 
-def test_export_refuses_online_runs_other_families_and_a_used_folder(peer, tiny_puzzle_dataset, tmp_path):
-    with pytest.raises(SystemExit, match="offline only"):
-        peer.export(run_config(tmp_path, tiny_puzzle_dataset, online_steps=10), tmp_path / "a")
-    with pytest.raises(SystemExit, match="official flow agents"):
-        peer.export(run_config(tmp_path, tiny_puzzle_dataset, agent="qc-rlpd"), tmp_path / "b")
+def test_export_maps_an_rlpd_run_onto_the_official_acrlpd_and_its_online_script(peer, tiny_puzzle_dataset, tmp_path):
+    changes = {"agent": "qc-rlpd", "online_steps": 30, "start_training": 10, "utd_ratio": 2, "flow": {}}
+    changes["sac"] = {"actor_hidden_dims": [16], "critic_hidden_dims": [16, 16], "num_critics": 3}
+    peer.export(run_config(tmp_path, tiny_puzzle_dataset, **changes), tmp_path / "peer")
+    settings = json.loads((tmp_path / "peer" / "settings.json").read_text())
+    assert settings["official_agent"] == "acrlpd"
+    official = settings["official"]
+    assert official["bc_alpha"] == 0.01, "QC-RLPD's behaviour-cloning weight, as chunkrl resolves it"
+    assert (official["num_qs"], official["q_agg"], official["horizon_length"]) == (3, "mean", 5)
+    assert (official["actor_hidden_dims"], official["value_hidden_dims"]) == ([16], [16, 16])
+    assert official["action_chunking"] and official["target_entropy_multiplier"] == 0.5
+    # the RLPD family's run defaults: main_online.py's half-dataset batches and random warm-up
+    assert (settings["replay"], settings["warmup"], settings["start_training"]) == ("symmetric", "random", 10)
+    assert (settings["offline_steps"], settings["online_steps"], settings["utd_ratio"]) == (40, 30, 2)
+
+
+def test_export_refuses_what_the_official_code_cannot_run_and_a_used_folder(peer, tiny_puzzle_dataset, tmp_path):
+    with pytest.raises(SystemExit, match="official code covers"):
+        peer.export(run_config(tmp_path, tiny_puzzle_dataset, agent="diffusion-ql"), tmp_path / "a")
+    act = {"agent": "qc-rlpd", "horizon": 3, "actor_chunk": 8, "sac": {"actor": "act", "rho": 0.5}}
+    with pytest.raises(SystemExit, match="decoupled horizons.*sac.actor 'act'.*sac.rho 0.5") as refused:
+        peer.export(run_config(tmp_path, tiny_puzzle_dataset, **act), tmp_path / "b")
+    assert "Nothing was written" in str(refused.value) and not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit, match="executing part of each chunk"):
+        peer.export(run_config(tmp_path, tiny_puzzle_dataset, execute_horizon=2), tmp_path / "c")
     used = tmp_path / "used"
     used.mkdir()
     (used / "mine.txt").write_text("keep")
