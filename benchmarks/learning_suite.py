@@ -53,7 +53,7 @@ GRID_KEYS = {"title", "about", "envs", "seeds", "config", "set", "paper_set", "p
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_learning.py"
 OFFICIAL_SUFFIX = "-official"
 """``OUT/GRID/METHOD-official`` holds the official code's runs of a grid's method (``official`` in the grid)."""
-METHOD_KEYS = {"agent", "config", "set"}
+METHOD_KEYS = {"agent", "config", "set", "init_from"}
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Method:
     agent: str
     config: Path | None = None
     settings: list[str] = field(default_factory=list)
+    init_from: str | None = None
+    """Another method of the grid whose trial (same task and seed) this one starts from, e.g. imitation, then RL."""
 
 
 @dataclass
@@ -95,14 +97,17 @@ class Grid:
             raise ValueError(f"the grid {self.name} has no paper scale (no paper_set): run it without --paper")
         extra = self.paper_settings if paper else []
         replaced = {setting.partition("=")[0] for setting in extra}
-        return [
-            Sweep(
+        sweeps = {
+            m.name: Sweep(
                 [m.agent], self.envs, self.seeds, self.directory(out, paper) / m.name,
                 [*(s for s in m.settings if s.partition("=")[0] not in replaced), *extra], m.config,
                 cpus_per_trial, gpus_per_trial,
             )
             for m in self.methods
-        ]  # fmt: skip
+        }  # fmt: skip
+        for m in self.methods:
+            sweeps[m.name].init_from = sweeps[m.init_from] if m.init_from else None
+        return list(sweeps.values())
 
     def official_runs(self, out: Path, paper: bool = False) -> list[tuple[Trial, Trial]]:
         """(the chunkrl trial, the official code's run of it) for every seed of every ``official`` method."""
@@ -151,15 +156,29 @@ def load_grid(name: str) -> Grid:
     for method_name, spec in methods.items():
         spec = spec or {}
         if not isinstance(spec, dict) or set(spec) - METHOD_KEYS or "agent" not in spec:
-            raise ValueError(f"{where}: method {method_name!r} takes agent (required), config and set")
+            raise ValueError(f"{where}: method {method_name!r} takes agent (required), config, set and init_from")
         config = spec.get("config", shared_config)
         preset = ROOT / config if config else None
         if preset is not None and not preset.is_file():
             raise ValueError(f"{where}: method {method_name!r}: the preset {preset} does not exist")
         settings = [*shared_settings, *_words(spec.get("set", []), where, f"{method_name}.set")]
-        parsed.append(Method(str(method_name), spec["agent"], preset, settings))
+        parsed.append(Method(str(method_name), spec["agent"], preset, settings, spec.get("init_from")))
     official = raw.get("official", [])
     names = [m.name for m in parsed]
+    for method in parsed:
+        chain, current = [method.name], method
+        while current.init_from is not None:
+            if current.init_from not in names:
+                raise ValueError(
+                    f"{where}: method {current.name!r}: init_from names a method of this grid "
+                    f"({', '.join(names)}); got {current.init_from!r}"
+                )
+            if current.init_from in chain:
+                raise ValueError(
+                    f"{where}: init_from goes round in a circle: {' -> '.join([*chain, current.init_from])}"
+                )
+            chain.append(current.init_from)
+            current = next(m for m in parsed if m.name == current.init_from)
     if not isinstance(official, list) or any(name not in names for name in official):
         raise ValueError(f"{where}: official lists method names of this grid ({', '.join(names)}); got {official!r}")
     return Grid(
@@ -385,8 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     for t in failed:
         print(f"failed twice: {t.run_dir}: {t.error} (log: {t.run_dir.parent / f'seed_{t.seed}.log'})")
     skipped = sum(1 for t in trials if t.status == "skipped (finished)")
+    finished = sum(1 for t in trials if t.status.startswith(("finished", "skipped (finished)")))
+    waiting = sum(1 for t in trials if t.status.startswith("waits for"))
     print(
-        f"{len(trials) - len(failed)} of {len(trials)} trials finished ({skipped} of them before this launch); "
+        f"{finished} of {len(trials)} trials finished ({skipped} of them before this launch"
+        f"{f'; {waiting} wait for the trial they start from' if waiting else ''}); "
         "write the page: python benchmarks/learning_suite.py report ..."
     )
     return 1 if failed else 0

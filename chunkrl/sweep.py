@@ -92,6 +92,14 @@ def check_sweep(sweep: Sweep) -> None:
             out[key] = merged(base.get(key, {}), value) if isinstance(value, dict) else value
         return out
 
+    source = sweep.init_from
+    if source is not None:
+        missing = sorted({(t.env, t.seed) for t in sweep.trials()} - {(t.env, t.seed) for t in source.trials()})
+        if len(source.agents) != 1 or missing:
+            raise ValueError(
+                f"the sweep in {sweep.out} starts from {source.out}, which must train one agent on every environment "
+                f"and seed it has (agents {source.agents}; missing {missing or 'none'})"
+            )
     preset = to_dict(load_config(sweep.config) if sweep.config else TrainConfig())
     values = merged(preset, settings_dict(sweep.settings))
     for agent in sweep.agents:
@@ -143,6 +151,19 @@ class Sweep:
     config: Path | None = None
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
+    init_from: Sweep | None = None
+    """Chained sweeps (imitation, then RL from it): each trial starts from the final weights of the trial of
+    this one-agent sweep with the same environment and seed (``--init-from``), and runs once that one finished."""
+
+    def source(self, trial: Trial) -> Trial | None:
+        """The trial of ``init_from`` that ``trial`` starts from (None without ``init_from``)."""
+        if self.init_from is None:
+            return None
+        return next(t for t in self.init_from.trials() if (t.env, t.seed) == (trial.env, trial.seed))
+
+    def depth(self) -> int:
+        """How many sweeps run before this one: 0 without ``init_from``."""
+        return 0 if self.init_from is None else self.init_from.depth() + 1
 
     def trials(self) -> list[Trial]:
         return [
@@ -159,7 +180,9 @@ class Sweep:
             return [*base, "--resume", str(trial.run_dir)]
         config = ["--config", str(self.config)] if self.config else []
         flags = ["--agent", trial.agent, "--env", trial.env, "--seed", str(trial.seed), *setting_flags(self.settings)]
-        return [*base, *config, *flags, "--run-dir", str(trial.run_dir)]
+        source = self.source(trial)
+        start = ["--init-from", str(source.run_dir)] if source is not None else []
+        return [*base, *config, *flags, *start, "--run-dir", str(trial.run_dir)]
 
 
 _running: set[subprocess.Popen] = set()  # the trials this process runs now
@@ -235,16 +258,30 @@ def run_sweeps(
     for sweep in sweeps:
         check_sweep(sweep)
     owned = [(sweep, trial) for sweep in sweeps for trial in sweep.trials()]
+    launch = _ray_launcher(sweeps[0], ray_address) if ray_address else _pool_launcher(sweeps[0], workers)
+    for depth in sorted({sweep.depth() for sweep in sweeps}):  # chained sweeps after the ones they start from
+        _run_trials([(s, t) for s, t in owned if s.depth() == depth], launch, report)
+    for sweep in sweeps:
+        _write_table(sweep.out, [trial for owner, trial in owned if owner is sweep])
+    return [trial for _, trial in owned]
+
+
+def _run_trials(owned: list[tuple[Sweep, Trial]], launch, report: Callable[[Trial], None] | None) -> None:
+    """Run the trials not finished yet, each failed one retried once; a chained trial whose source trial has not
+    finished is left waiting."""
     pending = []
     for sweep, trial in owned:
-        summary = trial.summary()
+        summary, source = trial.summary(), sweep.source(trial)
         if summary is not None and summary.get("status") == "finished":
             trial.status = "skipped (finished)"
             _read_outcome(trial, summary)
+        elif source is not None and (source.summary() or {}).get("status") != "finished":
+            trial.status = f"waits for {source.run_dir} to finish"
+            if report is not None:
+                report(trial)
         else:
             pending.append((sweep, trial))
     pending.sort(key=lambda job: job[1].seed)  # stable: within a seed, the sweeps' and their trials' order
-    launch = _ray_launcher(sweeps[0], ray_address) if ray_address else _pool_launcher(sweeps[0], workers)
     for attempt in (1, 2):
         if not pending:
             break
@@ -262,9 +299,6 @@ def run_sweeps(
             if report is not None:
                 report(trial)
         pending = failed
-    for sweep in sweeps:
-        _write_table(sweep.out, [trial for owner, trial in owned if owner is sweep])
-    return [trial for _, trial in owned]
 
 
 def _read_outcome(trial: Trial, summary: dict) -> None:

@@ -41,9 +41,25 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     (docs / "results.md").write_text("# Measured results\n\nWritten by hand.\n")
     assert suite.main(["report", str(grid), "--out", str(out), "--docs", str(docs)]) == 2
     assert "no trial of tiny has finished" in capsys.readouterr().err
-    assert suite.main(["run", str(grid), "--out", str(out), "--workers", "2"]) == 0
+    chained = grid_file(tmp_path, tiny_puzzle_dataset, methods=None)  # "three" starts from "two"'s weights
+    chained.write_text(
+        chained.read_text().replace(
+            "methods: null",
+            "methods: {two: {agent: qc-fql, set: "
+            "[flow.flow_steps=2]}, three: {agent: qc-fql, init_from: two, set: [flow.flow_steps=3]}}",
+        )
+    )
+    assert suite.main(["run", str(chained), "--out", str(out), "--workers", "2"]) == 0
     runs = sorted(out.glob("tiny/*/*/qc-fql/seed_0/summary.json"))
     assert [p.relative_to(out).parts[1] for p in runs] == ["three", "two"]
+    source, follower = (run.parent for run in reversed(runs))
+    assert yaml.safe_load((follower / "config.yaml").read_text())["init_from"] == str(source)
+    (row,) = csv.DictReader((out / "tiny" / "three" / "sweep.csv").open())
+    assert (row["status"], row["attempts"]) == ("finished", "1"), "it started once, after its source had finished"
+    # it ran after its source finished: its first checkpoint is newer than the source's summary
+    assert (
+        min(p.stat().st_mtime for p in (follower / "checkpoints").iterdir()) > (source / "summary.json").stat().st_mtime
+    )
     (row,) = csv.DictReader((out / "tiny" / "two" / "sweep.csv").open())  # each configuration's own table
     assert (row["agent"], row["seed"], row["status"]) == ("qc-fql", "0", "finished") and row["success"] != ""
     capsys.readouterr()
@@ -87,6 +103,26 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     assert "| qc-fql (official code) | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] | 3 | 0.1 |" in page
 
 
+def test_a_chained_trial_waits_for_the_trial_it_starts_from(tmp_path):
+    from chunkrl.sweep import Sweep, run_sweeps
+
+    imitation = Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [0, 1], tmp_path / "imitation")
+    rl = Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [0], tmp_path / "rl", init_from=imitation)
+    seen = []
+    (trial,) = run_sweeps([rl], report=seen.append)  # its source never ran: nothing starts
+    assert trial.status == f"waits for {imitation.trials()[0].run_dir} to finish" and seen == [trial]
+    assert not trial.run_dir.exists()
+    assert rl.command(trial)[-4:] == [
+        "--init-from",
+        str(imitation.trials()[0].run_dir),
+        "--run-dir",
+        str(trial.run_dir),
+    ]
+    bigger = Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [2], tmp_path / "rl", init_from=imitation)
+    with pytest.raises(ValueError, match=r"missing \[\('puzzle-3x3-play-singletask-task1-v0', 2\)\]"):
+        check_sweep(bigger)
+
+
 def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_path, capsys):
     def error(**changes):
         assert (
@@ -99,6 +135,11 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
     assert "the preset" in error(methods={"x": {"agent": "qc", "config": "configs/nope.yaml"}})
     assert "Did you mean: qc-fql" in error(methods={"x": {"agent": "qc-fq"}})
     assert "official lists method names of this grid (three, two)" in error(official=["four"])
+    looped = {"a": {"agent": "qc", "init_from": "b"}, "b": {"agent": "qc", "init_from": "a"}}
+    assert "init_from goes round in a circle: a -> b -> a" in error(methods=looped)
+    assert "init_from names a method of this grid (a); got 'z'" in error(
+        methods={"a": {"agent": "qc", "init_from": "z"}}
+    )
     assert suite.main(["run", "dqx"]) == 2 and "Did you mean: dqc" in capsys.readouterr().err
     assert not any(tmp_path.glob("tiny"))  # nothing was made
     grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset)))
