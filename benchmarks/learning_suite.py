@@ -2,15 +2,17 @@
 
     python benchmarks/learning_suite.py list [--out runs/suite]
     python benchmarks/learning_suite.py run GRID [GRID ...] [--paper] [--out runs/suite] [--workers 2]
-                                        [--cpus-per-trial 1] [--gpus-per-trial 0] [--ray-address auto]
+                                        [--methods NAME ...] [--cpus-per-trial 1] [--gpus-per-trial 0]
+                                        [--ray-address auto]
     python benchmarks/learning_suite.py report GRID [GRID ...] [--paper] [--out runs/suite] [--docs docs]
-    python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2]
+    python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2] [--methods NAME ...]
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
 finished through chunkrl's sweeps, all the grid's methods on one pool, seed by seed (the first seed of
-every method lands before any second one). It resumes: launch it again after an interruption (Ctrl-C,
+every method lands before any second one); ``--methods`` runs some of them only (with the methods a chained
+one starts from). It resumes: launch it again after an interruption (Ctrl-C,
 SIGTERM, a lost session) and finished trials are skipped, interrupted ones resumed from their checkpoints.
 ``--ray-address`` runs the trials on a Ray cluster instead. ``--paper`` runs the grid at the paper's
 scale (the grid's ``paper_set``; meant for a GPU) in its own directory ``OUT/GRID-paper``.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import datetime
 import difflib
 import os
@@ -119,6 +122,25 @@ class Grid:
                 run_dir = self.directory(out, paper) / f"{name}{OFFICIAL_SUFFIX}" / relative
                 pairs.append((trial, Trial(trial.agent, trial.env, trial.seed, run_dir)))
         return pairs
+
+
+def only(grid: Grid, names: list[str] | None) -> Grid:
+    """The grid with the methods ``names`` only (all for None), and those a kept method starts from (init_from)."""
+    if not names:
+        return grid
+    known = [m.name for m in grid.methods]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"{grid.name} has no method {', '.join(unknown)}; its methods: {', '.join(known)}")
+    keep, queue = set(), list(names)
+    while queue:
+        name = queue.pop()
+        keep.add(name)
+        source = next(m for m in grid.methods if m.name == name).init_from
+        if source is not None and source not in keep:
+            queue.append(source)
+    methods = [m for m in grid.methods if m.name in keep]
+    return dataclasses.replace(grid, methods=methods, official=[name for name in grid.official if name in keep])
 
 
 def grid_names() -> list[str]:
@@ -330,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("grids", nargs="+", help="grid names (benchmarks/suites/NAME.yaml) or YAML files")
     for sub in (run, official):
         sub.add_argument("--workers", type=int, default=2, help="trials at a time")
+        sub.add_argument("--methods", nargs="+", default=None, help="only these methods of the grids")
     official.add_argument("--peer-python", type=Path, default=Path("/tmp/peer-venv/bin/python"))
     official.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "bench" / "peer_qc")
     run.add_argument("--cpus-per-trial", type=int, default=1, help="torch threads (and Ray CPUs) per trial")
@@ -339,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         grids = [load_grid(name) for name in (grid_names() if args.command == "list" else args.grids)]
+        if args.command in ("run", "official"):
+            grids = [only(grid, args.methods) for grid in grids]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -124,17 +124,24 @@ def test_a_chained_trial_waits_for_the_trial_it_starts_from(tmp_path):
 
 
 def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_path, capsys):
-    def error(**changes):
-        assert (
-            suite.main(["run", str(grid_file(tmp_path, tiny_puzzle_dataset, **changes)), "--out", str(tmp_path)]) == 2
-        )
+    def error_of(options, **changes):
+        grid = str(grid_file(tmp_path, tiny_puzzle_dataset, **changes))
+        assert suite.main(["run", grid, "--out", str(tmp_path), *options]) == 2
         return capsys.readouterr().err
+
+    def error(**changes):
+        return error_of([], **changes)
 
     assert "unknown key(s) method" in error(method={})
     assert "method 'x' takes agent (required)" in error(methods={"x": {"agnt": "qc"}})
     assert "the preset" in error(methods={"x": {"agent": "qc", "config": "configs/nope.yaml"}})
     assert "Did you mean: qc-fql" in error(methods={"x": {"agent": "qc-fq"}})
     assert "official lists method names of this grid (three, two)" in error(official=["four"])
+    assert "tiny has no method four; its methods: three, two" in error_of(["--methods", "four"])
+    chained = {"bc": {"agent": "qc"}, "rl": {"agent": "qc", "init_from": "bc"}, "other": {"agent": "qc"}}
+    grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, methods=chained, official=["rl", "other"])))
+    kept = suite.only(grid, ["rl"])  # with the method it starts from
+    assert [m.name for m in kept.methods] == ["bc", "rl"] and kept.official == ["rl"]
     looped = {"a": {"agent": "qc", "init_from": "b"}, "b": {"agent": "qc", "init_from": "a"}}
     assert "init_from goes round in a circle: a -> b -> a" in error(methods=looped)
     assert "init_from names a method of this grid (a); got 'z'" in error(
