@@ -249,14 +249,16 @@ report then draw it as a method of its own beside chunkrl's runs of the same age
 
 
 def cpu_model() -> str | None:
-    """The CPU's model name (Linux), as the machines' figures are labelled."""
+    """The CPU's model name and family (Linux), as the machines' figures are labelled."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first core's entry
     except OSError:
-        pass
-    return None
+        return None
+    family = f" (family {fields['cpu family']} model {fields['model']})" if "cpu family" in fields else ""
+    return f"{fields['model name']}{family}" if "model name" in fields else None
 
 
 def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, counters: dict, wall_s: float) -> None:
