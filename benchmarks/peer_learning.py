@@ -396,10 +396,11 @@ def train(folder: Path, seed: int, out: Path) -> None:
         stop_if_asked("offline", step)
     if online_steps:
         if settings["replay"] == "shared":
-            buffer = ReplayBuffer.create_from_initial_dataset(dict(dataset), size=dataset.size + online_steps)
+            # one slot more than it will hold, as the official buffers (1M): the official pointer wraps when full
+            buffer = ReplayBuffer.create_from_initial_dataset(dict(dataset), size=dataset.size + online_steps + 1)
             replay = (buffer, dataset.size)
         else:
-            buffer = ReplayBuffer.create(example, size=online_steps)
+            buffer = ReplayBuffer.create(example, size=online_steps + 1)
             replay = (buffer, 0)
         first = 1
         if resumed is not None:
