@@ -307,22 +307,15 @@ def online_batch(dataset, replay, config, settings: dict) -> dict:
     """One online update's batches [utd, B, ...]: the official ``main_online.py``'s half dataset, half replay
     (symmetric) or ``main.py``'s uniform draw from the dataset with the online steps appended (shared)."""
     utd, size, h, discount = settings["utd_ratio"], config["batch_size"], config["horizon_length"], config["discount"]
+
+    def per_update(source, rows: int) -> dict:
+        batch = source.sample_sequence(rows * utd, sequence_length=h, discount=discount)
+        return {k: v.reshape((utd, rows) + v.shape[1:]) for k, v in batch.items()}
+
     if settings["replay"] == "shared":
-        batch = replay.sample_sequence(size * utd, sequence_length=h, discount=discount)
-        return {k: v.reshape((utd, size) + v.shape[1:]) for k, v in batch.items()}
-    half = size // 2
-    offline = dataset.sample_sequence(half * utd, sequence_length=h, discount=discount)
-    online = replay.sample_sequence(half * utd, sequence_length=h, discount=discount)
-    return {
-        k: np.concatenate(
-            [
-                offline[k].reshape((utd, half) + offline[k].shape[1:]),
-                online[k].reshape((utd, half) + online[k].shape[1:]),
-            ],
-            axis=1,
-        )
-        for k in offline
-    }
+        return per_update(replay, size)
+    offline, online = per_update(dataset, size // 2), per_update(replay, size // 2)
+    return {k: np.concatenate([offline[k], online[k]], axis=1) for k in offline}
 
 
 def train(folder: Path, seed: int, out: Path) -> None:
@@ -395,19 +388,20 @@ def train(folder: Path, seed: int, out: Path) -> None:
             record("offline", step)
         stop_if_asked("offline", step)
     if online_steps:
-        if settings["replay"] == "shared":
-            # one slot more than it will hold, as the official buffers (1M): the official pointer wraps when full
-            buffer = ReplayBuffer.create_from_initial_dataset(dict(dataset), size=dataset.size + online_steps + 1)
-            replay = (buffer, dataset.size)
+        # shared: the online steps follow the dataset in one buffer; symmetric: a buffer of their own. One slot
+        # more than it will hold, as the official buffers (1M): the official pointer wraps when full
+        shared = settings["replay"] == "shared"
+        start = dataset.size if shared else 0
+        if shared:
+            buffer = ReplayBuffer.create_from_initial_dataset(dict(dataset), size=start + online_steps + 1)
         else:
             buffer = ReplayBuffer.create(example, size=online_steps + 1)
-            replay = (buffer, 0)
-        first = 1
+        replay, first = (buffer, start), 1
         if resumed is not None:
             count = len(resumed["observations"])
             for k, v in resumed.items():
-                buffer[k][replay[1] : replay[1] + count] = v
-            buffer.size = buffer.pointer = replay[1] + count
+                buffer[k][start : start + count] = v
+            buffer.size = buffer.pointer = start + count
             first = progress["step"] + 1
         env = ogbench.make_env_and_datasets(settings["env"], env_only=True)
         # the official seeding: one reset with the seed, the episodes after it from the environment's generator;

@@ -41,14 +41,9 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     (docs / "results.md").write_text("# Measured results\n\nWritten by hand.\n")
     assert suite.main(["report", str(grid), "--out", str(out), "--docs", str(docs)]) == 2
     assert "no trial of tiny has finished" in capsys.readouterr().err
-    chained = grid_file(tmp_path, tiny_puzzle_dataset, methods=None)  # "three" starts from "two"'s weights
-    chained.write_text(
-        chained.read_text().replace(
-            "methods: null",
-            "methods: {two: {agent: qc-fql, set: "
-            "[flow.flow_steps=2]}, three: {agent: qc-fql, init_from: two, set: [flow.flow_steps=3]}}",
-        )
-    )
+    methods = {"two": {"agent": "qc-fql", "set": ["flow.flow_steps=2"]},
+               "three": {"agent": "qc-fql", "init_from": "two", "set": ["flow.flow_steps=3"]}}  # fmt: skip
+    chained = grid_file(tmp_path, tiny_puzzle_dataset, methods=methods)  # "three" starts from "two"'s weights
     assert suite.main(["run", str(chained), "--out", str(out), "--workers", "2"]) == 0
     runs = sorted(out.glob("tiny/*/*/qc-fql/seed_0/summary.json"))
     assert [p.relative_to(out).parts[1] for p in runs] == ["three", "two"]
