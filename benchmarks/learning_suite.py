@@ -1,18 +1,20 @@
 """Learning suite: named grids of (method, task, seed) runs, and the results page written from them.
 
-    python benchmarks/learning_suite.py list [--out runs/suite]
+    python benchmarks/learning_suite.py list [--out runs/suite] [--records benchmarks/results]
     python benchmarks/learning_suite.py run GRID [GRID ...] [--paper] [--out runs/suite] [--workers 2]
-                                        [--methods NAME ...] [--cpus-per-trial 1] [--gpus-per-trial 0]
-                                        [--ray-address auto]
+                                        [--methods NAME ...] [--seeds N ...] [--cpus-per-trial 1]
+                                        [--gpus-per-trial 0] [--ray-address auto]
     python benchmarks/learning_suite.py report GRID [GRID ...] [--paper] [--out runs/suite] [--docs docs]
+                                        [--records benchmarks/results]
     python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2] [--methods NAME ...]
+                                        [--seeds N ...]
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
 finished through chunkrl's sweeps, all the grid's methods on one pool, seed by seed (the first seed of
 every method lands before any second one); ``--methods`` runs some of them only (with the methods a chained
-one starts from). It resumes: launch it again after an interruption (Ctrl-C,
+one starts from), ``--seeds`` some of the grid's seeds. It resumes: launch it again after an interruption (Ctrl-C,
 SIGTERM, a lost session) and finished trials are skipped, interrupted ones resumed from their checkpoints.
 ``--ray-address`` runs the trials on a Ray cluster instead. ``--paper`` runs the grid at the paper's
 scale (the grid's ``paper_set``; meant for a GPU) in its own directory ``OUT/GRID-paper``.
@@ -28,6 +30,12 @@ where one exists) to ``DOCS/perf/suite_GRID.png`` (and SVG) and writes the grid'
 ``<!-- /learning-suite: GRID -->``: the command, the date, the figure and the table of final success
 with intervals, wall time per run and the machines the runs recorded. Everything else in the page is
 left as it is. Trials still running or stopped are counted, never averaged in.
+
+Each finished trial's record (its config, evaluations and summary: a few kB) is copied by ``report`` into
+``benchmarks/results/GRID/...`` (``--records``), which the repository keeps: a later ``report`` draws a trial
+from its record when its run directory is gone, so a grid can be finished over several sessions or machines,
+e.g. ``run seed000 --seeds 1-2`` where seed 0's records are kept. A finished run replaces its trial's record
+(said when the two differ).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import dataclasses
 import datetime
 import difflib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +66,11 @@ PEER_SCRIPT = Path(__file__).resolve().parent / "peer_learning.py"
 OFFICIAL_SUFFIX = "-official"
 """``OUT/GRID/METHOD-official`` holds the official code's runs of a grid's method (``official`` in the grid)."""
 METHOD_KEYS = {"agent", "config", "set", "init_from"}
+RECORDS = Path(__file__).resolve().parent / "results"
+"""The finished trials' records, kept in the repository (``RECORDS/GRID/METHOD/<env>/<agent>/seed_<n>``, the
+trial's path under OUT): ``report`` copies each finished trial's ``RECORD_FILES`` here and draws from a record
+when its run directory is gone, so results gathered over several sessions and machines add up to one page."""
+RECORD_FILES = ("config.yaml", "eval.csv", "summary.json")
 
 
 @dataclass
@@ -143,6 +157,17 @@ def only(grid: Grid, names: list[str] | None) -> Grid:
     return dataclasses.replace(grid, methods=methods, official=[name for name in grid.official if name in keep])
 
 
+def some_seeds(grid: Grid, seeds: list[int]) -> Grid:
+    """The grid with some of its seeds only (``--seeds``: e.g. those no kept record holds yet)."""
+    outside = [seed for seed in seeds if seed not in grid.seeds]
+    if outside:
+        raise ValueError(
+            f"{grid.name} has no seed {', '.join(map(str, outside))}; its seeds: {', '.join(map(str, grid.seeds))} "
+            "(a seed outside the grid would never reach its page: add it to the grid's seeds instead)"
+        )
+    return dataclasses.replace(grid, seeds=seeds)
+
+
 def grid_names() -> list[str]:
     return sorted(path.stem for path in SUITES.glob("*.yaml"))
 
@@ -226,25 +251,58 @@ def trials(grid: Grid, out: Path, paper: bool) -> list[Trial]:
     return [trial for sweep in grid.sweeps(out, paper) for trial in sweep.trials()]
 
 
-def finished_count(grid: Grid, out: Path, paper: bool) -> tuple[int, int]:
+def finished(run_dir: Path) -> bool:
+    return (Trial("", "", 0, run_dir).summary() or {}).get("status") == "finished"
+
+
+def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> tuple[int, int]:
+    """(trials finished, here or in a kept record; trials in the grid)."""
     everything = trials(grid, out, paper)
-    return sum(1 for t in everything if (t.summary() or {}).get("status") == "finished"), len(everything)
+    done = sum(1 for t in everything if finished(t.run_dir) or finished(records / t.run_dir.relative_to(out)))
+    return done, len(everything)
 
 
-def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
-    """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page."""
+def recorded(run_dir: Path, out: Path, records: Path, warn=print) -> Path:
+    """The directory that describes the trial ``run_dir``: the run itself once it has finished (its record is then
+    copied to ``records``; one that replaces a different record of an earlier run says so), else the kept record
+    of a finished run, else the run directory (started or not)."""
+    kept = records / run_dir.relative_to(out)
+    if finished(run_dir):
+        same = finished(kept) and all(
+            (run_dir / name).is_file() == (kept / name).is_file()
+            and (not (run_dir / name).is_file() or (run_dir / name).read_bytes() == (kept / name).read_bytes())
+            for name in RECORD_FILES
+        )
+        if finished(kept) and not same:
+            warn(f"  {run_dir.relative_to(out)}: this run replaces the kept record of an earlier run in {kept}")
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, kept / name)
+            else:
+                (kept / name).unlink(missing_ok=True)
+        return run_dir
+    return kept if finished(kept) else run_dir
+
+
+def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECORDS, warn=print) -> str:
+    """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page, from the runs
+    under ``out`` and the records kept in ``records`` (finished runs are recorded there first)."""
     everything = trials(grid, out, paper) + [official for _, official in grid.official_runs(out, paper)]
-    started = [t for t in everything if (t.run_dir / "config.yaml").is_file()]
-    finished = [t.run_dir for t in started if (t.summary() or {}).get("status") == "finished"]
-    if not finished:
+    described = [recorded(t.run_dir, out, records, warn) for t in everything]
+    started = [d for d in described if (d / "config.yaml").is_file()]
+    done = [d for d in started if finished(d)]
+    if not done:
         raise ValueError(
-            f"no trial of {grid.name} has finished under {grid.directory(out, paper)} ({len(started)} started): "
+            f"no trial of {grid.name} has finished under {grid.directory(out, paper)} ({len(started)} started) "
+            f"and none is recorded in {records / grid.tag(paper)}: "
             f"python benchmarks/learning_suite.py run {grid.name}{' --paper' if paper else ''} --out {out}"
         )
+    from_records = sum(1 for d in done if d.is_relative_to(records))
     tag = grid.tag(paper)
     (docs / "perf").mkdir(parents=True, exist_ok=True)
     figure = docs / "perf" / f"suite_{tag}.png"
-    plot_runs(finished, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn)
+    plot_runs(done, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn)
     flag = " --paper" if paper else ""
     lines = [
         f"<!-- learning-suite: {tag} -->",
@@ -252,16 +310,21 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, warn=print) -> str:
         "",
         *([grid.about, ""] if grid.about else []),
         f"`python benchmarks/learning_suite.py run {grid.name}{flag}`, then `... report {grid.name}{flag}` "
-        f"(written {datetime.date.today().isoformat()}; {len(finished)} of {len(everything)} trials finished).",
+        f"(written {datetime.date.today().isoformat()}; {len(done)} of {len(everything)} trials finished"
+        f"{f', {from_records} of them from the records kept in {_shown(records)}' if from_records else ''}).",
         "",
         f"![{grid.title}](perf/{figure.name})",
         "",
         "Curves: the finished trials (mean over seeds, 95% bootstrap band).",
         "",
-        report_table([t.run_dir for t in started], warn=warn).rstrip(),
+        report_table(started, warn=warn).rstrip(),
         f"<!-- /learning-suite: {tag} -->",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def write_section(page: Path, tag: str, text: str) -> None:
@@ -353,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     for sub in (run, official):
         sub.add_argument("--workers", type=int, default=2, help="trials at a time")
         sub.add_argument("--methods", nargs="+", default=None, help="only these methods of the grids")
+        sub.add_argument("--seeds", nargs="+", default=None, help="only these of the grids' seeds (0 2, or 1-2)")
+    for sub in (listing, report):
+        sub.add_argument(
+            "--records", type=Path, default=RECORDS, help="the finished trials' kept records (report copies to it)"
+        )
     official.add_argument("--peer-python", type=Path, default=Path("/tmp/peer-venv/bin/python"))
     official.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "bench" / "peer_qc")
     run.add_argument("--cpus-per-trial", type=int, default=1, help="torch threads (and Ray CPUs) per trial")
@@ -364,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         grids = [load_grid(name) for name in (grid_names() if args.command == "list" else args.grids)]
         if args.command in ("run", "official"):
             grids = [only(grid, args.methods) for grid in grids]
+            grids = [some_seeds(grid, parse_seeds(args.seeds)) if args.seeds else grid for grid in grids]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -373,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.paper and not grid.paper_settings:
                 print(f"{grid.name:<20} (no paper scale)")
                 continue
-            done, total = finished_count(grid, args.out, args.paper)
+            done, total = finished_count(grid, args.out, args.paper, args.records)
             print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished  {grid.title}")
         return 0
 
@@ -400,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         for grid in grids:
             try:
-                text = section(grid, args.out, args.docs, args.paper)
+                text = section(grid, args.out, args.docs, args.paper, args.records)
             except ValueError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2

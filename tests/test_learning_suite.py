@@ -37,9 +37,11 @@ def grid_file(tmp_path, dataset, **changes):
 @pytest.mark.slow
 def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, tiny_puzzle_dataset, tmp_path, capsys):
     grid, out, docs = grid_file(tmp_path, tiny_puzzle_dataset), tmp_path / "runs", tmp_path / "docs"
+    records = tmp_path / "records"
     docs.mkdir()
     (docs / "results.md").write_text("# Measured results\n\nWritten by hand.\n")
-    assert suite.main(["report", str(grid), "--out", str(out), "--docs", str(docs)]) == 2
+    report = ["report", str(grid), "--out", str(out), "--docs", str(docs), "--records", str(records)]
+    assert suite.main(report) == 2
     assert "no trial of tiny has finished" in capsys.readouterr().err
     methods = {"two": {"agent": "qc-fql", "set": ["flow.flow_steps=2"]},
                "three": {"agent": "qc-fql", "init_from": "two", "set": ["flow.flow_steps=3"]}}  # fmt: skip
@@ -62,7 +64,7 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     assert "2 of 2 trials finished (2 of them before this launch)" in capsys.readouterr().out  # nothing ran twice
 
     for _ in range(2):  # a second report replaces the section
-        assert suite.main(["report", str(grid), "--out", str(out), "--docs", str(docs)]) == 0
+        assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
     assert page.startswith("# Measured results\n\nWritten by hand.\n") and page.count("## Learning suite") == 1
     assert page.count("<!-- learning-suite: tiny -->") == 1 and page.count("<!-- /learning-suite: tiny -->") == 1
@@ -71,6 +73,24 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     assert "| qc-fql (flow.flow_steps=3) | puzzle-3x3-play-task1 | 1 |" in page
     assert "Measured on: " in page and "Two flow-step counts." in page
     assert (docs / "perf" / "suite_tiny.png").stat().st_size > 0
+    # the finished trials' records are kept: with the run directories gone (another machine), the page is the same
+    kept = sorted(p.relative_to(records) for p in records.rglob("*") if p.is_file())
+    trial = Path("tiny/two/puzzle-3x3-play-singletask-task1-v0/qc-fql/seed_0")
+    assert [p for p in kept if p.parent == trial] == [trial / "config.yaml", trial / "eval.csv", trial / "summary.json"]
+    assert len(kept) == 6 and (records / trial / "eval.csv").read_text() == (out / trial / "eval.csv").read_text()
+    out.rename(tmp_path / "elsewhere")
+    assert suite.main(report) == 0
+    again = (docs / "results.md").read_text()
+    assert "2 of 2 trials finished, 2 of them from the records kept in " in again
+    assert again.replace(", 2 of them from the records kept in " + str(records), "") == page
+    assert suite.main(["list", "--out", str(out), "--records", str(records)]) == 0
+    (tmp_path / "elsewhere").rename(out)
+    # a record differs from its trial's finished run (a run made again): the run replaces it, and says so
+    (records / trial / "eval.csv").write_text("step,phase,success\n")
+    capsys.readouterr()
+    assert suite.main(report) == 0
+    assert f"{trial}: this run replaces the kept record of an earlier run" in capsys.readouterr().out
+    assert (records / trial / "eval.csv").read_text() == (out / trial / "eval.csv").read_text()
 
     # official: the grid's method "two" again with the official code, on the data its chunkrl trial trained on
     official = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, seeds="0-1", official=["two"])))
@@ -93,7 +113,7 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     summary = {"status": "finished", "counters": {"offline_step": 3}, "evaluations": final, "wall_seconds": 6.0}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     assert suite.official_jobs(official, out, False, Path("/venv/python"), warn=notes.append) == []  # finished
-    assert suite.main(["report", str(grid), "--out", str(out), "--docs", str(docs)]) == 0
+    assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
     assert "| qc-fql (official code) | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] | 3 | 0.1 |" in page
 
@@ -133,6 +153,9 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
     assert "Did you mean: qc-fql" in error(methods={"x": {"agent": "qc-fq"}})
     assert "official lists method names of this grid (three, two)" in error(official=["four"])
     assert "tiny has no method four; its methods: three, two" in error_of(["--methods", "four"])
+    assert "tiny has no seed 1, 2; its seeds: 0 (a seed outside" in error_of(["--seeds", "0-2"])
+    grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, seeds="0-2")))
+    assert [t.seed for t in suite.trials(suite.some_seeds(grid, [1, 2]), tmp_path, False)] == [1, 2, 1, 2]
     chained = {"bc": {"agent": "qc"}, "rl": {"agent": "qc", "init_from": "bc"}, "other": {"agent": "qc"}}
     grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, methods=chained, official=["rl", "other"])))
     kept = suite.only(grid, ["rl"])  # with the method it starts from
