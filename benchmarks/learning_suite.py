@@ -1,6 +1,6 @@
 """Learning suite: named grids of (method, task, seed) runs, and the results page written from them.
 
-    python benchmarks/learning_suite.py list [--out runs/suite] [--records benchmarks/results]
+    python benchmarks/learning_suite.py list [GRID ...] [--out runs/suite] [--records benchmarks/results]
     python benchmarks/learning_suite.py run GRID [GRID ...] [--paper] [--out runs/suite] [--workers 2]
                                         [--methods NAME ...] [--seeds N ...] [--cpus-per-trial 1]
                                         [--gpus-per-trial 0] [--ray-address auto]
@@ -9,6 +9,9 @@
     python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2] [--methods NAME ...]
                                         [--seeds N ...]
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
+
+``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
+(finished here, recorded, stopped at a step, running, not started), to plan what a session runs next.
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
@@ -251,6 +254,11 @@ def trials(grid: Grid, out: Path, paper: bool) -> list[Trial]:
     return [trial for sweep in grid.sweeps(out, paper) for trial in sweep.trials()]
 
 
+def with_official(grid: Grid, out: Path, paper: bool) -> list[Trial]:
+    """The grid's trials, then the official code's runs of its ``official`` methods."""
+    return trials(grid, out, paper) + [official for _, official in grid.official_runs(out, paper)]
+
+
 def finished(run_dir: Path) -> bool:
     return (Trial("", "", 0, run_dir).summary() or {}).get("status") == "finished"
 
@@ -260,6 +268,30 @@ def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) 
     everything = trials(grid, out, paper)
     done = sum(1 for t in everything if finished(t.run_dir) or finished(records / t.run_dir.relative_to(out)))
     return done, len(everything)
+
+
+def state(run_dir: Path, out: Path, records: Path) -> str:
+    """Where a trial stands, in words: finished here or in a kept record (success, steps, minutes), stopped or
+    running (the steps of its last stop), or not started."""
+
+    def outcome(summary: dict) -> str:
+        evaluations, counters = summary.get("evaluations", {}), summary.get("counters", {})
+        final = evaluations.get("online_final") or evaluations.get("offline_final") or {}
+        success = f"success {final['success']:.2f}, " if isinstance(final.get("success"), float | int) else ""
+        steps = counters.get("offline_step", 0) + counters.get("online_step", 0)
+        return f"{success}{steps:,} steps, {summary.get('wall_seconds', 0.0) / 60:.0f} min"
+
+    here, kept = Trial("", "", 0, run_dir).summary(), Trial("", "", 0, records / run_dir.relative_to(out)).summary()
+    if finished(run_dir):
+        return f"finished ({outcome(here)})"
+    if finished(records / run_dir.relative_to(out)):
+        return f"recorded ({outcome(kept)})"
+    if here is not None:
+        return f"{here.get('status', 'stopped')} at {outcome(here)} (resumes)"
+    if not (run_dir / "config.yaml").is_file():
+        return "not started"
+    saved = sorted((run_dir / "checkpoints").glob("step_*"))
+    return f"started (running, or stopped; last checkpoint at step {int(saved[-1].name[5:]):,})" if saved else "started"
 
 
 def recorded(run_dir: Path, out: Path, records: Path, warn=print) -> Path:
@@ -288,7 +320,7 @@ def recorded(run_dir: Path, out: Path, records: Path, warn=print) -> Path:
 def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECORDS, warn=print) -> str:
     """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page, from the runs
     under ``out`` and the records kept in ``records`` (finished runs are recorded there first)."""
-    everything = trials(grid, out, paper) + [official for _, official in grid.official_runs(out, paper)]
+    everything = with_official(grid, out, paper)
     described = [recorded(t.run_dir, out, records, warn) for t in everything]
     started = [d for d in described if (d / "config.yaml").is_file()]
     done = [d for d in started if finished(d)]
@@ -413,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--paper", action="store_true", help="the paper-scale grids (a GPU's budget)")
     for sub in (run, report, official):
         sub.add_argument("grids", nargs="+", help="grid names (benchmarks/suites/NAME.yaml) or YAML files")
+    listing.add_argument("grids", nargs="*", help="these grids' trials, one line each (none: every grid, counted)")
     for sub in (run, official):
         sub.add_argument("--workers", type=int, default=2, help="trials at a time")
         sub.add_argument("--methods", nargs="+", default=None, help="only these methods of the grids")
@@ -429,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--docs", type=Path, default=ROOT / "docs", help="the documentation folder to write into")
     args = parser.parse_args(argv)
     try:
-        grids = [load_grid(name) for name in (grid_names() if args.command == "list" else args.grids)]
+        grids = [load_grid(name) for name in (args.grids or grid_names())]
         if args.command in ("run", "official"):
             grids = [only(grid, args.methods) for grid in grids]
             grids = [some_seeds(grid, parse_seeds(args.seeds)) if args.seeds else grid for grid in grids]
@@ -437,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    if args.command == "list" and args.grids:
+        for grid in grids:
+            for trial in with_official(grid, args.out, args.paper):
+                where = trial.run_dir.relative_to(args.out)
+                print(f"{str(where):<80} {state(trial.run_dir, args.out, args.records)}")
+        return 0
     if args.command == "list":
         for grid in grids:
             if args.paper and not grid.paper_settings:
@@ -482,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{total} trials of {', '.join(g.name for g in grids)} -> {args.out} ({args.workers} workers)", flush=True)
     try:
         with sigterm_stops_trials():
-            trials = run_sweeps(
+            outcomes = run_sweeps(
                 sweeps,
                 args.workers,
                 args.ray_address,
@@ -494,14 +533,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failed = [t for t in trials if t.status == "failed"]
+    failed = [t for t in outcomes if t.status == "failed"]
     for t in failed:
         print(f"failed twice: {t.run_dir}: {t.error} (log: {t.run_dir.parent / f'seed_{t.seed}.log'})")
-    skipped = sum(1 for t in trials if t.status == "skipped (finished)")
-    finished = sum(1 for t in trials if t.status.startswith(("finished", "skipped (finished)")))
-    waiting = sum(1 for t in trials if t.status.startswith("waits for"))
+    skipped = sum(1 for t in outcomes if t.status == "skipped (finished)")
+    done = sum(1 for t in outcomes if t.status.startswith(("finished", "skipped (finished)")))
+    waiting = sum(1 for t in outcomes if t.status.startswith("waits for"))
     print(
-        f"{finished} of {len(trials)} trials finished ({skipped} of them before this launch"
+        f"{done} of {len(outcomes)} trials finished ({skipped} of them before this launch"
         f"{f'; {waiting} wait for the trial they start from' if waiting else ''}); "
         "write the page: python benchmarks/learning_suite.py report ..."
     )

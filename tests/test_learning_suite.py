@@ -43,6 +43,8 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     report = ["report", str(grid), "--out", str(out), "--docs", str(docs), "--records", str(records)]
     assert suite.main(report) == 2
     assert "no trial of tiny has finished" in capsys.readouterr().err
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
+    assert capsys.readouterr().out.count(" not started\n") == 2
     methods = {"two": {"agent": "qc-fql", "set": ["flow.flow_steps=2"]},
                "three": {"agent": "qc-fql", "init_from": "two", "set": ["flow.flow_steps=3"]}}  # fmt: skip
     chained = grid_file(tmp_path, tiny_puzzle_dataset, methods=methods)  # "three" starts from "two"'s weights
@@ -83,7 +85,11 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     again = (docs / "results.md").read_text()
     assert "2 of 2 trials finished, 2 of them from the records kept in " in again
     assert again.replace(", 2 of them from the records kept in " + str(records), "") == page
-    assert suite.main(["list", "--out", str(out), "--records", str(records)]) == 0
+    capsys.readouterr()
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and all(" recorded (success " in line and ", 3 steps, " in line for line in listed)
+    assert listed[1].startswith(str(trial))
     (tmp_path / "elsewhere").rename(out)
     # a record differs from its trial's finished run (a run made again): the run replaces it, and says so
     (records / trial / "eval.csv").write_text("step,phase,success\n")
