@@ -59,7 +59,7 @@ from pathlib import Path
 import yaml
 
 from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
-from chunkrl.sweep import Sweep, Trial, parse_seeds, run_sweeps, sigterm_stops_trials
+from chunkrl.sweep import Sweep, Trial, parse_seeds, read_outcome, run_sweeps, sigterm_stops_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 """The checkout: grids name their presets relative to it (``configs/...``)."""
@@ -259,14 +259,24 @@ def with_official(grid: Grid, out: Path, paper: bool) -> list[Trial]:
     return trials(grid, out, paper) + [official for _, official in grid.official_runs(out, paper)]
 
 
+def summary_of(run_dir: Path) -> dict | None:
+    """A run directory's (or record's) summary.json, None when absent or unreadable."""
+    return Trial("", "", 0, run_dir).summary()
+
+
 def finished(run_dir: Path) -> bool:
-    return (Trial("", "", 0, run_dir).summary() or {}).get("status") == "finished"
+    return (summary_of(run_dir) or {}).get("status") == "finished"
+
+
+def record_of(run_dir: Path, out: Path, records: Path) -> Path:
+    """Where the trial ``run_dir`` (under ``out``) keeps its record."""
+    return records / run_dir.relative_to(out)
 
 
 def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> tuple[int, int]:
     """(trials finished, here or in a kept record; trials in the grid)."""
     everything = trials(grid, out, paper)
-    done = sum(1 for t in everything if finished(t.run_dir) or finished(records / t.run_dir.relative_to(out)))
+    done = sum(1 for t in everything if finished(t.run_dir) or finished(record_of(t.run_dir, out, records)))
     return done, len(everything)
 
 
@@ -275,16 +285,15 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
     running (the steps of its last stop), or not started."""
 
     def outcome(summary: dict) -> str:
-        evaluations, counters = summary.get("evaluations", {}), summary.get("counters", {})
-        final = evaluations.get("online_final") or evaluations.get("offline_final") or {}
-        success = f"success {final['success']:.2f}, " if isinstance(final.get("success"), float | int) else ""
-        steps = counters.get("offline_step", 0) + counters.get("online_step", 0)
-        return f"{success}{steps:,} steps, {summary.get('wall_seconds', 0.0) / 60:.0f} min"
+        trial = Trial("", "", 0, run_dir)
+        read_outcome(trial, summary)  # what the sweeps' tables show
+        success = f"success {trial.success:.2f}, " if trial.success is not None else ""
+        return f"{success}{trial.steps:,} steps, {trial.wall_seconds / 60:.0f} min"
 
-    here, kept = Trial("", "", 0, run_dir).summary(), Trial("", "", 0, records / run_dir.relative_to(out)).summary()
-    if finished(run_dir):
+    here, kept = summary_of(run_dir), summary_of(record_of(run_dir, out, records))
+    if (here or {}).get("status") == "finished":
         return f"finished ({outcome(here)})"
-    if finished(records / run_dir.relative_to(out)):
+    if (kept or {}).get("status") == "finished":
         return f"recorded ({outcome(kept)})"
     if here is not None:
         return f"{here.get('status', 'stopped')} at {outcome(here)} (resumes)"
@@ -298,14 +307,13 @@ def recorded(run_dir: Path, out: Path, records: Path, warn=print) -> Path:
     """The directory that describes the trial ``run_dir``: the run itself once it has finished (its record is then
     copied to ``records``; one that replaces a different record of an earlier run says so), else the kept record
     of a finished run, else the run directory (started or not)."""
-    kept = records / run_dir.relative_to(out)
+    kept = record_of(run_dir, out, records)
     if finished(run_dir):
-        same = finished(kept) and all(
-            (run_dir / name).is_file() == (kept / name).is_file()
-            and (not (run_dir / name).is_file() or (run_dir / name).read_bytes() == (kept / name).read_bytes())
-            for name in RECORD_FILES
-        )
-        if finished(kept) and not same:
+
+        def content(path: Path) -> bytes | None:
+            return path.read_bytes() if path.is_file() else None
+
+        if finished(kept) and any(content(run_dir / name) != content(kept / name) for name in RECORD_FILES):
             warn(f"  {run_dir.relative_to(out)}: this run replaces the kept record of an earlier run in {kept}")
         kept.mkdir(parents=True, exist_ok=True)
         for name in RECORD_FILES:

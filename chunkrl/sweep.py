@@ -274,7 +274,7 @@ def _run_trials(owned: list[tuple[Sweep, Trial]], launch, report: Callable[[Tria
         summary, source = trial.summary(), sweep.source(trial)
         if summary is not None and summary.get("status") == "finished":
             trial.status = "skipped (finished)"
-            _read_outcome(trial, summary)
+            read_outcome(trial, summary)
         elif source is not None and (source.summary() or {}).get("status") != "finished":
             trial.status = f"waits for {source.run_dir} to finish"
             if report is not None:
@@ -292,7 +292,7 @@ def _run_trials(owned: list[tuple[Sweep, Trial]], launch, report: Callable[[Tria
             summary = trial.summary()
             if code == 0 and summary is not None and summary.get("status") == "finished":
                 trial.status = "finished" if attempt == 1 else "finished (retried)"
-                _read_outcome(trial, summary)
+                read_outcome(trial, summary)
             else:
                 trial.status, trial.error = "failed", tail.strip().splitlines()[-1] if tail.strip() else f"exit {code}"
                 failed.append((sweep, trial))
@@ -301,7 +301,9 @@ def _run_trials(owned: list[tuple[Sweep, Trial]], launch, report: Callable[[Tria
         pending = failed
 
 
-def _read_outcome(trial: Trial, summary: dict) -> None:
+def read_outcome(trial: Trial, summary: dict) -> None:
+    """Fill ``trial``'s success (its last phase's final evaluation), steps (both phases) and wall time from its
+    run's summary."""
     evaluations = summary.get("evaluations", {})
     final = evaluations.get("online_final") or evaluations.get("offline_final") or {}
     trial.success = final.get("success")
