@@ -478,52 +478,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    if args.command == "list" and args.grids:
+    commands = {"list": list_grids, "official": run_official_grids, "report": report_grids, "run": run_grids}
+    return commands[args.command](args, grids)
+
+
+def list_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
+    """``list``: each grid's count of finished trials, or (grids named) where each of their trials stands."""
+    if args.grids:
         for grid in grids:
             for trial in with_official(grid, args.out, args.paper):
                 where = trial.run_dir.relative_to(args.out)
                 print(f"{str(where):<80} {state(trial.run_dir, args.out, args.records)}")
         return 0
-    if args.command == "list":
-        for grid in grids:
-            if args.paper and not grid.paper_settings:
-                print(f"{grid.name:<20} (no paper scale)")
-                continue
-            done, total = finished_count(grid, args.out, args.paper, args.records)
-            print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished  {grid.title}")
-        return 0
+    for grid in grids:
+        if args.paper and not grid.paper_settings:
+            print(f"{grid.name:<20} (no paper scale)")
+            continue
+        done, total = finished_count(grid, args.out, args.paper, args.records)
+        print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished  {grid.title}")
+    return 0
 
-    if args.command == "official":
-        if not args.peer_python.is_file() or not (args.peer_dir / "src" / "agents" / "acfql.py").is_file():
-            print(
-                f"error: the official code needs {args.peer_dir}/src and its venv's python {args.peer_python} "
-                "(set-up: shared/bench/peer_qc/README.md, then pip install ogbench in that venv)",
-                file=sys.stderr,
-            )
-            return 2
-        without = [grid.name for grid in grids if not grid.official]
-        if without:
-            print(f"error: {', '.join(without)} list no official methods (official: [...])", file=sys.stderr)
-            return 2
+
+def run_official_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
+    """``official``: the official code's runs of the grids' official methods."""
+    if not args.peer_python.is_file() or not (args.peer_dir / "src" / "agents" / "acfql.py").is_file():
+        print(
+            f"error: the official code needs {args.peer_dir}/src and its venv's python {args.peer_python} "
+            "(set-up: shared/bench/peer_qc/README.md, then pip install ogbench in that venv)",
+            file=sys.stderr,
+        )
+        return 2
+    without = [grid.name for grid in grids if not grid.official]
+    if without:
+        print(f"error: {', '.join(without)} list no official methods (official: [...])", file=sys.stderr)
+        return 2
+    try:
+        jobs = [job for grid in grids for job in official_jobs(grid, args.out, args.paper, args.peer_python)]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(jobs)} official runs to start or resume ({args.workers} at a time)", flush=True)
+    return run_official(jobs, args.peer_dir, args.workers)
+
+
+def report_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
+    """``report``: each grid's figure and its section of the results page."""
+    for grid in grids:
         try:
-            jobs = [job for grid in grids for job in official_jobs(grid, args.out, args.paper, args.peer_python)]
+            text = section(grid, args.out, args.docs, args.paper, args.records)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        print(f"{len(jobs)} official runs to start or resume ({args.workers} at a time)", flush=True)
-        return run_official(jobs, args.peer_dir, args.workers)
+        write_section(args.docs / "results.md", grid.tag(args.paper), text)
+        print(f"{grid.name}: {args.docs / 'results.md'}, {args.docs / 'perf'}/suite_{grid.name}*.png")
+    return 0
 
-    if args.command == "report":
-        for grid in grids:
-            try:
-                text = section(grid, args.out, args.docs, args.paper, args.records)
-            except ValueError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
-            write_section(args.docs / "results.md", grid.tag(args.paper), text)
-            print(f"{grid.name}: {args.docs / 'results.md'}, {args.docs / 'perf'}/suite_{grid.name}*.png")
-        return 0
 
+def run_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
+    """``run``: every trial of the grids not finished yet, through chunkrl's sweeps."""
     sweeps = [s for grid in grids for s in grid.sweeps(args.out, args.paper, args.cpus_per_trial, args.gpus_per_trial)]
     total = sum(len(s.trials()) for s in sweeps)
     print(f"{total} trials of {', '.join(g.name for g in grids)} -> {args.out} ({args.workers} workers)", flush=True)
