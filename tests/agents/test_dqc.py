@@ -125,7 +125,10 @@ def test_the_policys_chunk_and_the_critics_horizon_are_independent(actor_chunk, 
     batch = ChunkSampler(store, spec, seed=0).sample(32).to_torch()
     metrics = agent.update(batch)
     assert all(torch.isfinite(v) for v in metrics.values())
-    assert agent.critic(batch.observations, batch.actions.flatten(1), batch.valid).shape == (2, 32)  # h * A
+    if critic_horizon > actor_chunk:
+        assert agent.critic(batch.observations, batch.actions.flatten(1), batch.valid).shape == (2, 32)  # h * A
+    else:  # one horizon: no chunk critic to distil from
+        assert not hasattr(agent, "critic") and "distill/loss" not in metrics
     assert agent.action_critic(batch.observations, batch.actions[:, :actor_chunk].flatten(1)).shape == (2, 32)
     assert agent.act(np.zeros(OBS, np.float32)).shape == (actor_chunk, ACT)
 
@@ -136,3 +139,24 @@ def test_a_backup_above_one_is_clipped_to_a_probability():
     batch = ChunkSampler(store, ChunkSpec(horizon=2, discount=G)).gather(np.array([0])).to_torch()
     assert batch.reward_h.item() == pytest.approx(1 + G)  # rewards of 1 that did not end the episode
     assert agent.chunk_targets(batch).item() == 1.0
+
+
+def test_with_one_horizon_the_partial_chunk_critic_learns_the_backup_itself_as_the_authors_qc():
+    agent = small_agent(actor_chunk=2, critic_horizon=2, distill_kappa=0.9)
+    assert not hasattr(agent, "critic")  # nothing to distil: no chunk critic, no parameters of it in the optimizer
+    with torch.no_grad():  # V(s) = 0.5 and every partial-chunk critic member's value = 0.5 (logit 0)
+        for network in (agent.value, agent.action_critic):
+            for parameter in network.parameters():
+                parameter.zero_()
+    spec = ChunkSpec(horizon=2, discount=G, boundary="mask", action_length=2)
+    batch = ChunkSampler(store_with_a_success(), spec).gather(np.array([0, 2, 3, 5, 6])).to_torch()
+    loss, metrics = agent.one_horizon_loss(batch)
+    # targets (as the chunk backup above): G^2/2 = 0.405, G = 0.9, 1, 0.405, G/2 = 0.45 against a prediction of
+    # 0.5: weight 0.9 above it, 0.1 below; the cross-entropy at logit 0 is ln 2 whatever the target; t=3 and t=6
+    # lack their 2nd action (the trajectory ended) and do not count: ln 2 * (0.1 + 0.9 + 0.1) / 3
+    assert loss.item() == pytest.approx(np.log(2) * 1.1 / 3, rel=1e-5)
+    assert metrics["critic/target_mean"].item() == pytest.approx((0.405 + 0.9 + 1.0 + 0.405 + 0.45) / 5, rel=1e-5)
+    before = [p.clone() for p in agent.action_critic.parameters()]
+    metrics = agent.update(batch)
+    assert set(metrics) >= {"critic/loss", "value/loss", "actor/loss"} and "distill/loss" not in metrics
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.action_critic.parameters(), strict=True))

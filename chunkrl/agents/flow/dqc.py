@@ -19,6 +19,12 @@ are discounted success probabilities in [0, 1]. The method's registry entry ther
 reward: OGBench's sparse reward (-1 until the task is solved, 0 at the solving step, which ends the episode)
 becomes 1 exactly at success, the reward of the authors' goal-reaching data. Distillation and the value backup
 count a chunk only when its first h_a actions exist in the trajectory.
+
+With one horizon for both (``critic_horizon == actor_chunk``) there is nothing to distil: as the authors' code
+does for its "QC" baseline (``use_chunk_critic=False``), no chunk critic is built and the partial-chunk critic,
+now the whole chunk's, learns the bounded backup itself with the distillation's loss and weight
+(``distill_kappa``); V still backs up implicitly from its target copy. This is the DQC paper's QC (h = h_a), not
+chunkrl's ``qc`` (the Q-chunking paper's best-of-N target).
 """
 
 from __future__ import annotations
@@ -64,11 +70,18 @@ class DQCAgent(BestOfNAgent):
         super().build_policy()  # best-of-N's checks and its number of candidates
         c = self.config
         del self.target_critic  # the chunk critic bootstraps from V, not from a target copy of itself
+        if self.one_horizon:
+            del self.critic  # the partial-chunk critic covers the whole chunk and learns the backup itself
         self.action_critic = Critic(
             self.observation_dim, self.policy_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm
         )
         self.target_action_critic = copy.deepcopy(self.action_critic).requires_grad_(False)
         self.value = MLP(self.observation_dim, c.critic_hidden_dims, 1, c.critic_layer_norm)
+
+    @property
+    def one_horizon(self) -> bool:
+        """The critic's horizon equals the policy's chunk: the DQC paper's QC, no chunk critic to distil."""
+        return self.critic_horizon == self.actor_chunk
 
     def scored(self, actions: torch.Tensor) -> torch.Tensor:
         """Best-of-N scores the policy's whole (partial) chunk, with the partial-chunk critic."""
@@ -110,6 +123,21 @@ class DQCAgent(BestOfNAgent):
         loss = masked_mean(implicit_loss(c.distill_loss, logits, target, c.distill_kappa), present.expand_as(logits))
         return loss, {"distill/loss": loss, "distill/q_mean": torch.sigmoid(logits).mean()}
 
+    def one_horizon_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One horizon (the authors' ``use_chunk_critic=False``): the partial-chunk critic fitted to the bounded
+        h-step backup with the distillation's loss and weight; chunks whose h_a actions exist only."""
+        c = self.config
+        target = self.chunk_targets(batch)
+        logits = self.action_critic(batch.observations, self.policy_actions(batch))
+        present = batch.valid[:, self.actor_chunk - 1]
+        errors = implicit_loss(c.distill_loss, logits, target.expand_as(logits), c.distill_kappa)
+        loss = masked_mean(errors, present.expand_as(logits))
+        return loss, {
+            "critic/loss": loss,
+            "critic/q_mean": torch.sigmoid(logits).mean(),
+            "critic/target_mean": target.mean(),
+        }
+
     def value_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The implicit backup: V(s) fitted to the target partial-chunk critic's value of the dataset's partial
         chunk with weight ``backup_kappa`` above it."""
@@ -133,6 +161,8 @@ class DQCAgent(BestOfNAgent):
         return loss, {"actor/loss": loss, "actor/bc_flow_loss": loss}
 
     def losses(self, batch: ChunkBatch) -> Losses:
+        if self.one_horizon:
+            return [self.one_horizon_loss(batch), self.value_loss(batch), self.actor_loss(batch)]
         return [self.critic_loss(batch), self.distillation_loss(batch), self.value_loss(batch), self.actor_loss(batch)]
 
     def update_target_critic(self) -> None:
