@@ -176,7 +176,8 @@ METHODS: dict[str, Method] = {
     "dqc": Method(
         DQCAgent,
         "Decoupled Q-chunking: a chunk critic over critic_horizon actions, a partial-chunk critic distilled from "
-        "it for the policy's shorter chunk, best of N flow chunks (offline; sparse rewards)",
+        "it for the policy's shorter chunk, best of N flow chunks (offline; sparse rewards; with one horizon for "
+        "both, the DQC paper's QC: no chunk critic to distil)",
         {"action_chunking": True},
         defaults={"num_samples": 32},
         run_defaults=DECOUPLED_OFFLINE,
