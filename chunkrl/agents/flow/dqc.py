@@ -113,25 +113,28 @@ class DQCAgent(BestOfNAgent):
     def distillation_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each partial-chunk critic member fitted to the matching chunk critic member's value of the dataset's
         chunk, optimistically (``distill_kappa``); chunks whose first h_a actions exist only."""
-        c = self.config
         with torch.no_grad():
             target = torch.sigmoid(
                 self.critic(batch.observations, self.chunk_actions(batch), batch.valid[:, : self.critic_horizon])
             )
+        loss, logits = self.fit_action_critic(batch, target)
+        return loss, {"distill/loss": loss, "distill/q_mean": torch.sigmoid(logits).mean()}
+
+    def fit_action_critic(self, batch: ChunkBatch, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The partial-chunk critic's implicit loss (``distill_loss``, ``distill_kappa``) towards ``target`` ([B]
+        or one per member [E, B]) on the dataset's partial chunk, counting chunks whose h_a actions exist; and its
+        logits [E, B]."""
+        c = self.config
         logits = self.action_critic(batch.observations, self.policy_actions(batch))
         present = batch.valid[:, self.actor_chunk - 1]
-        loss = masked_mean(implicit_loss(c.distill_loss, logits, target, c.distill_kappa), present.expand_as(logits))
-        return loss, {"distill/loss": loss, "distill/q_mean": torch.sigmoid(logits).mean()}
+        errors = implicit_loss(c.distill_loss, logits, target.expand_as(logits), c.distill_kappa)
+        return masked_mean(errors, present.expand_as(logits)), logits
 
     def one_horizon_loss(self, batch: ChunkBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One horizon (the authors' ``use_chunk_critic=False``): the partial-chunk critic fitted to the bounded
         h-step backup with the distillation's loss and weight; chunks whose h_a actions exist only."""
-        c = self.config
         target = self.chunk_targets(batch)
-        logits = self.action_critic(batch.observations, self.policy_actions(batch))
-        present = batch.valid[:, self.actor_chunk - 1]
-        errors = implicit_loss(c.distill_loss, logits, target.expand_as(logits), c.distill_kappa)
-        loss = masked_mean(errors, present.expand_as(logits))
+        loss, logits = self.fit_action_critic(batch, target)
         return loss, {
             "critic/loss": loss,
             "critic/q_mean": torch.sigmoid(logits).mean(),
