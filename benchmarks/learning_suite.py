@@ -2,12 +2,12 @@
 
     python benchmarks/learning_suite.py list [GRID ...] [--out runs/suite] [--records benchmarks/results]
     python benchmarks/learning_suite.py run GRID [GRID ...] [--paper] [--out runs/suite] [--workers 2]
-                                        [--methods NAME ...] [--seeds N ...] [--cpus-per-trial 1]
+                                        [--methods NAME ...] [--seeds N ...] [--envs TASK ...] [--cpus-per-trial 1]
                                         [--gpus-per-trial 0] [--ray-address auto]
     python benchmarks/learning_suite.py report GRID [GRID ...] [--paper] [--out runs/suite] [--docs docs]
                                         [--records benchmarks/results]
     python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2] [--methods NAME ...]
-                                        [--seeds N ...]
+                                        [--seeds N ...] [--envs TASK ...]
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 ``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
@@ -17,10 +17,10 @@ A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the t
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
 finished through chunkrl's sweeps, all the grid's methods on one pool, seed by seed (the first seed of
 every method lands before any second one); ``--methods`` runs some of them only (with the methods a chained
-one starts from), ``--seeds`` some of the grid's seeds. It resumes: launch it again after an interruption (Ctrl-C,
-SIGTERM, a lost session) and finished trials are skipped, interrupted ones resumed from their checkpoints.
-``--ray-address`` runs the trials on a Ray cluster instead. ``--paper`` runs the grid at the paper's
-scale (the grid's ``paper_set``; meant for a GPU) in its own directory ``OUT/GRID-paper``.
+one starts from), ``--seeds`` some of the grid's seeds, ``--envs`` some of its tasks. It resumes: launch it
+again after an interruption (Ctrl-C, SIGTERM, a lost session) and finished trials are skipped, interrupted ones
+resumed from their checkpoints. ``--ray-address`` runs the trials on a Ray cluster instead. ``--paper`` runs the
+grid at the paper's scale (the grid's ``paper_set``; meant for a GPU) in its own directory ``OUT/GRID-paper``.
 
 ``official`` trains the grid's ``official`` methods again with the official Q-chunking code
 (``peer_learning.py``: the same data, settings and budget as each started chunkrl trial) in
@@ -169,6 +169,17 @@ def some_seeds(grid: Grid, seeds: list[int]) -> Grid:
             "(a seed outside the grid would never reach its page: add it to the grid's seeds instead)"
         )
     return dataclasses.replace(grid, seeds=seeds)
+
+
+def some_envs(grid: Grid, envs: list[str]) -> Grid:
+    """The grid with some of its tasks only (``--envs``: e.g. one task's figure before the next task's)."""
+    outside = [env for env in envs if env not in grid.envs]
+    if outside:
+        raise ValueError(
+            f"{grid.name} has no task {', '.join(outside)}; its tasks: {', '.join(grid.envs)} "
+            "(a task outside the grid would never reach its page: add it to the grid's envs instead)"
+        )
+    return dataclasses.replace(grid, envs=[env for env in grid.envs if env in envs])
 
 
 def grid_names() -> list[str]:
@@ -458,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--workers", type=int, default=2, help="trials at a time")
         sub.add_argument("--methods", nargs="+", default=None, help="only these methods of the grids")
         sub.add_argument("--seeds", nargs="+", default=None, help="only these of the grids' seeds (0 2, or 1-2)")
+        sub.add_argument("--envs", nargs="+", default=None, help="only these of the grids' tasks")
     for sub in (listing, report):
         sub.add_argument(
             "--records", type=Path, default=RECORDS, help="the finished trials' kept records (report copies to it)"
@@ -474,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("run", "official"):
             grids = [only(grid, args.methods) for grid in grids]
             grids = [some_seeds(grid, parse_seeds(args.seeds)) if args.seeds else grid for grid in grids]
+            grids = [some_envs(grid, args.envs) if args.envs else grid for grid in grids]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

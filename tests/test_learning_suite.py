@@ -162,6 +162,13 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
     assert "tiny has no seed 1, 2; its seeds: 0 (a seed outside" in error_of(["--seeds", "0-2"])
     grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, seeds="0-2")))
     assert [t.seed for t in suite.trials(suite.some_seeds(grid, [1, 2]), tmp_path, False)] == [1, 2, 1, 2]
+    assert "tiny has no task cube-double-play-singletask-task1-v0; its tasks: puzzle-3x3" in error_of(
+        ["--envs", "cube-double-play-singletask-task1-v0"]
+    )
+    two_tasks = ["scene-play-singletask-task4-v0", "puzzle-3x3-play-singletask-task1-v0"]
+    grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, envs=two_tasks)))
+    kept = suite.some_envs(grid, ["puzzle-3x3-play-singletask-task1-v0"])
+    assert {t.env for t in suite.trials(kept, tmp_path, False)} == {"puzzle-3x3-play-singletask-task1-v0"}
     chained = {"bc": {"agent": "qc"}, "rl": {"agent": "qc", "init_from": "bc"}, "other": {"agent": "qc"}}
     grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, methods=chained, official=["rl", "other"])))
     kept = suite.only(grid, ["rl"])  # with the method it starts from
