@@ -11,7 +11,9 @@
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 ``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
-(finished here, recorded, stopped at a step, running, not started), to plan what a session runs next.
+(finished here, recorded, stopped at a step, running, not started), to plan what a session runs next. A running
+trial is named with the process that holds its run directory and its progress from its train.csv: the step, the
+latest steps/s and the minutes of steps left at that rate (evaluations not counted).
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
@@ -60,6 +62,7 @@ import yaml
 
 from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
 from chunkrl.sweep import Sweep, Trial, parse_seeds, read_outcome, run_sweeps, sigterm_stops_trials
+from chunkrl.train.run_dir import lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent
 """The checkout: grids name their presets relative to it (``configs/...``)."""
@@ -306,12 +309,38 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
         return f"finished ({outcome(here)})"
     if (kept or {}).get("status") == "finished":
         return f"recorded ({outcome(kept)})"
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        return f"running ({holder}){progress(run_dir)}"
     if here is not None:
         return f"{here.get('status', 'stopped')} at {outcome(here)} (resumes)"
     if not (run_dir / "config.yaml").is_file():
         return "not started"
     saved = sorted((run_dir / "checkpoints").glob("step_*"))
     return f"started (running, or stopped; last checkpoint at step {int(saved[-1].name[5:]):,})" if saved else "started"
+
+
+def progress(run_dir: Path) -> str:
+    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the last row of a run's
+    train.csv and its saved budget (evaluations and checkpoints not counted in the time left); empty before the
+    first row."""
+    try:
+        with (run_dir / "train.csv").open("rb") as file:
+            header = file.readline().decode().strip().split(",")
+            file.seek(max(file.seek(0, os.SEEK_END) - 8192, 0))
+            last = file.read().decode(errors="replace").strip().splitlines()[-1].split(",")
+            row = dict(zip(header, last, strict=True))  # a row still being written: ValueError
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        step, total = int(row["step"]), int(config["offline_steps"]) + int(config["online_steps"])
+    except (OSError, IndexError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return ""
+    text = f": step {step:,} of {total:,}"
+    try:
+        rate = float(row["steps_per_second"])
+    except (KeyError, ValueError):
+        return text
+    left = f", about {(total - step) / rate / 60:.0f} min of steps left" if rate > 0 and total > step else ""
+    return f"{text}, {rate:.1f} steps/s{left}"
 
 
 def recorded(run_dir: Path, out: Path, records: Path, warn=print) -> Path:

@@ -3,6 +3,8 @@ sweeps, resumed (skipped when finished), reported into a results page whose othe
 
 import csv
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,25 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
         shipped = suite.load_grid(name)
         for sweep in shipped.sweeps(tmp_path) + (shipped.sweeps(tmp_path, True) if shipped.paper_settings else []):
             check_sweep(sweep)
+
+
+def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path, capsys):
+    grid = grid_file(tmp_path, tmp_path / "unused.npz")
+    out = tmp_path / "runs"
+    run = out / "tiny" / "two" / "puzzle-3x3-play-singletask-task1-v0" / "qc-fql" / "seed_0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"agent": "qc-fql", "offline_steps": 100, "online_steps": 50}))
+    (run / "summary.json").write_text(json.dumps({"status": "interrupted", "counters": {"offline_step": 40}}))
+    rows = "step,phase,critic/loss,steps_per_second\n20,offline,1.0,3.0\n100,offline,0.5,2.5\n110,online,0.4,0.5\n"
+    (run / "train.csv").write_text(rows)
+    (run / ".lock").write_text(f"process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56")
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
+    two = next(line for line in capsys.readouterr().out.splitlines() if "/two/" in line)
+    # 40 steps left at 0.5 steps/s: 80 s
+    assert two.endswith(
+        f"running (process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56): "
+        "step 110 of 150, 0.5 steps/s, about 1 min of steps left"
+    )
+    (run / ".lock").write_text("")  # the run stopped: its last stop is what the listing says
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
+    assert "interrupted at 40 steps" in capsys.readouterr().out

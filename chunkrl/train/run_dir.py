@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -104,8 +105,37 @@ class RunDirectoryLock:
 
     def __exit__(self, *exc) -> None:
         if self.file is not None:
+            self.file.seek(0)
+            self.file.truncate()  # no holder any more (``lock_holder``); a killed run leaves its line behind
             self.file.close()  # closing releases the flock
             self.file = None
+
+
+_HOLDER = re.compile(r"process (\d+) on (\S+) since (.+)")
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who trains in ``run_dir`` now, in the lock's words (``process 123 on vm since 2026-12-04 04:37:56``), or
+    None when nobody does. Read without taking the lock, since even a brief probe could make a run that starts at
+    that moment stop as busy: a holder on this machine is alive when its process exists (a run killed outright
+    leaves its line behind, and its process number could be reused later); a holder on another machine cannot be
+    checked from here and is reported as written, marked so."""
+    try:
+        text = (Path(run_dir) / ".lock").read_text().strip()
+    except OSError:
+        return None
+    match = _HOLDER.fullmatch(text)
+    if match is None:
+        return None
+    if match[2] != socket.gethostname():
+        return f"{text} (another machine: not checked)"
+    try:
+        os.kill(int(match[1]), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return text
 
 
 def open_for_resume(path: Path, console) -> tuple[Path, Path | None, TrainConfig]:

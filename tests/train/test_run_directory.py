@@ -3,6 +3,8 @@
 import errno
 import json
 import os
+import socket
+import subprocess
 
 import pytest
 import torch
@@ -11,15 +13,24 @@ from chunkrl.config import TrainConfig, load_config, save_config
 from chunkrl.files import write_atomically
 from chunkrl.train.device import machine_description
 from chunkrl.train.run import train
-from chunkrl.train.run_dir import RUN_MARKER, RunDirectoryBusy, RunDirectoryLock, new_run_dir
+from chunkrl.train.run_dir import RUN_MARKER, RunDirectoryBusy, RunDirectoryLock, lock_holder, new_run_dir
 from tests.conftest import tiny_config
 
 
 def test_a_second_process_on_a_run_directory_is_refused_and_told_who_holds_it(tmp_path):
+    assert lock_holder(tmp_path) is None
     with RunDirectoryLock(tmp_path), pytest.raises(RunDirectoryBusy, match=f"in use by process {os.getpid()}"):
+        assert lock_holder(tmp_path).startswith(f"process {os.getpid()} on {socket.gethostname()} since ")
         RunDirectoryLock(tmp_path).__enter__()
+    assert lock_holder(tmp_path) is None, "a run that ended names no holder"
     with RunDirectoryLock(tmp_path):  # released on exit: the directory can be used again
         pass
+    gone = subprocess.Popen(["true"])  # noqa: S607
+    gone.wait()
+    (tmp_path / ".lock").write_text(f"process {gone.pid} on {socket.gethostname()} since 2026-12-04 04:00:00")
+    assert lock_holder(tmp_path) is None, "the line a killed run left behind names a process that is gone"
+    (tmp_path / ".lock").write_text("process 1 on another-host since 2026-12-04 04:00:00")
+    assert lock_holder(tmp_path) == "process 1 on another-host since 2026-12-04 04:00:00 (another machine: not checked)"
 
 
 def test_resume_refuses_to_train_while_another_process_holds_the_run(tiny_puzzle_dataset, tmp_path):
