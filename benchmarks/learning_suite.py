@@ -370,6 +370,9 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
     under ``out`` and the records kept in ``records`` (finished runs are recorded there first)."""
     everything = with_official(grid, out, paper)
     described = [recorded(t.run_dir, out, records, warn) for t in everything]
+    methods = [t.run_dir.relative_to(grid.directory(out, paper)).parts[0] for t in everything]
+    # each trial is labelled with its method's name in the grid; the official code's runs say so in their agent
+    names = {d: m for d, m in zip(described, methods, strict=True) if not m.endswith(OFFICIAL_SUFFIX)}
     started = [d for d in described if (d / "config.yaml").is_file()]
     done = [d for d in started if finished(d)]
     if not done:
@@ -382,7 +385,7 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
     tag = grid.tag(paper)
     (docs / "perf").mkdir(parents=True, exist_ok=True)
     figure = docs / "perf" / f"suite_{tag}.png"
-    plot_runs(done, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn)
+    plot_runs(done, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn, names=names)
     flag = " --paper" if paper else ""
     lines = [
         f"<!-- learning-suite: {tag} -->",
@@ -397,7 +400,7 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
         "",
         "Curves: the finished trials (mean over seeds, 95% bootstrap band).",
         "",
-        report_table(started, warn=warn).rstrip(),
+        report_table(started, warn=warn, names=names).rstrip(),
         f"<!-- /learning-suite: {tag} -->",
     ]
     return "\n".join(lines) + "\n"

@@ -73,8 +73,8 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     assert page.startswith("# Measured results\n\nWritten by hand.\n") and page.count("## Learning suite") == 1
     assert page.count("<!-- learning-suite: tiny -->") == 1 and page.count("<!-- /learning-suite: tiny -->") == 1
     assert "1 of 1" not in page and "2 of 2 trials finished" in page
-    assert "| qc-fql (flow.flow_steps=2) | puzzle-3x3-play-task1 | 1 |" in page
-    assert "| qc-fql (flow.flow_steps=3) | puzzle-3x3-play-task1 | 1 |" in page
+    assert "| two: qc-fql (flow.flow_steps=2) | puzzle-3x3-play-task1 | 1 |" in page
+    assert "| three: qc-fql (flow.flow_steps=3) | puzzle-3x3-play-task1 | 1 |" in page
     assert "Measured on: " in page and "Two flow-step counts." in page
     assert (docs / "perf" / "suite_tiny.png").stat().st_size > 0
     # the finished trials' records are kept: with the run directories gone (another machine), the page is the same

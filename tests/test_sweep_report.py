@@ -245,6 +245,10 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
     assert "Measured on: not recorded (a run older than the record) (1 run)." in table
     lone = report_table([three[1]])
     assert "| qc-rlpd | puzzle-3x3-play-task1 | 0 (+1 not finished) | no final evaluation | 100 | 1.0 |" in lone
+    # named (a grid's methods): runs of two names are two methods even with the same settings, each shown by name
+    twins = report_table([*eight, run("d0", actor_chunk=8, critic_horizon=3)], names={p: "long" for p in eight})
+    assert "| long: qc-rlpd | puzzle-3x3-play-task1 | 2 | 0.50 [0.50, 0.50] |" in twins
+    assert "| qc-rlpd | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] |" in twins
 
 
 def test_sweeps_on_one_pool_run_seed_by_seed_and_keep_their_own_tables(monkeypatch, tmp_path):

@@ -64,6 +64,7 @@ class RunRecord:
     evaluations: list[tuple[str, float, float, float]] | None = None  # (phase, step, success, return) of eval.csv
     summary: dict | None = None  # summary.json
     settings: dict[str, object] = field(default_factory=dict)  # config.yaml flattened: ``sac.act.width``
+    name: str = ""  # the method's name in a grid (``dqc-qc``), when the caller gives one
 
 
 def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> RunRecord:
@@ -140,13 +141,16 @@ def _read_summary(path: Path) -> dict:
     return summary
 
 
-def load_runs(runs: list[Path], warn: Callable[[str], None], **reads: bool) -> list[RunRecord]:
-    """Every run that can be read (see ``load_run``); each one that cannot is named through ``warn`` and left
-    out, and only when none is left is it an error."""
+def load_runs(
+    runs: list[Path], warn: Callable[[str], None], names: dict[Path, str] | None = None, **reads: bool
+) -> list[RunRecord]:
+    """Every run that can be read (see ``load_run``), each with its method's name from ``names`` where given;
+    each one that cannot is named through ``warn`` and left out, and only when none is left is it an error."""
     records, problems = [], []
     for run in runs:
         try:
             records.append(load_run(run, **reads))
+            records[-1].name = (names or {}).get(Path(run), "")
         except ValueError as error:
             problems.append(str(error))
             warn(f"left out: {error}")
@@ -191,26 +195,31 @@ def bootstrap_ci(values, confidence: float = 0.95, resamples: int = 4000, seed: 
 class Group:
     """One method on one task: runs whose settings agree except for bookkeeping (``BOOKKEEPING``). ``variant``
     names the settings that set it apart from the other groups of the same agent and task (empty when there is
-    none), e.g. ``actor_chunk=8, execute_horizon=3``."""
+    none), e.g. ``actor_chunk=8, execute_horizon=3``; ``name`` is the method's name in a grid, when known."""
 
     agent: str
     env: str
     variant: str = ""
+    name: str = ""
 
     def label(self) -> str:
-        return f"{self.agent} ({self.variant})" if self.variant else self.agent
+        """``dqc-qc: dqc (critic_horizon=5)``: the method's name (when it says more than the rest), the agent and
+        its variant."""
+        described = f"{self.agent} ({self.variant})" if self.variant else self.agent
+        return f"{self.name}: {described}" if self.name and self.name != described else described
 
 
 def group_runs(records: list[RunRecord]) -> dict[Group, list[RunRecord]]:
     """Runs grouped into the seeds of one method on one task: the same agent, environment and settings (all but
-    ``BOOKKEEPING``; a setting one config lacks, being older than the setting, is not a difference). Two
-    configurations of one agent on one task are two groups, each named by the settings in which they differ;
-    they are never averaged together."""
+    ``BOOKKEEPING``; a setting one config lacks, being older than the setting, is not a difference) and, where
+    the records have one, the same method name. Two configurations of one agent on one task are two groups, each
+    named by the settings in which they differ; they are never averaged together."""
     kept: list[tuple[str, str, dict[str, str], list[RunRecord]]] = []  # agent, env, settings, members
     for record in records:
         settings = {k: repr(v) for k, v in record.settings.items() if k not in BOOKKEEPING}
         for agent, env, shared, members in kept:
-            if (agent, env) == (record.agent, record.env) and not _differing(shared, settings):
+            same_method = (agent, env, members[0].name) == (record.agent, record.env, record.name)
+            if same_method and not _differing(shared, settings):
                 members.append(record)
                 shared.update(settings)
                 break
@@ -221,7 +230,7 @@ def group_runs(records: list[RunRecord]) -> dict[Group, list[RunRecord]]:
         siblings = [other for a, e, other, _ in kept if (a, e) == (agent, env) and other is not settings]
         differing = sorted({key for other in siblings for key in _differing(settings, other)})
         variant = ", ".join(f"{key}={_plain(settings[key])}" for key in differing)
-        groups[Group(agent, env, variant)] = members
+        groups[Group(agent, env, variant, members[0].name)] = members
     return groups
 
 
@@ -281,6 +290,7 @@ def plot_runs(
     warn: Callable[[str], None] = print,
     metric: str = "success",
     baselines: list[Path] = (),
+    names: dict[Path, str] | None = None,
 ) -> Path:
     """Mean evaluation ``metric`` (success or return) per (method, task) over its seeds, with a 95% bootstrap
     confidence band, offline and online phases side by side (a phase no run has is left out); written as PNG and
@@ -290,11 +300,12 @@ def plot_runs(
     paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl; success only), the paper's curve for the same task
     and method is drawn over the same range of each phase. ``baselines`` are runs whose final evaluations are
     drawn as a level (mean and band, per method and task) across both phases, e.g. the imitation runs a
-    fine-tuning started from. A run that cannot be read is named through ``warn`` and left out.
+    fine-tuning started from. ``names`` gives runs their method's name in a grid, shown before the agent (and
+    runs of two names are never one group). A run that cannot be read is named through ``warn`` and left out.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)} (got {metric!r})")
-    records = load_runs(runs, warn, evaluations=True)
+    records = load_runs(runs, warn, names, evaluations=True)
     levels = load_runs(baselines, warn, evaluations=True) if baselines else []
     import matplotlib
 
@@ -358,17 +369,17 @@ def _seeds(members: list[RunRecord]) -> str:
     return f"{len(members)} seed{'s' if len(members) > 1 else ''}"
 
 
-def report_table(runs: list[Path], warn: Callable[[str], None] = print) -> str:
+def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: dict[Path, str] | None = None) -> str:
     """A Markdown table per method and task (``group_runs``): the finished seeds, their final success mean with
     its 95% bootstrap CI, steps and wall time (means over those seeds), from each run's summary.json; runs not
     finished (still running, stopped or failed) are counted beside the seeds and enter no figure. Below it, the
-    machines the runs recorded (wall times mean nothing without them). A run that cannot be read is named
-    through ``warn`` and left out."""
+    machines the runs recorded (wall times mean nothing without them). ``names``: as in ``plot_runs``. A run that
+    cannot be read is named through ``warn`` and left out."""
     lines = [
         "| method | task | seeds | final success (mean [95% CI]) | steps | wall time (min) |",
         "|---|---|---|---|---|---|",
     ]
-    records = load_runs(runs, warn, summary=True)
+    records = load_runs(runs, warn, names, summary=True)
     for group, members in sorted(group_runs(records).items()):
         finished = [record.summary for record in members if record.summary.get("status") == "finished"]
         finals = []
