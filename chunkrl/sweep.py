@@ -252,6 +252,7 @@ def run_sweeps(
     yet finished runs (each failed one retried once), seed by seed across the sweeps, so that the first seed of
     every configuration is done before a second starts; ``report`` hears of each trial as it ends (in launch
     order). Each sweep's table goes to its own ``OUT/sweep.csv``. The trials with their outcome, sweep by sweep."""
+    _stopping.clear()  # a sweep stopped earlier in this process (Ctrl-C in a notebook) does not stop this one
     shares = {(sweep.cpus_per_trial, sweep.gpus_per_trial) for sweep in sweeps}
     if len(shares) != 1:
         raise ValueError(f"the sweeps of one pool must give every trial the same CPU and GPU share (got {shares})")
@@ -318,6 +319,8 @@ def _pool_launcher(sweep: Sweep, workers: int):
         pool = ThreadPoolExecutor(max_workers=workers)  # each job is a subprocess: threads only wait
         try:
             yield from pool.map(lambda job: run_command(job[0], sweep.cpus_per_trial, job[1]), jobs)
+        except GeneratorExit:  # the caller stopped reading: the queued trials are cancelled below, nothing stops
+            raise
         except BaseException:  # Ctrl-C or SIGTERM: no queued trial may start while the running ones stop
             stop_trials(None)
             raise

@@ -300,3 +300,17 @@ def test_a_trial_is_reported_when_it_ends_not_when_the_whole_pool_has(tmp_path):
     assert (code, tail.strip()) == (0, "first")
     released.write_text("reported")  # what the sweep's report does, while the second trial still runs
     assert next(outcomes)[0] == 0
+    outcomes.close()  # a reader that stops reading stops no sweep: a later trial still starts
+    assert sweep.run_command(first, 1, str(tmp_path / "3.log")) == (0, "first\n")
+
+
+def test_a_sweep_started_after_a_stopped_one_runs_its_trials(monkeypatch, tmp_path):
+    import sys
+
+    from chunkrl import sweep
+
+    sweep.stop_trials(None)  # what a sweep stopped by Ctrl-C leaves in its process (a notebook's kernel)
+    monkeypatch.setattr(Sweep, "command", lambda self, trial: [sys.executable, "-c", "print('ran')"])
+    (trial,) = sweep.run_sweeps([Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [0], tmp_path)])
+    log = (trial.run_dir.parent / "seed_0.log").read_text()
+    assert log == "ran\nran\n" and trial.attempts == 2  # it ran (no summary: failed, so retried once)
