@@ -53,6 +53,7 @@ import difflib
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -320,23 +321,25 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
     return f"started (running, or stopped; last checkpoint at step {int(saved[-1].name[5:]):,})" if saved else "started"
 
 
-def progress(run_dir: Path) -> str:
-    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the last row of a run's
-    train.csv and its saved budget (evaluations and checkpoints not counted in the time left); empty before the
-    first row."""
+def progress(run_dir: Path, rows: int = 5) -> str:
+    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the end of a run's train.csv and
+    its saved budget: the last row's step, and the median rate of the last ``rows`` rows (a row whose interval held
+    an evaluation logs a low rate; the time left counts no evaluation). Empty before the first row."""
     try:
         with (run_dir / "train.csv").open("rb") as file:
             header = file.readline().decode().strip().split(",")
-            file.seek(max(file.seek(0, os.SEEK_END) - 8192, 0))
-            last = file.read().decode(errors="replace").strip().splitlines()[-1].split(",")
-            row = dict(zip(header, last, strict=True))  # a row still being written: ValueError
+            first = file.tell()
+            file.seek(max(file.seek(0, os.SEEK_END) - 8192, first))
+            lines = file.read().decode(errors="replace").splitlines()
+        width = len(header) - 1  # commas in a complete row (the first line read may be the end of one)
+        table = [dict(zip(header, line.split(","), strict=True)) for line in lines if line.count(",") == width]
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        step, total = int(row["step"]), int(config["offline_steps"]) + int(config["online_steps"])
+        step, total = int(table[-1]["step"]), int(config["offline_steps"]) + int(config["online_steps"])
     except (OSError, IndexError, KeyError, TypeError, ValueError, yaml.YAMLError):
         return ""
     text = f": step {step:,} of {total:,}"
     try:
-        rate = float(row["steps_per_second"])
+        rate = statistics.median(float(row["steps_per_second"]) for row in table[-rows:])
     except (KeyError, ValueError):
         return text
     left = f", about {(total - step) / rate / 60:.0f} min of steps left" if rate > 0 and total > step else ""

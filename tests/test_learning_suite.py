@@ -196,17 +196,18 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
     out = tmp_path / "runs"
     run = out / "tiny" / "two" / "puzzle-3x3-play-singletask-task1-v0" / "qc-fql" / "seed_0"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"agent": "qc-fql", "offline_steps": 100, "online_steps": 50}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"agent": "qc-fql", "offline_steps": 100, "online_steps": 500}))
     (run / "summary.json").write_text(json.dumps({"status": "interrupted", "counters": {"offline_step": 40}}))
-    rows = "step,phase,critic/loss,steps_per_second\n20,offline,1.0,3.0\n100,offline,0.5,2.5\n110,online,0.4,0.5\n"
-    (run / "train.csv").write_text(rows)
+    rows = "".join(f"{step},offline,{1 / (step + 1):.100f},9.0\n" for step in range(100))  # 12 kB: read the end
+    rows += "100,offline,0.5,2.5\n105,online,0.6,4.0\n110,online,0.4,0.5\n"  # 0.5: an evaluation in its interval
+    (run / "train.csv").write_text("step,phase,critic/loss,steps_per_second\n" + rows + "115,onl")  # a row begun
     (run / ".lock").write_text(f"process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56")
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
     two = next(line for line in capsys.readouterr().out.splitlines() if "/two/" in line)
-    # 40 steps left at 0.5 steps/s: 80 s
+    # the median rate of the last 5 rows (9, 9, 2.5, 4, 0.5) is 4 steps/s; 490 steps left at 4 steps/s: 2 min
     assert two.endswith(
         f"running (process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56): "
-        "step 110 of 150, 0.5 steps/s, about 1 min of steps left"
+        "step 110 of 600, 4.0 steps/s, about 2 min of steps left"
     )
     (run / ".lock").write_text("")  # the run stopped: its last stop is what the listing says
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
