@@ -13,7 +13,7 @@
 ``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
 (finished here, recorded, stopped at a step, running, not started), to plan what a session runs next. A running
 trial is named with the process that holds its run directory and its progress from its train.csv: the step, the
-latest steps/s and the minutes of steps left at that rate (evaluations not counted).
+steps/s (the median of its last 5 rows) and the minutes of steps left at that rate (evaluations not counted).
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet

@@ -319,7 +319,7 @@ def _pool_launcher(sweep: Sweep, workers: int):
         pool = ThreadPoolExecutor(max_workers=workers)  # each job is a subprocess: threads only wait
         try:
             yield from pool.map(lambda job: run_command(job[0], sweep.cpus_per_trial, job[1]), jobs)
-        except GeneratorExit:  # the caller stopped reading: the queued trials are cancelled below, nothing stops
+        except GeneratorExit:  # the caller stopped reading: queued trials are cancelled below, the sweep goes on
             raise
         except BaseException:  # Ctrl-C or SIGTERM: no queued trial may start while the running ones stop
             stop_trials(None)
