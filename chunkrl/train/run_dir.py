@@ -70,6 +70,9 @@ class RunDirectoryBusy(RuntimeError):
     """Another process is using the run directory."""
 
 
+_HOLDER_LINE = "process {pid} on {host} since {since}"  # what ``.lock`` holds while a run trains (``lock_holder``)
+
+
 class RunDirectoryLock:
     """An exclusive lock on a run directory for as long as a process trains in it.
 
@@ -98,7 +101,8 @@ class RunDirectoryLock:
             ) from None
         file.seek(0)
         file.truncate()
-        file.write(f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        file.write(_HOLDER_LINE.format(pid=os.getpid(), host=socket.gethostname(), since=since))
         file.flush()
         self.file = file
         return self
@@ -111,7 +115,7 @@ class RunDirectoryLock:
             self.file = None
 
 
-_HOLDER = re.compile(r"process (\d+) on (\S+) since (.+)")
+_HOLDER = re.compile(_HOLDER_LINE.format(pid=r"(\d+)", host=r"(\S+)", since="(.+)"))
 
 
 def lock_holder(run_dir: Path) -> str | None:
