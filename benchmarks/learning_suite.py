@@ -296,8 +296,8 @@ def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) 
 
 
 def state(run_dir: Path, out: Path, records: Path) -> str:
-    """Where a trial stands, in words: finished here or in a kept record (success, steps, minutes), stopped or
-    running (the steps of its last stop), or not started."""
+    """Where a trial stands, in words: finished here or in a kept record (success, steps, minutes), running (its
+    progress), stopped (the steps of its last stop), killed outright (its newest checkpoint), or not started."""
 
     def outcome(summary: dict) -> str:
         trial = Trial("", "", 0, run_dir)
@@ -318,7 +318,10 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
     if not (run_dir / "config.yaml").is_file():
         return "not started"
     saved = sorted((run_dir / "checkpoints").glob("step_*"))
-    return f"started (running, or stopped; last checkpoint at step {int(saved[-1].name[5:]):,})" if saved else "started"
+    if not saved:
+        return "started, no checkpoint yet"
+    # not held and no summary: killed outright (SIGKILL, a lost machine), which writes no summary
+    return f"stopped without a summary (killed?); resumes from its checkpoint at step {int(saved[-1].name[5:]):,}"
 
 
 def progress(run_dir: Path, rows: int = 5) -> str:

@@ -212,3 +212,20 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
     (run / ".lock").write_text("")  # the run stopped: its last stop is what the listing says
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
     assert "interrupted at 40 steps" in capsys.readouterr().out
+
+
+def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(suite, tmp_path, capsys):
+    grid = grid_file(tmp_path, tmp_path / "unused.npz")
+    out = tmp_path / "runs"
+    run = out / "tiny" / "two" / "puzzle-3x3-play-singletask-task1-v0" / "qc-fql" / "seed_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"agent": "qc-fql", "offline_steps": 100, "online_steps": 500}))
+
+    def listed() -> str:
+        assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if "/two/" in line)
+
+    assert listed().endswith("started, no checkpoint yet")
+    for step in (250, 1000):  # SIGKILL writes no summary and leaves no holder: the newest checkpoint is the news
+        (run / "checkpoints" / f"step_{step:09d}").mkdir()
+    assert listed().endswith("stopped without a summary (killed?); resumes from its checkpoint at step 1,000")
