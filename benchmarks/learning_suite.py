@@ -63,7 +63,7 @@ import yaml
 
 from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
 from chunkrl.sweep import Sweep, Trial, parse_seeds, read_outcome, run_sweeps, sigterm_stops_trials
-from chunkrl.train.run_dir import lock_holder
+from chunkrl.train.run_dir import RunDirectoryBusy, RunDirectoryLock, lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent
 """The checkout: grids name their presets relative to it (``configs/...``)."""
@@ -314,6 +314,8 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
     if holder is not None:
         return f"running ({holder}){progress(run_dir)}"
     if here is not None:
+        if here.get("status") == "running":  # the official code's checkpoints say so; nobody holds the run now
+            return f"stopped without a word at {outcome(here)}, its last checkpoint (killed?; resumes)"
         return f"{here.get('status', 'stopped')} at {outcome(here)} (resumes)"
     if not (run_dir / "config.yaml").is_file():
         return "not started"
@@ -462,11 +464,15 @@ def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: in
 
     def one(job: tuple[Path, list[str]]) -> int:
         run_dir, command = job
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append(process)
-            code = process.wait()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:  # held for the official code (which cannot import chunkrl), so that `list` sees it run
+            with RunDirectoryLock(run_dir), open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running.append(process)
+                code = process.wait()
+        except RunDirectoryBusy as busy:
+            print(f"  {run_dir}: not started: {busy}", flush=True)
+            return 1
         print(f"  {run_dir}: {'finished' if code == 0 else f'exit {code}'}", flush=True)
         return code
 

@@ -5,12 +5,14 @@ import csv
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chunkrl.sweep import check_sweep
+from chunkrl.train.run_dir import RunDirectoryLock, lock_holder
 from tests.conftest import load_benchmark
 
 
@@ -229,3 +231,20 @@ def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(s
     for step in (250, 1000):  # SIGKILL writes no summary and leaves no holder: the newest checkpoint is the news
         (run / "checkpoints" / f"step_{step:09d}").mkdir()
     assert listed().endswith("stopped without a summary (killed?); resumes from its checkpoint at step 1,000")
+    # the official code writes a "running" summary at each checkpoint: with nobody holding the run, it was killed
+    (run / "summary.json").write_text(json.dumps({"status": "running", "counters": {"offline_step": 250}}))
+    assert listed().endswith("stopped without a word at 250 steps, 0 min, its last checkpoint (killed?; resumes)")
+
+
+def test_an_official_run_holds_its_run_directory_while_it_runs(suite, tmp_path, capsys):
+    run_dir, seen = tmp_path / "qc-fql-official" / "seed_0", tmp_path / "seen.txt"
+    lock = run_dir / ".lock"  # the official code cannot import chunkrl: its launcher holds the lock for it
+    child = f"import pathlib; pathlib.Path({str(seen)!r}).write_text(pathlib.Path({str(lock)!r}).read_text())"
+    assert suite.run_official([(run_dir, [sys.executable, "-c", child])], tmp_path, workers=1) == 0
+    assert seen.read_text().startswith(f"process {os.getpid()} on {socket.gethostname()} since ")
+    assert lock_holder(run_dir) is None, "released when the official run ends"
+    seen.unlink()
+    with RunDirectoryLock(run_dir):  # another launcher runs it: this one starts nothing
+        assert suite.run_official([(run_dir, [sys.executable, "-c", child])], tmp_path, workers=1) == 1
+    assert not seen.exists()
+    assert f"{run_dir}: not started: The run directory {run_dir} is in use by process" in capsys.readouterr().out
