@@ -11,9 +11,10 @@
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 ``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
-(finished here, recorded, stopped at a step, running, not started), to plan what a session runs next. A running
-trial is named with the process that holds its run directory and its progress from its train.csv: the step, the
-steps/s (the median of its last 5 rows) and the minutes of steps left at that rate (evaluations not counted).
+(finished here, recorded, stopped at a step, killed, running, not started), to plan what a session runs next. A
+running trial is named with the process that holds its run directory (for an official run, its launcher) and its
+progress from its train.csv: the step, the steps/s (the median of its last 5 rows) and the minutes of steps left
+at that rate (evaluations not counted). A trial killed outright is named with the checkpoint it resumes from.
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
