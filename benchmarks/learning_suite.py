@@ -12,9 +12,10 @@
 
 ``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
 (finished here, recorded, stopped at a step, killed, running, not started), to plan what a session runs next. A
-running trial is named with the process that holds its run directory (for an official run, its launcher) and its
-progress from its train.csv: the step, the steps/s (the median of its last 5 rows) and the minutes of steps left
-at that rate (evaluations not counted). A trial killed outright is named with the checkpoint it resumes from.
+running trial is named with the process that holds its run directory (for an official run, the official code's
+process, which shares its launcher's lock) and its progress from its train.csv: the step, the steps/s (the median
+of its last 5 rows) and the minutes of steps left at that rate (evaluations not counted). A trial killed outright
+is named with the checkpoint it resumes from.
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
@@ -466,9 +467,14 @@ def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: in
     def one(job: tuple[Path, list[str]]) -> int:
         run_dir, command = job
         run_dir.mkdir(parents=True, exist_ok=True)
-        try:  # held for the official code (which cannot import chunkrl), so that `list` sees it run
-            with RunDirectoryLock(run_dir), open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # held for the official code (which cannot import chunkrl), so that `list` sees it run; shared with it, so
+        # that a launcher killed outright leaves the lock with its still-running child, never a run nobody holds
+        try:
+            with RunDirectoryLock(run_dir) as lock, open(run_dir.parent / f"{run_dir.name}.log", "a") as log:
+                process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),)
+                )
+                lock.shared_with(process.pid)
                 running.append(process)
                 code = process.wait()
         except RunDirectoryBusy as busy:

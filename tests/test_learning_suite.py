@@ -1,18 +1,22 @@
 """The learning suite's plumbing (benchmarks/learning_suite.py): a tiny grid of two real trials run through the
 sweeps, resumed (skipped when finished), reported into a results page whose other text is kept."""
 
+import contextlib
 import csv
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chunkrl.sweep import check_sweep
-from chunkrl.train.run_dir import RunDirectoryLock, lock_holder
+from chunkrl.train.run_dir import RunDirectoryBusy, RunDirectoryLock, lock_holder
 from tests.conftest import load_benchmark
 
 
@@ -236,15 +240,65 @@ def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(s
     assert listed().endswith("stopped without a word at 250 steps, 0 min, its last checkpoint (killed?; resumes)")
 
 
+def official_child(lock: Path, seen: Path, then: str = "") -> str:
+    """A stand-in for the official code: it waits until the lock names it, writes its number and the lock's line
+    to ``seen``, then runs ``then``."""
+    return (
+        f"import os, pathlib, time\nlock, seen = pathlib.Path({str(lock)!r}), pathlib.Path({str(seen)!r})\n"
+        "for _ in range(200):\n"
+        "    if lock.read_text().startswith(f'process {os.getpid()} '): break\n"
+        "    time.sleep(0.05)\n"
+        f"seen.write_text(f'{{os.getpid()}}\\n' + lock.read_text())\n{then}"
+    )
+
+
 def test_an_official_run_holds_its_run_directory_while_it_runs(suite, tmp_path, capsys):
     run_dir, seen = tmp_path / "qc-fql-official" / "seed_0", tmp_path / "seen.txt"
     lock = run_dir / ".lock"  # the official code cannot import chunkrl: its launcher holds the lock for it
-    child = f"import pathlib; pathlib.Path({str(seen)!r}).write_text(pathlib.Path({str(lock)!r}).read_text())"
+    child = official_child(lock, seen)
     assert suite.run_official([(run_dir, [sys.executable, "-c", child])], tmp_path, workers=1) == 0
-    assert seen.read_text().startswith(f"process {os.getpid()} on {socket.gethostname()} since ")
+    pid, line = seen.read_text().split("\n")
+    assert line.startswith(f"process {pid} on {socket.gethostname()} since "), "the lock names the official run"
     assert lock_holder(run_dir) is None, "released when the official run ends"
     seen.unlink()
     with RunDirectoryLock(run_dir):  # another launcher runs it: this one starts nothing
         assert suite.run_official([(run_dir, [sys.executable, "-c", child])], tmp_path, workers=1) == 1
     assert not seen.exists()
     assert f"{run_dir}: not started: The run directory {run_dir} is in use by process" in capsys.readouterr().out
+
+
+def test_a_killed_launcher_leaves_the_lock_with_its_official_run(tmp_path):
+    """SIGKILL to the launcher (no handler runs) must not leave its official run going in a directory nobody holds,
+    where a second launcher would start another run beside it."""
+    run_dir, seen = tmp_path / "qc-fql-official" / "seed_0", tmp_path / "seen.txt"
+    child = official_child(run_dir / ".lock", seen, then="time.sleep(60)")
+    launcher = (
+        "import sys; from pathlib import Path; from tests.conftest import load_benchmark\n"
+        f"load_benchmark('learning_suite').run_official([(Path({str(run_dir)!r}), sys.argv[1:])], Path('.'), 1)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", child], cwd=root)
+    try:
+        for _ in range(400):
+            if seen.exists() and seen.read_text().count("\n"):
+                break
+            time.sleep(0.05)
+        pid = int(seen.read_text().split("\n")[0])
+        process.kill()
+        process.wait()
+        with pytest.raises(RunDirectoryBusy, match=f"in use by process {pid} on"):
+            RunDirectoryLock(run_dir).__enter__()
+        assert lock_holder(run_dir).startswith(f"process {pid} on "), "`list` shows the official run running"
+    finally:
+        process.kill()
+        if seen.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(seen.read_text().split("\n")[0]), signal.SIGKILL)
+    for _ in range(200):  # the lock goes with the child's end
+        try:
+            RunDirectoryLock(run_dir).__enter__().__exit__()
+            break
+        except RunDirectoryBusy:
+            time.sleep(0.05)
+    else:
+        raise AssertionError("the official run's end did not release its run directory")

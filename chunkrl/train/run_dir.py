@@ -99,13 +99,26 @@ class RunDirectoryLock:
                 f"The run directory {self.path.parent} is in use by {holder}. Wait for that run to finish "
                 "(or stop it with Ctrl-C, which writes a resumable checkpoint), then resume it."
             ) from None
-        file.seek(0)
-        file.truncate()
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
-        file.write(_HOLDER_LINE.format(pid=os.getpid(), host=socket.gethostname(), since=since))
-        file.flush()
         self.file = file
+        self._name_holder(os.getpid())
         return self
+
+    def fileno(self) -> int:
+        """The locked file's descriptor, for ``subprocess.Popen(pass_fds=...)`` (``shared_with``)."""
+        return self.file.fileno()
+
+    def shared_with(self, pid: int) -> None:
+        """Name process ``pid`` as the holder: a child started with this lock's descriptor (``pass_fds``) holds
+        the lock with its parent, since ``flock`` belongs to the open file both share; when the parent is killed
+        outright, the lock stays held, and named, until the child ends too."""
+        self._name_holder(pid)
+
+    def _name_holder(self, pid: int) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.file.write(_HOLDER_LINE.format(pid=pid, host=socket.gethostname(), since=since))
+        self.file.flush()
 
     def __exit__(self, *exc) -> None:
         if self.file is not None:
