@@ -32,11 +32,11 @@ grid at the paper's scale (the grid's ``paper_set``; meant for a GPU) in its own
 (the agent named ``<agent> (official code)``).
 
 ``report`` draws each grid's success curves (mean over seeds, 95% bootstrap band; the paper's curve
-where one exists) to ``DOCS/perf/suite_GRID.png`` (and SVG) and writes the grid's section of
-``DOCS/results.md`` between the markers ``<!-- learning-suite: GRID -->`` and
-``<!-- /learning-suite: GRID -->``: the command, the date, the figure and the table of final success
-with intervals, wall time per run and the machines the runs recorded. Everything else in the page is
-left as it is. Trials still running or stopped are counted, never averaged in.
+where one exists; a method that others start from, as their starting level) to ``DOCS/perf/suite_GRID.png``
+(and SVG) and writes the grid's section of ``DOCS/results.md`` between the markers
+``<!-- learning-suite: GRID -->`` and ``<!-- /learning-suite: GRID -->``: the command, the date, the figure and
+the table of final success with intervals, wall time per run and the machines the runs recorded. Everything else
+in the page is left as it is. Trials still running or stopped are counted, never averaged in.
 
 Each finished trial's record (its config, evaluations and summary: a few kB) is copied by ``report`` into
 ``benchmarks/results/GRID/...`` (``--records``), which the repository keeps: a later ``report`` draws a trial
@@ -395,7 +395,12 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
     tag = grid.tag(paper)
     (docs / "perf").mkdir(parents=True, exist_ok=True)
     figure = docs / "perf" / f"suite_{tag}.png"
-    plot_runs(done, figure, reference=PAPER_CURVES if grid.paper_curves else None, warn=warn, names=names)
+    # a method others start from (imitation, then RL) is drawn as their starting level, as `chunkrl plot --baseline`
+    starts = {m.init_from for m in grid.methods if m.init_from}
+    curves = [d for d in done if names.get(d) not in starts]
+    levels = [d for d in done if names.get(d) in starts] if curves else []
+    reference = PAPER_CURVES if grid.paper_curves else None
+    plot_runs(curves or done, figure, reference=reference, warn=warn, baselines=levels, names=names)
     flag = " --paper" if paper else ""
     lines = [
         f"<!-- learning-suite: {tag} -->",
@@ -408,7 +413,13 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
         "",
         f"![{grid.title}](perf/{figure.name})",
         "",
-        "Curves: the finished trials (mean over seeds, 95% bootstrap band).",
+        "Curves: the finished trials (mean over seeds, 95% bootstrap band)"
+        + (
+            f"; {', '.join(sorted({names[d] for d in levels}))}, which the others start from, as a dotted level: "
+            "its runs' final success (mean and band)."
+            if levels
+            else "."
+        ),
         "",
         report_table(started, warn=warn, names=names).rstrip(),
         f"<!-- /learning-suite: {tag} -->",

@@ -43,7 +43,9 @@ def grid_file(tmp_path, dataset, **changes):
 
 
 @pytest.mark.slow
-def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, tiny_puzzle_dataset, tmp_path, capsys):
+def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
+    suite, tiny_puzzle_dataset, tmp_path, capsys, monkeypatch
+):
     grid, out, docs = grid_file(tmp_path, tiny_puzzle_dataset), tmp_path / "runs", tmp_path / "docs"
     records = tmp_path / "records"
     docs.mkdir()
@@ -73,9 +75,14 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(suite, t
     assert suite.main(["run", str(grid), "--out", str(out)]) == 0
     assert "2 of 2 trials finished (2 of them before this launch)" in capsys.readouterr().out  # nothing ran twice
 
+    drawn, plot = [], suite.plot_runs
+    monkeypatch.setattr(suite, "plot_runs", lambda runs, *a, **kw: drawn.append((runs, kw)) or plot(runs, *a, **kw))
     for _ in range(2):  # a second report replaces the section
         assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
+    # "two", which "three" starts from, is drawn as a level (its final success), "three" as a curve
+    assert [(runs, kw["baselines"]) for runs, kw in drawn[-1:]] == [([follower], [source])]
+    assert "bootstrap band); two, which the others start from, as a dotted level: its runs' final success" in page
     assert page.startswith("# Measured results\n\nWritten by hand.\n") and page.count("## Learning suite") == 1
     assert page.count("<!-- learning-suite: tiny -->") == 1 and page.count("<!-- /learning-suite: tiny -->") == 1
     assert "1 of 1" not in page and "2 of 2 trials finished" in page

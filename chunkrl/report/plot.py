@@ -306,7 +306,7 @@ def plot_runs(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)} (got {metric!r})")
     records = load_runs(runs, warn, names, evaluations=True)
-    levels = load_runs(baselines, warn, evaluations=True) if baselines else []
+    levels = load_runs(baselines, warn, names, evaluations=True) if baselines else []
     import matplotlib
 
     matplotlib.use("Agg")
