@@ -291,8 +291,9 @@ def record_of(run_dir: Path, out: Path, records: Path) -> Path:
 
 
 def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> tuple[int, int]:
-    """(trials finished, here or in a kept record; trials in the grid)."""
-    everything = trials(grid, out, paper)
+    """(trials finished, here or in a kept record; trials in the grid), the official code's runs included as
+    the results page counts them."""
+    everything = with_official(grid, out, paper)
     done = sum(1 for t in everything if finished(t.run_dir) or finished(record_of(t.run_dir, out, records)))
     return done, len(everything)
 
@@ -570,7 +571,9 @@ def list_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
             print(f"{grid.name:<20} (no paper scale)")
             continue
         done, total = finished_count(grid, args.out, args.paper, args.records)
-        print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished  {grid.title}")
+        official = len(grid.official_runs(args.out, args.paper))
+        official = f", the official code's {official} included" if official else ""
+        print(f"{grid.name:<20} {done:>3} of {total:<3} trials finished{official}  {grid.title}")
     return 0
 
 

@@ -134,6 +134,8 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     summary = {"status": "finished", "counters": {"offline_step": 3}, "evaluations": final, "wall_seconds": 6.0}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     assert suite.official_jobs(official, out, False, Path("/venv/python"), warn=notes.append) == []  # finished
+    # counted as the page counts them: two and three at seed 0, and the official run of two at seed 0, of 6
+    assert suite.finished_count(official, out, False, records) == (3, 6)
     assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
     assert "| qc-fql (official code) | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] | 3 | 0.1 |" in page
