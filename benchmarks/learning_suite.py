@@ -555,7 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     commands = {"list": list_grids, "official": run_official_grids, "report": report_grids, "run": run_grids}
-    return commands[args.command](args, grids)
+    try:
+        return commands[args.command](args, grids)
+    except BrokenPipeError:  # `list ... | head`: the reader has what it wanted; no traceback, nothing more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def list_grids(args: argparse.Namespace, grids: list[Grid]) -> int:

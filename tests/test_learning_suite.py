@@ -311,3 +311,19 @@ def test_a_killed_launcher_leaves_the_lock_with_its_official_run(tmp_path):
             time.sleep(0.05)
     else:
         raise AssertionError("the official run's end did not release its run directory")
+
+
+def test_list_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`list GRID | head -1`: the reader closes the pipe after one line; the suite stops without a traceback."""
+    grid = tmp_path / "wide.yaml"
+    methods = {f"m{i}": {"agent": "qc-fql"} for i in range(4)}
+    grid.write_text(yaml.safe_dump({"title": "Wide", "envs": ["puzzle-3x3-play-singletask-task1-v0"], "seeds": "0-499",
+                                    "methods": methods}))  # fmt: skip
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_suite.py"
+    command = [sys.executable, str(script), "list", str(grid), "--out", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    first = process.stdout.readline()
+    process.stdout.close()  # what `head -1` does after its line
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and first.decode().rstrip().endswith("not started")
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
