@@ -65,6 +65,7 @@ import yaml
 
 from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
 from chunkrl.sweep import Sweep, Trial, parse_seeds, read_outcome, run_sweeps, sigterm_stops_trials
+from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint
 from chunkrl.train.run_dir import RunDirectoryBusy, RunDirectoryLock, lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,11 +323,17 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
         return f"{here.get('status', 'stopped')} at {outcome(here)} (resumes)"
     if not (run_dir / "config.yaml").is_file():
         return "not started"
-    saved = sorted((run_dir / "checkpoints").glob("step_*"))
-    if not saved:
+    if not any((run_dir / "checkpoints").glob("step_*")):
         return "started, no checkpoint yet"
-    # not held and no summary: killed outright (SIGKILL, a lost machine), which writes no summary
-    return f"stopped without a summary (killed?); resumes from its checkpoint at step {int(saved[-1].name[5:]):,}"
+    # not held and no summary: killed outright (SIGKILL, a lost machine), which writes no summary. Name the
+    # checkpoint a resume would take: the newest whose files match their checksums, as the trainer picks it.
+    passed_over = []
+    try:
+        good = latest_good_checkpoint(run_dir, passed_over.append)
+    except CheckpointError as error:
+        return f"stopped without a summary (killed?); cannot resume: {error}"
+    older = " (newer ones are damaged)" if passed_over else ""
+    return f"stopped without a summary (killed?); resumes from its checkpoint at step {int(good.name[5:]):,}{older}"
 
 
 def progress(run_dir: Path, rows: int = 5) -> str:

@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from chunkrl.config import TrainConfig
 from chunkrl.sweep import check_sweep
+from chunkrl.train.checkpoint import Counters, save_checkpoint
 from chunkrl.train.run_dir import RunDirectoryBusy, RunDirectoryLock, lock_holder
 from tests.conftest import load_benchmark
 
@@ -242,8 +245,13 @@ def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(s
 
     assert listed().endswith("started, no checkpoint yet")
     for step in (250, 1000):  # SIGKILL writes no summary and leaves no holder: the newest checkpoint is the news
-        (run / "checkpoints" / f"step_{step:09d}").mkdir()
+        save_checkpoint(run, torch.nn.Linear(2, 2), {}, Counters(offline_step=step), TrainConfig(), {}, None)
     assert listed().endswith("stopped without a summary (killed?); resumes from its checkpoint at step 1,000")
+    # a resume takes the newest checkpoint whose files match their checksums, and so does the listing
+    (run / "checkpoints" / "step_000001000" / "model.safetensors").write_bytes(b"torn")
+    assert listed().endswith("resumes from its checkpoint at step 250 (newer ones are damaged)")
+    (run / "checkpoints" / "step_000000250" / "state.json").unlink()
+    assert "cannot resume: no usable checkpoint in " in listed()
     # the official code writes a "running" summary at each checkpoint: with nobody holding the run, it was killed
     (run / "summary.json").write_text(json.dumps({"status": "running", "counters": {"offline_step": 250}}))
     assert listed().endswith("stopped without a word at 250 steps, 0 min, its last checkpoint (killed?; resumes)")
