@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import csv
 import dataclasses
 import datetime
 import difflib
@@ -342,12 +343,13 @@ def progress(run_dir: Path, rows: int = 5) -> str:
     an evaluation logs a low rate; the time left counts no evaluation). Empty before the first row."""
     try:
         with (run_dir / "train.csv").open("rb") as file:
-            header = file.readline().decode().strip().split(",")
+            (header,) = csv.reader([file.readline().decode()])
             first = file.tell()
-            file.seek(max(file.seek(0, os.SEEK_END) - 8192, first))
+            start = file.seek(max(file.seek(0, os.SEEK_END) - 8192, first))
             lines = file.read().decode(errors="replace").splitlines()
-        width = len(header) - 1  # commas in a complete row (the first line read may be the end of one)
-        table = [dict(zip(header, line.split(","), strict=True)) for line in lines if line.count(",") == width]
+        if start > first:  # read from the middle of a row: its end is no row
+            lines = lines[1:]
+        table = [dict(zip(header, row, strict=True)) for row in csv.reader(lines) if len(row) == len(header)]
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         step, total = int(table[-1]["step"]), int(config["offline_steps"]) + int(config["online_steps"])
     except (OSError, IndexError, KeyError, TypeError, ValueError, yaml.YAMLError):
