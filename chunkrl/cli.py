@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
+import select
 import sys
 import warnings
 from pathlib import Path
@@ -296,6 +298,16 @@ def _sweep(argv: list[str]) -> int:
 COMMANDS = {"train": _train, "eval": _eval, "data": _data, "plot": _plot, "report": _report, "sweep": _sweep}
 
 
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed its end (the poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chunkrl`` console script."""
     from chunkrl.errors import CheckpointError
@@ -330,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         RuntimeError,
         OSError,  # permissions, a full disk, a file where a directory should be: the message names the path
     ) as error:
+        if isinstance(error, BrokenPipeError) and _reader_gone():
+            # `chunkrl ... | head`: the reader has what it wanted. No error, and nothing more written (the
+            # interpreter would flush what is left into the closed pipe at exit and fail again).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return EXIT_ERROR
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once, keeping the last checkpoint written

@@ -1,6 +1,9 @@
 """The command line's answers to user mistakes: one clear line and exit code 2, never a traceback."""
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -98,3 +101,24 @@ def test_an_unwritable_run_directory_is_one_line_naming_the_path(tmp_path, monke
     assert main(["train", "--run-dir", str(run), "--offline-steps", "1", "--online-steps", "0"]) == 2
     err = capsys.readouterr().err
     assert "Permission denied" in err and str(run) in err.replace("\n", "") and "Traceback" not in err
+
+
+def test_output_into_a_pipe_whose_reader_has_gone_ends_quietly():
+    """`chunkrl train --help | head -1`: the reader stops early; the command ends with 0 and says nothing."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first write (67 kB of help)
+    try:
+        command = [sys.executable, "-m", "chunkrl.cli", "train", "--help"]
+        done = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr.decode()) == (0, "")
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_an_error(monkeypatch, capsys):
+    def broken(argv):
+        raise BrokenPipeError(32, "Broken pipe (a worker's connection)")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", broken)
+    assert main(["train"]) == 2
+    assert "a worker's connection" in capsys.readouterr().err
