@@ -14,7 +14,8 @@ Two steps, in two Python environments:
    training starts; whichever the chunkrl run's ``replay`` and ``warmup`` are, with its ``start_training`` and
    ``utd_ratio``). It evaluates on the OGBench task every ``eval_interval`` steps (chunks executed open loop,
    as chunkrl evaluates), and writes ``eval.csv``, ``config.yaml`` (the agent named ``qc-fql (official
-   code)``) and ``summary.json`` in chunkrl's formats, so ``chunkrl plot`` draws it beside chunkrl's runs. It
+   code)``) and ``summary.json`` in chunkrl's formats, so ``chunkrl plot`` draws it beside chunkrl's runs, and
+   a ``train.csv`` row of step and rate every 1,000 steps, which the learning suite's ``list`` reads. It
    checkpoints (with the online replay) at every evaluation and on SIGTERM or Ctrl-C; the same command
    resumes. Offline, a resumed run ends byte-identical to an uninterrupted one; online, an episode cut by the
    stop is not continued: the resumed run starts a new one (seeded from the step).
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import signal
@@ -226,8 +228,6 @@ def write_atomically(path: Path, data: bytes) -> None:
 def save_state(out: Path, agent, progress: dict, key, rows: list, wall_s: float, replay=None) -> None:
     """Everything a resumed run needs: the agent (flax bytes), numpy's and JAX's generators, the rows so far,
     the phase and step reached (``progress``) and, online, the replay's online part."""
-    import io
-
     import flax.serialization
 
     name, keys, position, has_gauss, gauss = np.random.get_state()
@@ -241,6 +241,28 @@ def save_state(out: Path, agent, progress: dict, key, rows: list, wall_s: float,
         np.savez(packed, **arrays)
         write_atomically(out / "replay.npz", packed.getvalue())
     write_atomically(out / "state.json", json.dumps(state).encode())  # last: it names a complete checkpoint
+
+
+PROGRESS_EVERY = 1000
+"""Steps between two rows of an official run's ``train.csv`` (step, phase, steps per second): what the learning
+suite's ``list`` reads to say how far a running trial is, as it reads chunkrl's own ``train.csv``."""
+PROGRESS_COLUMNS = ["step", "phase", "steps_per_second"]
+
+
+def keep_progress_through(path: Path, step: int) -> None:
+    """Start ``train.csv`` for a run at global ``step``: the rows of earlier steps are kept (a resumed run), later
+    ones and a row torn by a kill are dropped (they are logged again)."""
+    kept = []
+    if path.exists():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if None not in row.values() and (row.get("step") or "").isdigit() and int(row["step"]) <= step:
+                    kept.append(row)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=PROGRESS_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    write_atomically(path, text.getvalue().encode())
 
 
 OFFICIAL = " (official code)"
@@ -354,6 +376,21 @@ def train(folder: Path, seed: int, out: Path) -> None:
     started = time.perf_counter() - wall_s
     replay = None  # online: (the buffer, where its online part starts)
 
+    def global_step(phase: str, step: int) -> int:  # the x-axis of chunkrl's curves: offline, then online steps
+        return step if phase == "offline" else offline_steps + step
+
+    keep_progress_through(out / "train.csv", global_step(progress["phase"], progress["step"]))
+    clock = {"time": time.perf_counter(), "step": global_step(progress["phase"], progress["step"])}
+
+    def log_progress(phase: str, step: int) -> None:
+        if step % PROGRESS_EVERY:
+            return
+        now, at = time.perf_counter(), global_step(phase, step)
+        rate = (at - clock["step"]) / max(now - clock["time"], 1e-9)  # an evaluation in the interval lowers it
+        with open(out / "train.csv", "a", newline="") as f:
+            csv.writer(f).writerow([at, phase, f"{rate:.3f}"])
+        clock.update(time=now, step=at)
+
     def record(phase: str, step: int) -> None:
         nonlocal key
         result = evaluate(agent, settings, key, seed)
@@ -386,6 +423,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
         agent, _ = agent.update(batch)
         if step % interval == 0 or step == offline_steps:
             record("offline", step)
+        log_progress("offline", step)
         stop_if_asked("offline", step)
     if online_steps:
         # shared: the online steps follow the dataset in one buffer; symmetric: a buffer of their own. One slot
@@ -442,6 +480,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
                 agent, _ = agent.batch_update(online_batch(dataset, buffer, config, settings))
             if step % interval == 0 or step == online_steps:
                 record("online", step)
+            log_progress("online", step)
             stop_if_asked("online", step)
         env.close()
     last = ("online", online_steps) if online_steps else ("offline", offline_steps)

@@ -89,3 +89,14 @@ def test_export_refuses_what_the_official_code_cannot_run_and_a_used_folder(peer
     with pytest.raises(SystemExit, match="not empty"):
         peer.export(run_config(tmp_path, tiny_puzzle_dataset), used)
     assert (used / "mine.txt").read_text() == "keep"
+
+
+def test_a_resumed_official_run_keeps_the_progress_rows_of_the_steps_it_resumes_from(peer, tmp_path):
+    progress = tmp_path / "train.csv"
+    peer.keep_progress_through(progress, 0)  # a new run: the header alone
+    assert progress.read_text().splitlines() == ["step,phase,steps_per_second"]
+    rows = "1000,offline,20.5\n2000,offline,19.0\n3000,online,8.0\n4000,onl"  # the last row torn by a kill
+    progress.write_text("step,phase,steps_per_second\n" + rows)
+    peer.keep_progress_through(progress, 2500)  # its checkpoint was at step 2,500: 3,000 is logged again
+    kept = ["step,phase,steps_per_second", "1000,offline,20.5", "2000,offline,19.0"]
+    assert progress.read_text().splitlines() == kept
