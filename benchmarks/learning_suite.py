@@ -340,7 +340,8 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
 def progress(run_dir: Path, rows: int = 5) -> str:
     """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the end of a run's train.csv and
     its saved budget: the last row's step, and the median rate of the last ``rows`` rows (a row whose interval held
-    an evaluation logs a low rate; the time left counts no evaluation). Empty before the first row."""
+    an evaluation logs a low rate; the time left counts no evaluation) that updated the agent (online, the steps
+    before ``start_training`` only act). Empty before the first row."""
     try:
         with (run_dir / "train.csv").open("rb") as file:
             (header,) = csv.reader([file.readline().decode()])
@@ -352,11 +353,16 @@ def progress(run_dir: Path, rows: int = 5) -> str:
         table = [dict(zip(header, row, strict=True)) for row in csv.reader(lines) if len(row) == len(header)]
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         step, total = int(table[-1]["step"]), int(config["offline_steps"]) + int(config["online_steps"])
+        # online, the agent is first updated at step start_training: the rows before it only step the environment
+        updates_from = int(config["offline_steps"]) + int(config.get("start_training") or 0)
+        updating = [row for row in table if row.get("phase") != "online" or int(row["step"]) > updates_from]
     except (OSError, IndexError, KeyError, TypeError, ValueError, yaml.YAMLError):
         return ""
     text = f": step {step:,} of {total:,}"
+    if not updating:
+        return f"{text}, no updates before step {updates_from:,} (no rate yet)"
     try:
-        rate = statistics.median(float(row["steps_per_second"]) for row in table[-rows:])
+        rate = statistics.median(float(row["steps_per_second"]) for row in updating[-rows:])
     except (KeyError, ValueError):
         return text
     left = f", about {(total - step) / rate / 60:.0f} min of steps left" if rate > 0 and total > step else ""

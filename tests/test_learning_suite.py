@@ -227,6 +227,17 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
         f"running (process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56): "
         "step 110 of 600, 4.0 steps/s, about 2 min of steps left"
     )
+    # online, the first start_training steps only act: their fast rows give no rate
+    config = {"agent": "qc-rlpd", "offline_steps": 0, "online_steps": 50_000, "start_training": 5000}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    warm_up = "".join(f"{step},online,0.1,300.0\n" for step in range(1000, 6000, 1000))
+    (run / "train.csv").write_text("step,phase,critic/loss,steps_per_second\n" + warm_up)
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
+    assert capsys.readouterr().out.endswith(": step 5,000 of 50,000, no updates before step 5,000 (no rate yet)\n")
+    with (run / "train.csv").open("a") as file:
+        file.write("6000,online,0.1,10.0\n7000,online,0.1,8.0\n")  # 43,000 steps left at 9 steps/s: 80 min
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
+    assert capsys.readouterr().out.endswith(": step 7,000 of 50,000, 9.0 steps/s, about 80 min of steps left\n")
     (run / ".lock").write_text("")  # the run stopped: its last stop is what the listing says
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
     assert "interrupted at 40 steps" in capsys.readouterr().out
