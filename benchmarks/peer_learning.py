@@ -283,16 +283,23 @@ def cpu_model() -> str | None:
     return f"{fields['model name']}{family}" if "model name" in fields else None
 
 
-def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, counters: dict, wall_s: float) -> None:
-    """config.yaml and summary.json in chunkrl's format, so ``chunkrl plot`` and ``report`` read the run."""
-    import platform
-
-    import jax
+def write_config(folder: Path, out: Path, seed: int) -> None:
+    """The run's config.yaml in chunkrl's format: the chunkrl trial's, the agent named as the official code's.
+    Written when the run starts (the learning suite's ``list`` reads its budget) and at every checkpoint."""
     import yaml
 
     config = yaml.safe_load((folder / "chunkrl_config.yaml").read_text())
     config.update(agent=config["agent"] + OFFICIAL, seed=seed, tensorboard=False)
     write_atomically(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+
+
+def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, counters: dict, wall_s: float) -> None:
+    """config.yaml and summary.json in chunkrl's format, so ``chunkrl plot`` and ``report`` read the run."""
+    import platform
+
+    import jax
+
+    write_config(folder, out, seed)
     finals = {}
     if status == "finished":  # each phase's last evaluation
         for row in rows:
@@ -379,6 +386,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
     def global_step(phase: str, step: int) -> int:  # the x-axis of chunkrl's curves: offline, then online steps
         return step if phase == "offline" else offline_steps + step
 
+    write_config(folder, out, seed)
     keep_progress_through(out / "train.csv", global_step(progress["phase"], progress["step"]))
     clock = {"time": time.perf_counter(), "step": global_step(progress["phase"], progress["step"])}
 

@@ -100,3 +100,19 @@ def test_a_resumed_official_run_keeps_the_progress_rows_of_the_steps_it_resumes_
     peer.keep_progress_through(progress, 2500)  # its checkpoint was at step 2,500: 3,000 is logged again
     kept = ["step,phase,steps_per_second", "1000,offline,20.5", "2000,offline,19.0"]
     assert progress.read_text().splitlines() == kept
+
+
+def test_an_official_run_names_its_budget_from_the_start_so_its_progress_can_be_listed(peer, tmp_path):
+    folder, out = tmp_path / "export", tmp_path / "run"
+    folder.mkdir()
+    out.mkdir()
+    trial = {"agent": "qc-rlpd", "seed": 0, "offline_steps": 0, "online_steps": 50_000, "start_training": 5000}
+    (folder / "chunkrl_config.yaml").write_text(yaml.safe_dump(trial))
+    peer.write_config(folder, out, seed=2)
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written == {**trial, "agent": "qc-rlpd (official code)", "seed": 2, "tensorboard": False}
+    rows = "".join(f"{step},online,{rate}\n" for step, rate in ((5000, 300.0), (6000, 9.0), (7000, 11.0)))
+    (out / "train.csv").write_text("step,phase,steps_per_second\n" + rows)
+    # the suite's listing of a running trial: 43,000 steps left at the median 10 steps/s of the updating rows
+    suite = load_benchmark("learning_suite")
+    assert suite.progress(out) == ": step 7,000 of 50,000, 10.0 steps/s, about 72 min of steps left"
