@@ -64,6 +64,7 @@ from pathlib import Path
 
 import yaml
 
+from chunkrl.cli import quiet_if_stdout_closed
 from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
 from chunkrl.sweep import Sweep, Trial, parse_seeds, read_outcome, run_sweeps, sigterm_stops_trials
 from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint
@@ -572,8 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"list": list_grids, "official": run_official_grids, "report": report_grids, "run": run_grids}
     try:
         return commands[args.command](args, grids)
-    except BrokenPipeError:  # `list ... | head`: the reader has what it wanted; no traceback, nothing more to write
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # `list ... | head`: the reader has what it wanted; any other broken pipe is an error
+        if not quiet_if_stdout_closed():
+            raise
         return 0
 
 

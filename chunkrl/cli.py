@@ -298,14 +298,19 @@ def _sweep(argv: list[str]) -> int:
 COMMANDS = {"train": _train, "eval": _eval, "data": _data, "plot": _plot, "report": _report, "sweep": _sweep}
 
 
-def _reader_gone() -> bool:
-    """Whether standard output is a pipe whose reader has closed its end (the poll reports an error on it)."""
+def quiet_if_stdout_closed() -> bool:
+    """True when standard output is a pipe whose reader has closed its end (`... | head`: the poll reports an
+    error on it); standard output then goes to /dev/null, so that the interpreter's flush of what is left at exit
+    does not fail again. False (nothing changed) for any other stdout."""
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
         return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return gone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,11 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         RuntimeError,
         OSError,  # permissions, a full disk, a file where a directory should be: the message names the path
     ) as error:
-        if isinstance(error, BrokenPipeError) and _reader_gone():
-            # `chunkrl ... | head`: the reader has what it wanted. No error, and nothing more written (the
-            # interpreter would flush what is left into the closed pipe at exit and fail again).
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
+        if isinstance(error, BrokenPipeError) and quiet_if_stdout_closed():
+            return 0  # `chunkrl ... | head`: the reader has what it wanted; any other broken pipe is an error
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return EXIT_ERROR
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once, keeping the last checkpoint written
