@@ -102,11 +102,38 @@ def check_sweep(sweep: Sweep) -> None:
             )
     preset = to_dict(load_config(sweep.config) if sweep.config else TrainConfig())
     values = merged(preset, settings_dict(sweep.settings))
+    defaults = _flat(to_dict(TrainConfig()))
+    keys = {k for k, v in _flat(preset).items() if defaults.get(k) != v} | _flat(settings_dict(sweep.settings)).keys()
+    asked = {}  # what the sweep sets (its preset's changes to the defaults and its --set values): key -> value
     for agent in sweep.agents:
         for env in sweep.envs:
             config = from_dict(TrainConfig, {**values, "agent": agent, "env": env}, "--set")
             check_values(config)
             check_values(resolve_method(config))  # unknown agent or environment names list close matches
+            asked[agent, env] = _flat(to_dict(config), keep=keys)
+    started = [t for t in sweep.trials() if (t.run_dir / "config.yaml").is_file()]
+    for trial in started:  # a resumed run keeps the settings it started with: the sweep must still ask for those
+        saved = _flat(to_dict(load_config(trial.run_dir / "config.yaml")))
+        changed = [(k, saved.get(k), v) for k, v in asked[trial.agent, trial.env].items() if saved.get(k) != v]
+        if changed:
+            key, was, now = changed[0]
+            more = f" (and {len(changed) - 1} more setting(s))" if len(changed) > 1 else ""
+            raise ValueError(
+                f"{trial.run_dir} was started with {key}={was!r}, but the sweep now asks {key}={now!r}{more}; a "
+                "resumed run keeps the settings it started with, so move that run directory aside (or delete it) "
+                "to start the trial afresh, or ask for its settings again"
+            )
+
+
+def _flat(nested: dict, keep=None, prefix: str = "") -> dict:
+    """``{"flow": {"alpha": 3}}`` -> ``{"flow.alpha": 3}``; with ``keep``, only those keys."""
+    flat = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, None, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat if keep is None else {k: v for k, v in flat.items() if k in keep}
 
 
 def setting_flags(settings: list[str]) -> list[str]:

@@ -46,6 +46,29 @@ def test_a_sweep_checks_every_trial_before_it_starts_one(tmp_path, agents, envs,
     assert not (tmp_path / "sweep").exists()  # no trial ran, no folder was made
 
 
+def test_a_sweep_refuses_to_resume_a_trial_started_with_other_settings(tmp_path):
+    from chunkrl.config import TrainConfig, from_dict, save_config, to_dict
+
+    env = "puzzle-3x3-play-singletask-task1-v0"
+    started = Sweep(["qc-fql"], [env], [0, 1], tmp_path / "sweep", ["offline_steps=25", "flow.actor_hidden_dims=8 8"])
+    run_dir = started.trials()[1].run_dir
+    run_dir.mkdir(parents=True)
+    config = from_dict(TrainConfig, {**to_dict(TrainConfig()), "agent": "qc-fql", "env": env, "seed": 1}, "test")
+    config = from_dict(TrainConfig, {**to_dict(config), "offline_steps": 25, "flow": {"actor_hidden_dims": [8, 8]}})
+    save_config(config, run_dir / "config.yaml")  # as a run of that sweep wrote it when it started
+    from chunkrl.sweep import check_sweep
+
+    check_sweep(started)  # the same settings: it resumes
+    longer = Sweep(["qc-fql"], [env], [0, 1], tmp_path / "sweep", ["offline_steps=100", "flow.actor_hidden_dims=8 8"])
+    with pytest.raises(ValueError, match=r"seed_1 was started with offline_steps=25, but the sweep now asks "
+                                         r"offline_steps=100; .* move that run directory aside"):  # fmt: skip
+        run_sweep(longer)
+    wider = Sweep(["qc-fql"], [env], [0, 1], tmp_path / "sweep", ["offline_steps=100", "flow.actor_hidden_dims=16"])
+    with pytest.raises(ValueError, match=r"\(and 1 more setting\(s\)\)"):
+        check_sweep(wider)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]  # nothing ran, nothing was touched
+
+
 def test_bootstrap_ci_by_hand():
     assert bootstrap_ci([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2))
     # two seeds 0 and 1: resampled means are 0, 0.5 or 1 with probability 1/4, 1/2, 1/4,
