@@ -9,6 +9,7 @@ averages the gradients); rank 0 alone logs, evaluates and writes checkpoints.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ def total(value: int) -> int:
         return value
     tensor = torch.tensor([value], dtype=torch.long)
     dist.all_reduce(tensor)
+    settle(tensor)
     return int(tensor)
 
 
@@ -61,9 +63,29 @@ def mean(value: float) -> float:
         return value
     tensor = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(tensor)
+    settle(tensor)
     return float(tensor) / dist.get_world_size()
 
 
 def any_rank(flag: bool) -> bool:
     """Whether ``flag`` holds on any rank: every rank then takes the same branch (e.g. stops its epochs)."""
     return total(int(flag)) > 0
+
+
+def settle(*tensors: torch.Tensor, timeout: float = 30.0) -> None:
+    """Wait until the process group's worker threads have let go of ``tensors``, made in Python and just passed to a
+    collective. A collective returns once its result is there, but the worker thread that ran it drops its own
+    references a moment later; if the interpreter is already shutting down by then (after the last collective
+    of a run) and Python had let go first, that release needs the interpreter lock, cannot have it, and the
+    process aborts ("terminate called without an active exception": torchrun then reports a failed rank).
+    ``destroy_process_group`` does not prevent it once DistributedDataParallel has been used: the group outlives
+    it with its threads. Sleeping hands the lock to a worker that waits for it."""
+    deadline = time.monotonic() + timeout
+    for tensor in tensors:
+        while tensor._use_count() > 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"a collective's tensor is still held by {tensor._use_count() - 1} other reference(s) after "
+                    f"{timeout:.0f} s: the process group's worker thread has not let go of it"
+                )
+            time.sleep(1e-4)

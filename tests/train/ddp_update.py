@@ -31,12 +31,15 @@ after = torch.nn.utils.parameters_to_vector(agent.parameters()).detach()
 local = torch.tensor([agent.optimizer.param_groups[0]["lr"], kls[-1]], dtype=torch.float64)
 both = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
 dist.all_gather(both, local)
+distributed.settle(local, *both)  # before exit: the workers let go of them
 rates, local_kls = [float(b[0]) for b in both], [float(b[1]) for b in both]
 mean_of_ranks = distributed.mean(float(rank + 1))  # 1 and 2: 1.5 on both
 gathered = [torch.zeros_like(after) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, after)
+distributed.settle(after, *gathered)  # before exit: the workers let go of them
 starts = [torch.zeros_like(before) for _ in range(dist.get_world_size())]
 dist.all_gather(starts, before)
+distributed.settle(before, *starts)  # before exit: the workers let go of them
 if rank == 0:
     same_start = all(torch.equal(starts[0], s) for s in starts)
     same_after = all(torch.equal(gathered[0], g) for g in gathered)
@@ -44,5 +47,5 @@ if rank == 0:
     print(f"same_start={same_start} same_after={same_after} moved={moved}")
     print(f"same_rate={rates[0] == rates[1]} kls_differ={local_kls[0] != local_kls[1]} mean={mean_of_ranks}")
     sys.stdout.flush()
-del agent  # as a run ends: DistributedDataParallel releases the process group before it is destroyed
+del agent  # as a run ends
 distributed.finish()
