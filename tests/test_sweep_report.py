@@ -337,3 +337,12 @@ def test_a_sweep_started_after_a_stopped_one_runs_its_trials(monkeypatch, tmp_pa
     (trial,) = sweep.run_sweeps([Sweep(["qc-fql"], ["puzzle-3x3-play-singletask-task1-v0"], [0], tmp_path)])
     log = (trial.run_dir.parent / "seed_0.log").read_text()
     assert log == "ran\nran\n" and trial.attempts == 2  # it ran (no summary: failed, so retried once)
+
+
+def test_a_published_curve_says_how_far_apart_its_points_are():
+    from chunkrl.report.plot import reference_spacing
+
+    assert reference_spacing([0.0, 100_000.0, 200_000.0]) == ", a point every 100k"  # the paper's 0.1M grid
+    assert reference_spacing([0.0, 25_000.0, 100_000.0]) == ", a point every 25k"  # the closest two
+    assert reference_spacing([0.0, 500.0]) == ", a point every 500"
+    assert reference_spacing([100_000.0]) == ""

@@ -283,6 +283,15 @@ def plotted_phases(groups: list[list[RunRecord]], metric: str = "success") -> li
     return phases or ["offline", "online"]
 
 
+def reference_spacing(steps) -> str:
+    """How far apart a published curve's points lie (", a point every 100k"), so that the dashed line joining
+    them is not read as the paper's value between them; nothing for a single point."""
+    if len(steps) < 2:
+        return ""
+    gap = min(b - a for a, b in zip(steps, steps[1:], strict=False))
+    return f", a point every {gap / 1e3:,.0f}k" if gap >= 1e3 else f", a point every {gap:,.0f}"
+
+
 def plot_runs(
     runs: list[Path],
     out: Path | None = None,
@@ -345,7 +354,8 @@ def plot_runs(
                 points = [p for p in curves.get(phase, []) if p[0] <= max(extent[phase], 1e5) * 1.001]
                 if points:
                     xs, mean, low, high = zip(*points, strict=True)
-                    ax.plot(xs, mean, linestyle="--", marker="s", color="gray", label=f"paper {method} ({task})")
+                    label = f"paper {method} ({task}{reference_spacing(xs)})"
+                    ax.plot(xs, mean, linestyle="--", marker="s", color="gray", label=label)
                     ax.fill_between(xs, low, high, color="gray", alpha=0.2)
     for phase, ax in panels.items():
         unit = "gradient steps" if phase == "offline" else "environment steps"
