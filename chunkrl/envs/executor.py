@@ -8,6 +8,7 @@ observation history. Episode statistics come from ``EpisodeStats`` (``envs/episo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium
@@ -129,9 +130,16 @@ class UniformRandomPolicy:
         self.rng.bit_generator.state = state
 
 
-def evaluate(executor: ChunkExecutor, policy: Policy, episodes: int) -> dict[str, float]:
-    """Success rate, mean return and mean length over ``episodes`` episodes."""
-    results = [executor.run_episode(policy) for _ in range(episodes)]
+def evaluate(
+    executor: ChunkExecutor, policy: Policy, episodes: int, stop: Callable[[], bool] | None = None
+) -> dict[str, float] | None:
+    """Success rate, mean return and mean length over ``episodes`` episodes; None when ``stop()`` turns true
+    before an episode (a stop signal: the run checkpoints now rather than after the whole evaluation)."""
+    results = []
+    for _ in range(episodes):
+        if stop is not None and stop():
+            return None
+        results.append(executor.run_episode(policy))
     return {
         "success": float(np.mean([r["success"] for r in results])),
         "return": float(np.mean([r["return"] for r in results])),

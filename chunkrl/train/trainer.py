@@ -205,7 +205,9 @@ class Trainer:
         self.check_finite()
         deterministic = self.config.eval_acting == "deterministic"
         results = evaluate(self.eval_executor, functools.partial(self.agent.act, deterministic=deterministic),
-                           self.config.eval_episodes)  # fmt: skip
+                           self.config.eval_episodes, self.stop_requested)  # fmt: skip
+        if results is None:  # a stop signal cut it short: nothing recorded; a resume evaluates this step again
+            return
         self.evaluations["latest"] = {**results, "step": step, "phase": phase}
         self.logger.log("eval", step, results, phase)
         self.logger.console.print(
@@ -254,8 +256,12 @@ class Trainer:
         steps = self.replay.step_arrays()
         return StepArrays(*(getattr(steps, f.name)[first:] for f in fields(steps)))
 
+    def stop_requested(self) -> bool:
+        """Whether Ctrl-C or SIGTERM has arrived (the run stops at the next ``check_signals``)."""
+        return self.signals is not None and self.signals.received is not None
+
     def check_signals(self) -> None:
-        if self.signals is not None and self.signals.received:
+        if self.stop_requested():
             self.save()
             raise TrainingInterrupted(self.run_dir, self.counters.global_step, self.signals.received)
 
@@ -265,6 +271,7 @@ class Trainer:
         c = self.config
         intervals = {"log": c.log_interval, "eval": c.eval_interval, "checkpoint": c.checkpoint_interval}
         self.cadence = Cadence(intervals, self.counters.global_step)  # counted from where the run (re)starts
+        self.catch_up()
         yield from self.offline_phase(progress)
         if self.schedule == "on_policy":  # declared by the method's registry entry: rollouts, not replay
             yield from on_policy_phase(self, progress)
@@ -341,9 +348,26 @@ class Trainer:
         """Evaluate at the phase's last step (unless just done), record it as the phase's final result, save."""
         if self.evaluations.get("latest", {}).get("step") != self.counters.global_step:
             self.maybe_evaluate(phase, force=True)
+            self.check_signals()  # a stop during that evaluation: no final result yet (the resume finishes it)
         if "latest" in self.evaluations:  # (ranks other than 0 do not evaluate)
             self.evaluations[f"{phase}_final"] = self.evaluations["latest"]
         self.save()
+
+    def catch_up(self) -> None:
+        """On a resume, the evaluation a stop signal cut short: the one due at the step the run stopped at (it
+        never got an evaluation of its interval), or the phase's final one if the run stopped at a phase's end."""
+        c, step = self.config, self.counters.global_step
+        if step == 0:
+            return
+        for phase in ("offline", "online"):
+            steps = c.offline_steps if phase == "offline" else c.online_steps
+            if steps and step == self.phase_end(phase) and f"{phase}_final" not in self.evaluations:
+                self.finish_phase(phase)
+                return
+        last = self.evaluations.get("latest", {}).get("step", 0)
+        if c.eval_interval > 0 and step // c.eval_interval > last // c.eval_interval:
+            self.maybe_evaluate("online" if self.counters.online_step else "offline", force=True)
+            self.check_signals()
 
     def summary(self, status: str, started: float) -> dict:
         return {

@@ -178,3 +178,44 @@ def test_imitation_is_evaluated_deterministically_and_every_other_method_sampled
         resolved = resolve_method(TrainConfig(agent=agent, env=env, sparse=agent == "dqc"))
         assert resolved.eval_acting == ("deterministic" if agent == "chunk-bc" else "sampled"), agent
     assert resolve_method(TrainConfig(agent="chunk-bc", eval_acting="sampled")).eval_acting == "sampled"
+
+
+@pytest.mark.parametrize("cut", [2, 4], ids=["periodic", "final"])
+def test_a_stop_signal_during_an_evaluation_stops_at_once_and_the_resume_evaluates_that_step(
+    tiny_puzzle_dataset, tmp_path, monkeypatch, cut
+):
+    """SIGTERM in the second of three evaluation episodes at step ``cut`` (2: a periodic evaluation, 4: the
+    phase's final one): the run checkpoints there without finishing or recording that evaluation, and the
+    resume evaluates step ``cut`` before it goes on, so every evaluation is there once, as in a run never cut."""
+    import json
+    import os
+    import signal
+
+    from chunkrl.envs.executor import ChunkExecutor
+    from chunkrl.train.trainer import TrainingInterrupted
+
+    config = tiny_config(tiny_puzzle_dataset, eval_interval=2, eval_episodes=3, max_episode_steps=10)
+    real_episode, episodes = ChunkExecutor.run_episode, []
+
+    def episode_then_sigterm(self, policy):
+        episodes.append(1)
+        if len(episodes) == (3 if cut == 4 else 0) + 2:  # the second episode of the evaluation at `cut`
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_episode(self, policy)
+
+    monkeypatch.setattr(ChunkExecutor, "run_episode", episode_then_sigterm)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(config, run_dir=run)
+    assert len(episodes) == (3 if cut == 4 else 0) + 2  # the third episode never ran
+    assert (run / "checkpoints" / "latest").read_text() == f"step_{cut:09d}"
+    rows = (run / "eval.csv").read_text().splitlines()[1:] if (run / "eval.csv").exists() else []
+    assert [int(r.split(",")[0]) for r in rows] == ([2] if cut == 4 else [])  # the cut one is not recorded
+
+    monkeypatch.setattr(ChunkExecutor, "run_episode", real_episode)
+    summary = train(None, resume=run)
+    assert summary["status"] == "finished"
+    steps = [int(r.split(",")[0]) for r in (run / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == [2, 4]
+    final = json.loads((run / "summary.json").read_text())["evaluations"]["offline_final"]
+    assert final["step"] == 4 and final["episodes"] == 3
