@@ -33,6 +33,14 @@ class CsvStream:
                 writer.writeheader()
             writer.writerow(row)
 
+    def last_row(self) -> dict | None:
+        """The file's last whole row (None without one)."""
+        if not self.path.exists():
+            return None
+        with self.path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if _logged_step(r) != math.inf]
+        return rows[-1] if rows else None
+
     def drop_after(self, step: int) -> None:
         """Remove rows logged after ``step`` (a resumed run logs them again)."""
         if not self.path.exists():
@@ -93,6 +101,10 @@ class RunLogger:
         if self.wandb is not None:
             self.wandb.log({f"{stream}/{k}": v for k, v in metrics.items()}, step=step)
 
+    def last(self, stream: str) -> dict | None:
+        """The last row ``stream`` holds (after a resume, up to the checkpoint's step), as written."""
+        return self.streams[stream].last_row()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -105,6 +117,9 @@ class SilentLogger:
 
     def __init__(self):
         self.console = Console(stderr=True, quiet=True)
+
+    def last(self, stream: str) -> None:
+        return None
 
     def log(self, *args, **kwargs) -> None:
         pass

@@ -359,12 +359,16 @@ class Trainer:
         c, step = self.config, self.counters.global_step
         if step == 0:
             return
+        row = self.logger.last("eval")  # the curve as written up to this step: its summary.json may be older
+        last = int(float(row["step"])) if row else 0
+        if row and self.evaluations.get("latest", {}).get("step", -1) < last:
+            kept = {k: float(row[k]) for k in ("success", "return", "length", "episodes") if row.get(k)}
+            self.evaluations["latest"] = kept | {"step": last, "phase": row.get("phase", "")}
         for phase in ("offline", "online"):
             steps = c.offline_steps if phase == "offline" else c.online_steps
             if steps and step == self.phase_end(phase) and f"{phase}_final" not in self.evaluations:
-                self.finish_phase(phase)
+                self.finish_phase(phase)  # evaluates unless the curve has this step already
                 return
-        last = self.evaluations.get("latest", {}).get("step", 0)
         if c.eval_interval > 0 and step // c.eval_interval > last // c.eval_interval:
             self.maybe_evaluate("online" if self.counters.online_step else "offline", force=True)
             self.check_signals()
