@@ -15,7 +15,9 @@
 running trial is named with the process that holds its run directory (for an official run, the official code's
 process, which shares its launcher's lock) and its progress from its train.csv: the step, the steps/s (the median
 of its last 5 rows) and the minutes of steps left at that rate (evaluations not counted). A trial killed outright
-is named with the checkpoint it resumes from.
+is named with the checkpoint it resumes from. A trial whose run started with other settings than the grid
+asks now (its budget raised since, say) is named with the first difference: ``run`` refuses to resume it and
+``report`` leaves it (and a kept record of it) out, so move its run directory aside to run it afresh.
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
@@ -66,7 +68,16 @@ import yaml
 
 from chunkrl.cli import quiet_if_stdout_closed
 from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
-from chunkrl.sweep import Sweep, Trial, parse_seeds, read_outcome, run_sweeps, sigterm_stops_trials
+from chunkrl.sweep import (
+    Sweep,
+    Trial,
+    changed_settings,
+    parse_seeds,
+    read_outcome,
+    run_sweeps,
+    setting_change,
+    sigterm_stops_trials,
+)
 from chunkrl.train.checkpoint import CheckpointError, latest_good_checkpoint
 from chunkrl.train.run_dir import RunDirectoryBusy, RunDirectoryLock, lock_holder
 
@@ -396,11 +407,25 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
     """The grid's figure (written to ``docs/perf``) and its Markdown section for the results page, from the runs
     under ``out`` and the records kept in ``records`` (finished runs are recorded there first)."""
     everything = with_official(grid, out, paper)
-    described = [recorded(t.run_dir, out, records, warn) for t in everything]
     methods = [t.run_dir.relative_to(grid.directory(out, paper)).parts[0] for t in everything]
+    sweeps = dict(zip((m.name for m in grid.methods), grid.sweeps(out, paper), strict=True))
+
+    def change(trial: Trial, method: str, where: Path) -> str | None:  # the official runs follow chunkrl's
+        official = method.endswith(OFFICIAL_SUFFIX)
+        return None if official else setting_change(sweeps[method], trial, where / "config.yaml")
+
+    described, other = [], set()  # other: runs started with other settings than the grid's now, not its trials
+    for trial, method in zip(everything, methods, strict=True):
+        changed = change(trial, method, trial.run_dir)  # such a run is not recorded either
+        where = trial.run_dir if changed else recorded(trial.run_dir, out, records, warn)
+        changed = changed or change(trial, method, where)
+        if changed:
+            warn(f"left out: {where} started with {changed}")
+            other.add(where)
+        described.append(where)
     # each trial is labelled with its method's name in the grid; the official code's runs say so in their agent
     names = {d: m for d, m in zip(described, methods, strict=True) if not m.endswith(OFFICIAL_SUFFIX)}
-    started = [d for d in described if (d / "config.yaml").is_file()]
+    started = [d for d in described if (d / "config.yaml").is_file() and d not in other]
     done = [d for d in started if finished(d)]
     if not done:
         raise ValueError(
@@ -583,9 +608,13 @@ def list_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
     """``list``: each grid's count of finished trials, or (grids named) where each of their trials stands."""
     if args.grids:
         for grid in grids:
+            changed = {d: c for s in grid.sweeps(args.out, args.paper) for d, c in changed_settings(s).items()}
             for trial in with_official(grid, args.out, args.paper):
                 where = trial.run_dir.relative_to(args.out)
-                print(f"{str(where):<80} {state(trial.run_dir, args.out, args.records)}")
+                drift = (
+                    f"; started with {changed[trial.run_dir]} (`run` refuses it)" if trial.run_dir in changed else ""
+                )
+                print(f"{str(where):<80} {state(trial.run_dir, args.out, args.records)}{drift}")
         return 0
     for grid in grids:
         if args.paper and not grid.paper_settings:

@@ -86,12 +86,6 @@ def check_sweep(sweep: Sweep) -> None:
     key and value, ranges), before any trial or directory is made: a mistake fails once, with its message."""
     from chunkrl.config import TrainConfig, check_values, from_dict, load_config, resolve_method, to_dict
 
-    def merged(base: dict, changes: dict) -> dict:
-        out = dict(base)
-        for key, value in changes.items():
-            out[key] = merged(base.get(key, {}), value) if isinstance(value, dict) else value
-        return out
-
     source = sweep.init_from
     if source is not None:
         missing = sorted({(t.env, t.seed) for t in sweep.trials()} - {(t.env, t.seed) for t in source.trials()})
@@ -101,28 +95,58 @@ def check_sweep(sweep: Sweep) -> None:
                 f"and seed it has (agents {source.agents}; missing {missing or 'none'})"
             )
     preset = to_dict(load_config(sweep.config) if sweep.config else TrainConfig())
-    values = merged(preset, settings_dict(sweep.settings))
-    defaults = _flat(to_dict(TrainConfig()))
-    keys = {k for k, v in _flat(preset).items() if defaults.get(k) != v} | _flat(settings_dict(sweep.settings)).keys()
-    asked = {}  # what the sweep sets (its preset's changes to the defaults and its --set values): key -> value
+    values = _merged(preset, settings_dict(sweep.settings))
     for agent in sweep.agents:
         for env in sweep.envs:
             config = from_dict(TrainConfig, {**values, "agent": agent, "env": env}, "--set")
             check_values(config)
             check_values(resolve_method(config))  # unknown agent or environment names list close matches
-            asked[agent, env] = _flat(to_dict(config), keep=keys)
-    started = [t for t in sweep.trials() if (t.run_dir / "config.yaml").is_file()]
-    for trial in started:  # a resumed run keeps the settings it started with: the sweep must still ask for those
-        saved = _flat(to_dict(load_config(trial.run_dir / "config.yaml")))
-        changed = [(k, saved.get(k), v) for k, v in asked[trial.agent, trial.env].items() if saved.get(k) != v]
-        if changed:
-            key, was, now = changed[0]
-            more = f" (and {len(changed) - 1} more setting(s))" if len(changed) > 1 else ""
-            raise ValueError(
-                f"{trial.run_dir} was started with {key}={was!r}, but the sweep now asks {key}={now!r}{more}; a "
-                "resumed run keeps the settings it started with, so move that run directory aside (or delete it) "
-                "to start the trial afresh, or ask for its settings again"
-            )
+    changed = changed_settings(sweep)
+    if changed:
+        run_dir, change = next(iter(changed.items()))
+        raise ValueError(
+            f"{run_dir} was started with {change}; a resumed run keeps the settings it started with, so move "
+            "that run directory aside (or delete it) to start the trial afresh, or ask for its settings again"
+        )
+
+
+def changed_settings(sweep: Sweep) -> dict[Path, str]:
+    """The trials whose run started with other settings than the sweep asks now, each with the first difference
+    in words (``setting_change``). A resumed run keeps the settings it started with."""
+    changes = {trial.run_dir: setting_change(sweep, trial) for trial in sweep.trials()}
+    return {run_dir: change for run_dir, change in changes.items() if change}
+
+
+def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> str | None:
+    """How the run of ``trial`` (its ``config.yaml``, or ``config``: a kept copy of it) started with other settings
+    than the sweep asks now (its preset's changes to the defaults and its ``--set`` values), the first difference in
+    words (``offline_steps=25000, but the sweep now asks offline_steps=100000``); None when it agrees or has not
+    started."""
+    from chunkrl.config import TrainConfig, from_dict, load_config, to_dict
+
+    config = config or trial.run_dir / "config.yaml"
+    if not config.is_file():
+        return None
+    preset = to_dict(load_config(sweep.config) if sweep.config else TrainConfig())
+    asked_values = settings_dict(sweep.settings)
+    defaults = _flat(to_dict(TrainConfig()))
+    keys = {k for k, v in _flat(preset).items() if defaults.get(k) != v} | _flat(asked_values).keys()
+    values = _merged(preset, asked_values) | {"agent": trial.agent, "env": trial.env}
+    asked = _flat(to_dict(from_dict(TrainConfig, values, "--set")), keep=keys)
+    saved = _flat(to_dict(load_config(config)))
+    differences = [(k, saved.get(k), v) for k, v in asked.items() if saved.get(k) != v]
+    if not differences:
+        return None
+    key, was, now = differences[0]
+    more = f" (and {len(differences) - 1} more setting(s))" if len(differences) > 1 else ""
+    return f"{key}={was!r}, but the sweep now asks {key}={now!r}{more}"
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def _flat(nested: dict, keep=None, prefix: str = "") -> dict:

@@ -143,6 +143,22 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     page = (docs / "results.md").read_text()
     assert "| qc-fql (official code) | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] | 3 | 0.1 |" in page
 
+    # the grid's budget raised afterwards: its runs (and their records) are of other settings, not its trials now
+    longer = grid_file(tmp_path, tiny_puzzle_dataset, set=[s.replace("offline_steps=3", "offline_steps=5") for s in
+                                                          yaml.safe_load(grid.read_text())["set"]])  # fmt: skip
+    capsys.readouterr()
+    assert suite.main(["list", str(longer), "--out", str(out), "--records", str(records)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    said = "; started with offline_steps=3, but the sweep now asks offline_steps=5 (`run` refuses it)"
+    assert len(lines) == 2 and all(line.endswith(said) for line in lines)
+    assert suite.main(["run", str(longer), "--out", str(out)]) == 2
+    assert "was started with offline_steps=3, but the sweep now asks offline_steps=5" in capsys.readouterr().err
+    kept_before = {p: p.read_bytes() for p in records.rglob("*") if p.is_file()}
+    assert suite.main(["report", str(longer), "--out", str(out), "--docs", str(docs), "--records", str(records)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out.count("left out: ") == 2 and "no trial of tiny has finished" in printed.err
+    assert {p: p.read_bytes() for p in records.rglob("*") if p.is_file()} == kept_before  # no record replaced
+
 
 def test_a_chained_trial_waits_for_the_trial_it_starts_from(tmp_path):
     from chunkrl.sweep import Sweep, run_sweeps
