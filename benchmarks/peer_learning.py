@@ -15,7 +15,8 @@ Two steps, in two Python environments:
    ``utd_ratio``). It evaluates on the OGBench task every ``eval_interval`` steps (chunks executed open loop,
    as chunkrl evaluates), and writes ``eval.csv``, ``config.yaml`` (the agent named ``qc-fql (official
    code)``) and ``summary.json`` in chunkrl's formats, so ``chunkrl plot`` draws it beside chunkrl's runs, and
-   a ``train.csv`` row of step and rate every 1,000 steps, which the learning suite's ``list`` reads. It
+   a ``train.csv`` row of step and rate every 1,000 steps, which the learning suite's ``list`` reads, and an
+   ``episodes.csv`` row for every online training episode (return, length, success), as chunkrl's. It
    checkpoints (with the online replay) at every evaluation and on SIGTERM or Ctrl-C; the same command
    resumes. Offline, a resumed run ends byte-identical to an uninterrupted one; online, an episode cut by the
    stop is not continued: the resumed run starts a new one (seeded from the step).
@@ -249,9 +250,15 @@ suite's ``list`` reads to say how far a running trial is, as it reads chunkrl's 
 PROGRESS_COLUMNS = ["step", "phase", "steps_per_second"]
 
 
-def keep_progress_through(path: Path, step: int) -> None:
-    """Start ``train.csv`` for a run at global ``step``: the rows of earlier steps are kept (a resumed run), later
-    ones and a row torn by a kill are dropped (they are logged again)."""
+EPISODE_COLUMNS = ["step", "phase", "return", "length", "success"]
+"""An official run's ``episodes.csv``: each online training episode as it ended (the global step of its last
+step, its return, length and whether it solved the task), as chunkrl's own ``episodes.csv`` has them."""
+
+
+def keep_progress_through(path: Path, step: int, columns: list[str] = PROGRESS_COLUMNS) -> None:
+    """Start ``train.csv`` (or ``episodes.csv``, with its ``columns``) for a run at global ``step``: the rows of
+    earlier steps are kept (a resumed run), later ones and a row torn by a kill are dropped (they are logged
+    again)."""
     kept = []
     if path.exists():
         with path.open(newline="") as f:
@@ -259,7 +266,7 @@ def keep_progress_through(path: Path, step: int) -> None:
                 if None not in row.values() and (row.get("step") or "").isdigit() and int(row["step"]) <= step:
                     kept.append(row)
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=PROGRESS_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(kept)
     write_atomically(path, text.getvalue().encode())
@@ -388,6 +395,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
 
     write_config(folder, out, seed)
     keep_progress_through(out / "train.csv", global_step(progress["phase"], progress["step"]))
+    keep_progress_through(out / "episodes.csv", global_step(progress["phase"], progress["step"]), EPISODE_COLUMNS)
     clock = {"time": time.perf_counter(), "step": global_step(progress["phase"], progress["step"])}
 
     def log_progress(phase: str, step: int) -> None:
@@ -455,6 +463,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
         observation, _ = env.reset(seed=seed if first == 1 else seed * 100_003 + first)
         online_key = jax.random.fold_in(jax.random.PRNGKey(seed), first)
         action_dim, queue, episode_steps = example["actions"].shape[-1], [], 0
+        episode = {"return": 0.0, "success": 0.0}
         max_steps = settings["max_episode_steps"]
         for step in range(first, online_steps + 1):
             online_key, sub = jax.random.split(online_key)
@@ -465,8 +474,9 @@ def train(folder: Path, seed: int, out: Path) -> None:
                     chunk = agent.sample_actions(observations=observation, rng=sub)
                 queue = list(np.array(chunk).reshape(-1, action_dim))
             action = queue.pop(0)
-            next_observation, reward, terminated, truncated, _ = env.step(action)
+            next_observation, reward, terminated, truncated, info = env.step(action)
             episode_steps += 1
+            episode["success"] = float(info.get("success", 0.0))  # whether it ends in success, as chunkrl counts it
             truncated = truncated or (max_steps is not None and episode_steps >= max_steps)
             if settings["sparse"]:
                 reward = (reward != 0.0) * -1.0
@@ -480,8 +490,13 @@ def train(folder: Path, seed: int, out: Path) -> None:
                 "next_observations": next_observation,
             }
             buffer.add_transition(transition)
+            episode["return"] += float(reward)
             if done:
+                with open(out / "episodes.csv", "a", newline="") as f:
+                    row = [global_step("online", step), "online", episode["return"], episode_steps, episode["success"]]
+                    csv.writer(f).writerow(row)
                 (observation, _), queue, episode_steps = env.reset(), [], 0
+                episode = {"return": 0.0, "success": 0.0}
             else:
                 observation = next_observation
             if step >= settings["start_training"]:

@@ -100,6 +100,10 @@ def test_a_resumed_official_run_keeps_the_progress_rows_of_the_steps_it_resumes_
     peer.keep_progress_through(progress, 2500)  # its checkpoint was at step 2,500: 3,000 is logged again
     kept = ["step,phase,steps_per_second", "1000,offline,20.5", "2000,offline,19.0"]
     assert progress.read_text().splitlines() == kept
+    episodes = tmp_path / "episodes.csv"  # the training episodes' log the same way, with its own columns
+    episodes.write_text("step,phase,return,length,success\n500,online,-500.0,500,0.0\n3000,online,-20.0,21,1.0\n")
+    peer.keep_progress_through(episodes, 2500, peer.EPISODE_COLUMNS)
+    assert episodes.read_text().splitlines() == ["step,phase,return,length,success", "500,online,-500.0,500,0.0"]
 
 
 def test_an_official_run_names_its_budget_from_the_start_so_its_progress_can_be_listed(peer, tmp_path):
