@@ -133,8 +133,11 @@ def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> st
     keys = {k for k, v in _flat(preset).items() if defaults.get(k) != v} | _flat(asked_values).keys()
     values = _merged(preset, asked_values) | {"agent": trial.agent, "env": trial.env}
     asked = _flat(to_dict(from_dict(TrainConfig, values, "--set")), keep=keys)
-    saved = _flat(to_dict(load_config(config)))
-    differences = [(k, saved.get(k), v) for k, v in asked.items() if saved.get(k) != v]
+    import yaml
+
+    written = _flat(yaml.safe_load(config.read_text()) or {})  # a setting an older run's file lacks is no difference
+    saved = _flat(to_dict(load_config(config)), keep=written.keys())
+    differences = [(k, saved[k], v) for k, v in asked.items() if k in saved and saved[k] != v]
     if not differences:
         return None
     key, was, now = differences[0]

@@ -226,7 +226,7 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
 
 
 def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path, capsys):
-    grid = grid_file(tmp_path, tmp_path / "unused.npz")
+    grid = grid_file(tmp_path, tmp_path / "unused.npz", set=["offline_steps=100", "online_steps=500"])  # the run's
     out = tmp_path / "runs"
     run = out / "tiny" / "two" / "puzzle-3x3-play-singletask-task1-v0" / "qc-fql" / "seed_0"
     run.mkdir(parents=True)
@@ -246,6 +246,7 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
     # online, the first start_training steps only act: their fast rows give no rate
     config = {"agent": "qc-rlpd", "offline_steps": 0, "online_steps": 50_000, "start_training": 5000}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
+    grid = grid_file(tmp_path, tmp_path / "unused.npz", set=["offline_steps=0", "online_steps=50000"])  # the same
     warm_up = "".join(f"{step},online,0.1,300.0\n" for step in range(1000, 6000, 1000))
     (run / "train.csv").write_text("step,phase,critic/loss,steps_per_second\n" + warm_up)
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
@@ -260,7 +261,7 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
 
 
 def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(suite, tmp_path, capsys):
-    grid = grid_file(tmp_path, tmp_path / "unused.npz")
+    grid = grid_file(tmp_path, tmp_path / "unused.npz", set=["offline_steps=100", "online_steps=500"])  # the run's
     out = tmp_path / "runs"
     run = out / "tiny" / "two" / "puzzle-3x3-play-singletask-task1-v0" / "qc-fql" / "seed_0"
     (run / "checkpoints").mkdir(parents=True)
