@@ -88,3 +88,19 @@ def tiny_config(dataset, **changes):
         flow=FlowAgentConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), flow_steps=2),
     )
     return TrainConfig(**{**values, **changes})
+
+
+def sigterm_during_update(monkeypatch, owner, call: int) -> None:
+    """Patch ``owner.update`` so that SIGTERM arrives during its ``call``-th call, as a real one would."""
+    import os
+    import signal
+
+    real, calls = owner.update, {"n": 0}
+
+    def update(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, "update", update)

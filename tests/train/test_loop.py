@@ -224,22 +224,12 @@ def test_a_stop_signal_during_an_evaluation_stops_at_once_and_the_resume_evaluat
 def test_a_resume_with_no_summary_evaluates_only_what_its_curve_lacks(tiny_puzzle_dataset, tmp_path, monkeypatch):
     """A run killed outright leaves no (or an older) summary.json; the resume reads the evaluations from eval.csv:
     stopped at step 3 after the evaluation at 2, it evaluates at 4 only, not again at 3."""
-    import os
-    import signal
-
     from chunkrl.agents.flow.fql import FQLAgent
     from chunkrl.train.trainer import TrainingInterrupted
+    from tests.conftest import sigterm_during_update
 
     config = tiny_config(tiny_puzzle_dataset, eval_interval=2, eval_episodes=1, max_episode_steps=10)
-    real_update, calls = FQLAgent.update, {"n": 0}
-
-    def update_then_sigterm(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives during step 3
-        return real_update(self, batch)
-
-    monkeypatch.setattr(FQLAgent, "update", update_then_sigterm)
+    sigterm_during_update(monkeypatch, FQLAgent, 3)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train(config, run_dir=run)

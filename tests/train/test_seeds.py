@@ -2,8 +2,6 @@
 
 import csv
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from chunkrl.agents.flow.config import FlowAgentConfig
 from chunkrl.agents.stack import SeedStack
 from chunkrl.train.run import train
 from chunkrl.train.trainer import TrainingInterrupted
-from tests.conftest import tiny_config
+from tests.conftest import sigterm_during_update, tiny_config
 
 
 def seeds_config(dataset, seeds, **changes):
@@ -79,15 +77,7 @@ def test_a_stop_signal_checkpoints_every_seed_and_resume_goes_on_exactly(tiny_pu
     straight = tmp_path / "straight"
     train(config, run_dir=straight)
 
-    real_update, calls = SeedStack.update, {"n": 0}
-
-    def update_then_sigterm(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives during step 3, as a real one would
-        return real_update(self, batches)
-
-    monkeypatch.setattr(SeedStack, "update", update_then_sigterm)
+    sigterm_during_update(monkeypatch, SeedStack, 3)  # during step 3
     stopped = tmp_path / "stopped"
     with pytest.raises(TrainingInterrupted):
         train(config, run_dir=stopped)
