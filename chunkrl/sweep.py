@@ -122,6 +122,8 @@ def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> st
     than the sweep asks now (its preset's changes to the defaults and its ``--set`` values), the first difference in
     words (``offline_steps=25000, but the sweep now asks offline_steps=100000``); None when it agrees or has not
     started."""
+    import yaml
+
     from chunkrl.config import TrainConfig, from_dict, load_config, to_dict
 
     config = config or trial.run_dir / "config.yaml"
@@ -133,8 +135,6 @@ def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> st
     keys = {k for k, v in _flat(preset).items() if defaults.get(k) != v} | _flat(asked_values).keys()
     values = _merged(preset, asked_values) | {"agent": trial.agent, "env": trial.env}
     asked = _flat(to_dict(from_dict(TrainConfig, values, "--set")), keep=keys)
-    import yaml
-
     written = _flat(yaml.safe_load(config.read_text()) or {})  # a setting an older run's file lacks is no difference
     saved = _flat(to_dict(load_config(config)), keep=written.keys())
     differences = [(k, saved[k], v) for k, v in asked.items() if k in saved and saved[k] != v]
