@@ -125,19 +125,20 @@ def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> st
     import yaml
 
     from chunkrl.config import TrainConfig, from_dict, load_config, to_dict
+    from chunkrl.dotted import flatten
 
     config = config or trial.run_dir / "config.yaml"
     if not config.is_file():
         return None
     preset = to_dict(load_config(sweep.config) if sweep.config else TrainConfig())
     asked_values = settings_dict(sweep.settings)
-    defaults = _flat(to_dict(TrainConfig()))
-    keys = {k for k, v in _flat(preset).items() if defaults.get(k) != v} | _flat(asked_values).keys()
+    defaults = flatten(to_dict(TrainConfig()))
+    keys = {k for k, v in flatten(preset).items() if defaults.get(k) != v} | flatten(asked_values).keys()
     values = _merged(preset, asked_values) | {"agent": trial.agent, "env": trial.env}
-    asked = _flat(to_dict(from_dict(TrainConfig, values, "--set")), keep=keys)
-    written = _flat(yaml.safe_load(config.read_text()) or {})  # a setting an older run's file lacks is no difference
-    saved = _flat(to_dict(load_config(config)), keep=written.keys())
-    differences = [(k, saved[k], v) for k, v in asked.items() if k in saved and saved[k] != v]
+    asked = flatten(to_dict(from_dict(TrainConfig, values, "--set")))
+    written = flatten(yaml.safe_load(config.read_text()) or {})  # a setting an older run's file lacks is no difference
+    saved = flatten(to_dict(load_config(config)))
+    differences = [(k, saved[k], v) for k, v in asked.items() if k in keys and k in written and saved[k] != v]
     if not differences:
         return None
     key, was, now = differences[0]
@@ -150,17 +151,6 @@ def _merged(base: dict, changes: dict) -> dict:
     for key, value in changes.items():
         out[key] = _merged(base.get(key, {}), value) if isinstance(value, dict) else value
     return out
-
-
-def _flat(nested: dict, keep=None, prefix: str = "") -> dict:
-    """``{"flow": {"alpha": 3}}`` -> ``{"flow.alpha": 3}``; with ``keep``, only those keys."""
-    flat = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, None, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat if keep is None else {k: v for k, v in flat.items() if k in keep}
 
 
 def setting_flags(settings: list[str]) -> list[str]:

@@ -13,6 +13,8 @@ from statistics import fmean
 
 import yaml
 
+from chunkrl.dotted import flatten
+
 PAPER_METHOD_NAMES = {
     "qc-fql": "QC-FQL",
     "fql": "FQL",
@@ -87,22 +89,12 @@ def load_run(run: Path, evaluations: bool = False, summary: bool = False) -> Run
         raise ValueError(f"{path}: offline_steps {offline_steps!r} is not a whole number")
     interval = config.get("eval_interval") or 0
     interval = interval if isinstance(interval, int) else 0
-    record = RunRecord(run, config["agent"], config["env"], offline_steps, interval, settings=_flatten(config))
+    record = RunRecord(run, config["agent"], config["env"], offline_steps, interval, settings=flatten(config))
     if evaluations:
         record.evaluations = _read_eval(run / "eval.csv")
     if summary:
         record.summary = _read_summary(run / "summary.json")
     return record
-
-
-def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return flat
 
 
 METRICS = {"success": 2, "return": 3}
