@@ -239,19 +239,23 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
     figure of the report."""
     from chunkrl.report.plot import Group, group_runs, load_run
 
-    def run(name, status="finished", success=0.5, **settings):
+    def run(name, status="finished", success=0.5, wall_seconds=60, **settings):
         path = tmp_path / name
         path.mkdir()
         config = {"agent": "qc-rlpd", "env": "puzzle-3x3-play-singletask-task1-v0", "offline_steps": 0}
         config.update({"seed": int(name[-1]), "init_from": f"/bc/{name}", "sac": {"width": [128, 128]}}, **settings)
         (path / "config.yaml").write_text(yaml.safe_dump(config))
         evaluations = {"online_final": {"success": success}} if status == "finished" else {}
-        summary = {"status": status, "evaluations": evaluations, "counters": {"online_step": 100}, "wall_seconds": 60}
+        summary = {"status": status, "evaluations": evaluations, "counters": {"online_step": 100}}
+        summary["wall_seconds"] = wall_seconds
         summary |= {"machine": "CPU X; torch 2, 1 threads"} if name != "a1" else {}
         (path / "summary.json").write_text(json.dumps(summary))
         return path
 
-    eight = [run("a0", actor_chunk=8, critic_horizon=3), run("a1", actor_chunk=8, critic_horizon=3, new_key=1)]
+    eight = [
+        run("a0", actor_chunk=8, critic_horizon=3),
+        run("a1", actor_chunk=8, critic_horizon=3, new_key=1, wall_seconds=120),
+    ]
     three = [run("b0", actor_chunk=3, critic_horizon=3), run("b1", "interrupted", actor_chunk=3, critic_horizon=3)]
     wider = [run("c0", success=0.9, actor_chunk=3, critic_horizon=3, sac={"width": [256, 256]})]
     groups = group_runs([load_run(p) for p in [*eight, *three, *wider]])
@@ -262,10 +266,15 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
         Group(*task, "actor_chunk=3, sac.width=[256, 256]"): ["c0"],
     }  # each group shows its value of every setting that varies among them
     table = report_table([*eight, *three])
-    assert "| qc-rlpd (actor_chunk=8) | puzzle-3x3-play-task1 | 2 | 0.50 [0.50, 0.50] | 100 | 1.0 |" in table
-    assert "| qc-rlpd (actor_chunk=3) | puzzle-3x3-play-task1 | 1 (+1 not finished) | 0.50 [0.50, 0.50] |" in table
-    assert "Measured on: CPU X; torch 2, 1 threads (3 runs)." in table
-    assert "Measured on: not recorded (a run older than the record) (1 run)." in table
+    # a0 on CPU X, a1 on a machine it did not record: a wall time per machine, each lettered, never their mean
+    eight_row, three_row = "| qc-rlpd (actor_chunk=8) | puzzle-3x3-play-task1 | 2 |", "| qc-rlpd (actor_chunk=3) |"
+    assert f"{eight_row} 0.50 [0.50, 0.50] | 100 | 1.0 (a) / 2.0 (b) |" in table
+    assert f"{three_row} puzzle-3x3-play-task1 | 1 (+1 not finished) | 0.50 [0.50, 0.50] | 100 | 1.0 (a) |" in table
+    assert "\n(a) Measured on: CPU X; torch 2, 1 threads (3 runs)." in table
+    assert "\n(b) Measured on: not recorded (a run older than the record) (1 run)." in table
+    one_machine = report_table([run("e0", wall_seconds=120), run("e1", wall_seconds=240)])
+    assert "| qc-rlpd | puzzle-3x3-play-task1 | 2 | 0.50 [0.50, 0.50] | 100 | 3.0 |" in one_machine  # (2 + 4) / 2
+    assert "\nMeasured on: CPU X; torch 2, 1 threads (2 runs)." in one_machine
     lone = report_table([three[1]])
     assert "| qc-rlpd | puzzle-3x3-play-task1 | 0 (+1 not finished) | no final evaluation | 100 | 1.0 |" in lone
     # named (a grid's methods): runs of two names are two methods even with the same settings, each shown by name

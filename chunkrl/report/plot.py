@@ -367,6 +367,10 @@ def plot_runs(
     return out
 
 
+def _machine(summary: dict) -> str:
+    return str(summary.get("machine", "not recorded (a run older than the record)"))
+
+
 def _seeds(members: list[RunRecord]) -> str:
     return f"{len(members)} seed{'s' if len(members) > 1 else ''}"
 
@@ -375,13 +379,16 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
     """A Markdown table per method and task (``group_runs``): the finished seeds, their final success mean with
     its 95% bootstrap CI, steps and wall time (means over those seeds), from each run's summary.json; runs not
     finished (still running, stopped or failed) are counted beside the seeds and enter no figure. Below it, the
-    machines the runs recorded (wall times mean nothing without them). ``names``: as in ``plot_runs``. A run that
-    cannot be read is named through ``warn`` and left out."""
+    machines the runs recorded (wall times mean nothing without them); when the runs span several machines, each
+    is lettered there and a wall time is a mean per machine with its letter, never a mean across machines.
+    ``names``: as in ``plot_runs``. A run that cannot be read is named through ``warn`` and left out."""
     lines = [
         "| method | task | seeds | final success (mean [95% CI]) | steps | wall time (min) |",
         "|---|---|---|---|---|---|",
     ]
     records = load_runs(runs, warn, names, summary=True)
+    machines = Counter(_machine(record.summary) for record in records)
+    letters = {m: f"({chr(ord('a') + i)})" for i, m in enumerate(sorted(machines))} if len(machines) > 1 else {}
     for group, members in sorted(group_runs(records).items()):
         finished = [record.summary for record in members if record.summary.get("status") == "finished"]
         finals = []
@@ -400,15 +407,14 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
         )
         counted = finished or [record.summary for record in members]
         steps = fmean(sum(s.get("counters", {}).get(k, 0) for k in ("offline_step", "online_step")) for s in counted)
-        minutes = fmean(s.get("wall_seconds", 0.0) / 60.0 for s in counted)
+        wall = defaultdict(list)
+        for summary in counted:
+            wall[_machine(summary)].append(summary.get("wall_seconds", 0.0) / 60.0)
+        minutes = " / ".join(f"{fmean(wall[m]):.1f} {letters.get(m, '')}".strip() for m in sorted(wall))
         task = paper_task_name(group.env)
-        lines.append(f"| {group.label()} | {task} | {seeds} | {success} | {steps:,.0f} | {minutes:.1f} |")
-    machines = Counter(
-        str(record.summary.get("machine", "not recorded (a run older than the record)")) for record in records
-    )
+        lines.append(f"| {group.label()} | {task} | {seeds} | {success} | {steps:,.0f} | {minutes} |")
     lines.append("")
-    lines += [
-        f"Measured on: {machine} ({count} run{'s' if count > 1 else ''})."
-        for machine, count in sorted(machines.items())
-    ]
+    for machine, count in sorted(machines.items()):
+        letter = f"{letters[machine]} " if letters else ""
+        lines.append(f"{letter}Measured on: {machine} ({count} run{'s' if count > 1 else ''}).")
     return "\n".join(lines) + "\n"
