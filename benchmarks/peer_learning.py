@@ -15,7 +15,9 @@ Two steps, in two Python environments:
    ``utd_ratio``). It evaluates on the OGBench task every ``eval_interval`` steps (chunks executed open loop,
    as chunkrl evaluates), and writes ``eval.csv``, ``config.yaml`` (the agent named ``qc-fql (official
    code)``) and ``summary.json`` in chunkrl's formats, so ``chunkrl plot`` draws it beside chunkrl's runs, and
-   a ``train.csv`` row of step and rate every 1,000 steps, which the learning suite's ``list`` reads, and an
+   a ``train.csv`` row every 1,000 steps (step, the official agent's update info under its own names, e.g.
+   ``critic/critic_loss``, ``actor/entropy``, ``actor/alpha``, and steps/s, which the learning suite's ``list``
+   reads), and an
    ``episodes.csv`` row for every online training episode (return, length, success), as chunkrl's. It
    checkpoints (with the online replay) at every evaluation and on SIGTERM or Ctrl-C; the same command
    resumes. Offline, a resumed run ends byte-identical to an uninterrupted one; online, an episode cut by the
@@ -245,9 +247,36 @@ def save_state(out: Path, agent, progress: dict, key, rows: list, wall_s: float,
 
 
 PROGRESS_EVERY = 1000
-"""Steps between two rows of an official run's ``train.csv`` (step, phase, steps per second): what the learning
-suite's ``list`` reads to say how far a running trial is, as it reads chunkrl's own ``train.csv``."""
+"""Steps between two rows of an official run's ``train.csv`` (step, phase, the latest update's info, steps per
+second): the learning suite's ``list`` reads the step and rate to say how far a running trial is, as it reads
+chunkrl's own ``train.csv``; the info is what compares the two codes' training, not only their evaluations."""
 PROGRESS_COLUMNS = ["step", "phase", "steps_per_second"]
+
+
+def progress_columns(metrics: list[str]) -> list[str]:
+    """``train.csv``'s columns for an agent whose updates report ``metrics`` (the official names, kept: their
+    definitions are the official code's, e.g. its critic loss averages over the rows its mask leaves out)."""
+    return [*PROGRESS_COLUMNS[:2], *metrics, *PROGRESS_COLUMNS[2:]]
+
+
+def progress_row(at: int, phase: str, rate: float, metrics: list[str], info: dict | None) -> list:
+    """One ``train.csv`` row: the latest update's ``info`` (blank before the first update, online while the
+    policy only acts; with ``utd_ratio`` > 1 the mean over the step's updates, as the official ``batch_update``
+    returns it) under ``metrics``' columns."""
+    values = [f"{float(info[name]):.6g}" if info is not None else "" for name in metrics]
+    return [at, phase, *values, f"{rate:.3f}"]
+
+
+def update_metrics(agent, dataset, config) -> list[str]:
+    """The names of the official agent's update info (losses, values, entropy, temperature, ...), found by
+    tracing one update without running it; numpy's generator is put back, so the run draws the same batches."""
+    import jax
+
+    state = np.random.get_state()
+    batch = dataset.sample_sequence(config["batch_size"], config["horizon_length"], config["discount"])
+    np.random.set_state(state)
+    _, info = jax.eval_shape(lambda b: agent.update(b), batch)
+    return sorted(info)
 
 
 EPISODE_COLUMNS = ["step", "phase", "return", "length", "success"]
@@ -394,7 +423,9 @@ def train(folder: Path, seed: int, out: Path) -> None:
         return step if phase == "offline" else offline_steps + step
 
     write_config(folder, out, seed)
-    keep_progress_through(out / "train.csv", global_step(progress["phase"], progress["step"]))
+    metrics, latest = update_metrics(agent, dataset, config), {"info": None}
+    columns = progress_columns(metrics)
+    keep_progress_through(out / "train.csv", global_step(progress["phase"], progress["step"]), columns)
     keep_progress_through(out / "episodes.csv", global_step(progress["phase"], progress["step"]), EPISODE_COLUMNS)
     clock = {"time": time.perf_counter(), "step": global_step(progress["phase"], progress["step"])}
 
@@ -404,7 +435,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
         now, at = time.perf_counter(), global_step(phase, step)
         rate = (at - clock["step"]) / max(now - clock["time"], 1e-9)  # an evaluation in the interval lowers it
         with open(out / "train.csv", "a", newline="") as f:
-            csv.writer(f).writerow([at, phase, f"{rate:.3f}"])
+            csv.writer(f).writerow(progress_row(at, phase, rate, metrics, latest["info"]))
         clock.update(time=now, step=at)
 
     def record(phase: str, step: int) -> None:
@@ -436,7 +467,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
     first = progress["step"] + 1 if progress["phase"] == "offline" else offline_steps + 1
     for step in range(first, offline_steps + 1):
         batch = dataset.sample_sequence(config["batch_size"], config["horizon_length"], config["discount"])
-        agent, _ = agent.update(batch)
+        agent, latest["info"] = agent.update(batch)
         if step % interval == 0 or step == offline_steps:
             record("offline", step)
         log_progress("offline", step)
@@ -500,7 +531,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
             else:
                 observation = next_observation
             if step >= settings["start_training"]:
-                agent, _ = agent.batch_update(online_batch(dataset, buffer, config, settings))
+                agent, latest["info"] = agent.batch_update(online_batch(dataset, buffer, config, settings))
             if step % interval == 0 or step == online_steps:
                 record("online", step)
             log_progress("online", step)

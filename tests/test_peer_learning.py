@@ -1,6 +1,7 @@
 """benchmarks/peer_learning.py's export: the official code gets exactly the data and settings a chunkrl run trains
 with. (Its ``train`` step runs in the official code's own JAX environment, which the test suite does not have.)"""
 
+import csv
 import json
 
 import numpy as np
@@ -120,3 +121,26 @@ def test_an_official_run_names_its_budget_from_the_start_so_its_progress_can_be_
     # the suite's listing of a running trial: 43,000 steps left at the median 10 steps/s of the updating rows
     suite = load_benchmark("learning_suite")
     assert suite.progress(out) == ": step 7,000 of 50,000, 10.0 steps/s, about 72 min of steps left"
+
+
+def test_an_official_runs_progress_rows_carry_its_update_info_under_the_official_names(peer, tmp_path):
+    metrics = ["actor/alpha", "critic/critic_loss"]
+    columns = peer.progress_columns(metrics)
+    assert columns == ["step", "phase", "actor/alpha", "critic/critic_loss", "steps_per_second"]
+    out = tmp_path / "run"
+    out.mkdir()
+    progress = out / "train.csv"
+    progress.write_text("step,phase,steps_per_second\n1000,online,400.0\n2000,online,390.0\n")  # begun without info
+    peer.keep_progress_through(progress, 2000, columns)  # resumed: its rows kept, their info blank
+    info = {"actor/alpha": np.float32(0.75), "critic/critic_loss": 0.0123456789, "actor/entropy": 3.0}
+    with progress.open("a", newline="") as f:
+        csv.writer(f).writerow(peer.progress_row(3000, "online", 350.0, metrics, None))  # acting, no update yet
+        csv.writer(f).writerow(peer.progress_row(6000, "online", 9.5, metrics, info))
+    header = "step,phase,actor/alpha,critic/critic_loss,steps_per_second"
+    rows = ["1000,online,,,400.0", "2000,online,,,390.0", "3000,online,,,350.000", "6000,online,0.75,0.0123457,9.500"]
+    assert progress.read_text().splitlines() == [header, *rows]
+    # the suite's listing still finds the step and the rate among the info columns
+    budget = {"offline_steps": 0, "online_steps": 10_000, "start_training": 5000}
+    (out / "config.yaml").write_text(yaml.safe_dump(budget))
+    suite = load_benchmark("learning_suite")
+    assert suite.progress(out) == ": step 6,000 of 10,000, 9.5 steps/s, about 7 min of steps left"
