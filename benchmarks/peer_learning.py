@@ -63,6 +63,7 @@ def inexpressible(config) -> list[str]:
         sac, chunked = config.sac, config.horizon > 1
         checks = {
             "sac.actor": (sac.actor, "mlp"),
+            "sac.networks": (sac.networks, "rlpd"),  # acrlpd's layers: Linear, LayerNorm, ReLU; log-std >= -20
             "sac.actor_layer_norm": (sac.actor_layer_norm, False),
             "sac.critic_input": (sac.critic_input if chunked else "chunk", "chunk"),
             "sac.rho": (sac.rho, 0.0),

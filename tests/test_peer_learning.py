@@ -61,7 +61,7 @@ def test_export_writes_the_runs_transitions_under_the_official_names(peer, tiny_
 
 def test_export_maps_an_rlpd_run_onto_the_official_acrlpd_and_its_online_script(peer, tiny_puzzle_dataset, tmp_path):
     changes = {"agent": "qc-rlpd", "online_steps": 30, "start_training": 10, "utd_ratio": 2, "flow": {}}
-    changes["sac"] = {"actor_hidden_dims": [16], "critic_hidden_dims": [16, 16], "num_critics": 3}
+    changes["sac"] = {"actor_hidden_dims": [16], "critic_hidden_dims": [16, 16], "num_critics": 3, "networks": "rlpd"}
     peer.export(run_config(tmp_path, tiny_puzzle_dataset, **changes), tmp_path / "peer")
     settings = json.loads((tmp_path / "peer" / "settings.json").read_text())
     assert settings["official_agent"] == "acrlpd"
@@ -79,7 +79,7 @@ def test_export_refuses_what_the_official_code_cannot_run_and_a_used_folder(peer
     with pytest.raises(SystemExit, match="official code covers"):
         peer.export(run_config(tmp_path, tiny_puzzle_dataset, agent="diffusion-ql"), tmp_path / "a")
     act = {"agent": "qc-rlpd", "horizon": 3, "actor_chunk": 8, "sac": {"actor": "act", "rho": 0.5}}
-    with pytest.raises(SystemExit, match="decoupled horizons.*sac.actor 'act'.*sac.rho 0.5") as refused:
+    with pytest.raises(SystemExit, match="decoupled horizons.*sac.actor 'act'.*sac.networks 'fql'.*sac.rho") as refused:
         peer.export(run_config(tmp_path, tiny_puzzle_dataset, **act), tmp_path / "b")
     assert "Nothing was written" in str(refused.value) and not (tmp_path / "b").exists()
     with pytest.raises(SystemExit, match="executing part of each chunk"):

@@ -53,9 +53,9 @@ class GaussianChunkActor(nn.Module):
         return torch.tanh(self(observations, valid)[0])
 
 
-def bounded_log_std(raw: torch.Tensor) -> torch.Tensor:
-    """Clamp a raw log-std head output into ``[LOG_STD_MIN, LOG_STD_MAX]``."""
-    return raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
+def bounded_log_std(raw: torch.Tensor, minimum: float = LOG_STD_MIN) -> torch.Tensor:
+    """Clamp a raw log-std head output into ``[minimum, LOG_STD_MAX]``."""
+    return raw.clamp(minimum, LOG_STD_MAX)
 
 
 class MLPChunkActor(GaussianChunkActor):
@@ -65,12 +65,26 @@ class MLPChunkActor(GaussianChunkActor):
         observation_dim: size of a flat observation.
         chunk_dim: ``h * A``.
         hidden_dims: hidden layer widths.
-        layer_norm: LayerNorm after each hidden layer.
+        layer_norm: LayerNorm in each hidden layer.
+        activation, norm_first: the hidden layers' activation and whether LayerNorm comes before it (``MLP``).
+        log_std_min: the lowest log standard deviation (``LOG_STD_MIN``; the RLPD networks' actor: -20).
     """
 
-    def __init__(self, observation_dim: int, chunk_dim: int, hidden_dims: Sequence[int], layer_norm: bool = False):
+    def __init__(
+        self,
+        observation_dim: int,
+        chunk_dim: int,
+        hidden_dims: Sequence[int],
+        layer_norm: bool = False,
+        activation: str = "gelu",
+        norm_first: bool = False,
+        log_std_min: float = LOG_STD_MIN,
+    ):
         super().__init__()
-        self.net = MLP(observation_dim, hidden_dims, 2 * chunk_dim, layer_norm)
+        if not log_std_min < LOG_STD_MAX:
+            raise ValueError(f"log_std_min must be below the largest log-std {LOG_STD_MAX} (got {log_std_min})")
+        self.net = MLP(observation_dim, hidden_dims, 2 * chunk_dim, layer_norm, activation, norm_first)
+        self.log_std_min = log_std_min
 
     def forward(
         self, observations: torch.Tensor, valid: torch.Tensor | None = None
@@ -78,7 +92,7 @@ class MLPChunkActor(GaussianChunkActor):
         if observations.dim() != 2:
             raise ValueError("the MLP actor reads single observations [B, obs]; use --sac.actor act for histories")
         mean, raw_log_std = self.net(observations).chunk(2, dim=-1)
-        return mean, bounded_log_std(raw_log_std)
+        return mean, bounded_log_std(raw_log_std, self.log_std_min)
 
 
 def chunk_log_likelihood(

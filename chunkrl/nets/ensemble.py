@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from chunkrl.nets.mlp import ACTIVATIONS
+
 
 class EnsembleLinear(nn.Module):
     """``E`` independent linear layers applied with one ``baddbmm``: [E, B, in] -> [E, B, out]."""
@@ -42,10 +44,6 @@ class EnsembleLayerNorm(nn.Module):
         return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
 
 
-ACTIVATIONS = {"gelu": F.gelu, "mish": F.mish}
-"""Hidden activations by name: GELU (the paper's JAX networks), Mish (Diffusion-QL's critic)."""
-
-
 class EnsembleMLP(nn.Module):
     """``E`` MLPs with the same architecture, evaluated together.
 
@@ -61,10 +59,11 @@ class EnsembleMLP(nn.Module):
         output_dim: int,
         layer_norm: bool = True,
         activation: str = "gelu",
+        norm_first: bool = False,
     ):
         super().__init__()
         self.ensemble_size = ensemble_size
-        self.activation = ACTIVATIONS[activation]
+        self.activation, self.norm_first = ACTIVATIONS[activation], norm_first
         widths = [input_dim, *hidden_dims, output_dim]
         self.linears = nn.ModuleList(
             EnsembleLinear(ensemble_size, i, o) for i, o in zip(widths[:-1], widths[1:], strict=True)
@@ -76,9 +75,11 @@ class EnsembleMLP(nn.Module):
         last = len(self.linears) - 1
         for i, linear in enumerate(self.linears):
             x = linear(x)
-            if i < last:
+            if i < last:  # LayerNorm after the activation, or before it (norm_first: the RLPD networks)
+                if self.norms is not None and self.norm_first:
+                    x = self.norms[i](x)
                 x = self.activation(x)
-                if self.norms is not None:
+                if self.norms is not None and not self.norm_first:
                     x = self.norms[i](x)
         return x
 
@@ -101,13 +102,14 @@ class Critic(nn.Module):
         layer_norm: bool = True,
         validity_steps: int = 0,
         activation: str = "gelu",
+        norm_first: bool = False,
     ):
         super().__init__()
         if validity_steps and action_dim % validity_steps:
             raise ValueError(f"a chunk of {action_dim} values does not split into {validity_steps} steps")
         self.validity_steps = validity_steps
         input_dim = observation_dim + action_dim + validity_steps
-        self.members = EnsembleMLP(ensemble_size, input_dim, hidden_dims, 1, layer_norm, activation)
+        self.members = EnsembleMLP(ensemble_size, input_dim, hidden_dims, 1, layer_norm, activation, norm_first)
 
     def forward(
         self, observations: torch.Tensor, actions: torch.Tensor, valid: torch.Tensor | None = None

@@ -351,3 +351,25 @@ def test_the_chunk_critic_scores_the_first_critic_horizon_actions_and_bc_and_ent
     metrics = agent.update(batch)
     assert all(torch.isfinite(v) for v in metrics.values())
     assert agent.act(np.zeros(OBS, np.float32)).shape == (5, ACT)
+
+
+@pytest.mark.parametrize(
+    ("networks", "floor", "activation", "norm_first"),
+    [("fql", -5.0, torch.nn.functional.gelu, False), ("rlpd", -20.0, torch.nn.functional.relu, True)],
+)
+def test_the_networks_setting_picks_the_hidden_layers_and_the_log_std_floor(networks, floor, activation, norm_first):
+    agent = make_agent(networks=networks, actor_layer_norm=True)
+    head = agent.actor.net.linears[-1]
+    with torch.no_grad():  # a log-std head that asks for a far smaller spread than either floor
+        head.bias[ACT * H :] = -50.0
+        head.weight[ACT * H :] = 0.0
+    _, log_std = agent.actor(torch.randn(3, OBS))
+    torch.testing.assert_close(log_std, torch.full_like(log_std, floor))
+    # the layers' order itself is checked in tests/nets/test_ensemble.py; here, that both networks get it
+    for net in (agent.actor.net, agent.critic.members):
+        assert (net.activation, net.norm_first) == (activation, norm_first)
+
+
+def test_an_unknown_networks_setting_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"networks must be one of \['fql', 'rlpd'\], got 'mlp'"):
+        make_agent(networks="mlp")

@@ -1,5 +1,6 @@
 """The batched critic ensemble computes exactly what E separate networks would."""
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -7,20 +8,27 @@ from chunkrl.nets.ensemble import Critic, EnsembleMLP, aggregate, polyak_update
 from chunkrl.nets.mlp import MLP
 
 
-def member_forward(ensemble: EnsembleMLP, e: int, x: torch.Tensor) -> torch.Tensor:
-    """Member ``e`` evaluated on its own, layer by layer."""
+def member_forward(ensemble: EnsembleMLP, e: int, x: torch.Tensor, activation=F.gelu, norm_first=False) -> torch.Tensor:
+    """Member ``e`` evaluated on its own, layer by layer: Linear, activation, LayerNorm (``norm_first``: Linear,
+    LayerNorm, activation)."""
     for i, linear in enumerate(ensemble.linears):
         x = x @ linear.weight[e] + linear.bias[e, 0]
         if i < len(ensemble.linears) - 1:
-            x = F.gelu(x)
             norm = ensemble.norms[i]
+            if not norm_first:
+                x = activation(x)
             x = F.layer_norm(x, (x.shape[-1],)) * norm.weight[e, 0] + norm.bias[e, 0]
+            if norm_first:
+                x = activation(x)
     return x
 
 
-def test_batched_ensemble_matches_members_evaluated_one_by_one():
+@pytest.mark.parametrize(
+    "name, activation, norm_first", [("gelu", F.gelu, False), ("relu", F.relu, True)], ids=["fql", "rlpd"]
+)
+def test_batched_ensemble_matches_members_evaluated_one_by_one(name, activation, norm_first):
     torch.manual_seed(0)
-    ensemble = EnsembleMLP(3, 7, (16, 16), 1, layer_norm=True)
+    ensemble = EnsembleMLP(3, 7, (16, 16), 1, layer_norm=True, activation=name, norm_first=norm_first)
     with torch.no_grad():  # make members differ in every parameter, LayerNorm ones included
         for p in ensemble.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -28,7 +36,20 @@ def test_batched_ensemble_matches_members_evaluated_one_by_one():
     out = ensemble(x)
     assert out.shape == (3, 5, 1)
     for e in range(3):
-        torch.testing.assert_close(out[e], member_forward(ensemble, e, x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out[e], member_forward(ensemble, e, x, activation, norm_first), rtol=1e-5, atol=1e-5)
+
+
+def test_the_mlp_puts_layer_norm_after_the_activation_or_with_norm_first_before_it():
+    torch.manual_seed(0)
+    for name, activation, norm_first in (("gelu", torch.nn.GELU(), False), ("relu", torch.nn.ReLU(), True)):
+        mlp = MLP(4, (8,), 2, layer_norm=True, activation=name, norm_first=norm_first)
+        with torch.no_grad():  # a LayerNorm that is not the identity map
+            mlp.norms[0].weight.uniform_(0.5, 1.5)
+            mlp.norms[0].bias.uniform_(-0.5, 0.5)
+        first, norm, last = mlp.linears[0], mlp.norms[0], mlp.linears[1]
+        layers = (first, norm, activation, last) if norm_first else (first, activation, norm, last)
+        x = torch.randn(6, 4)
+        torch.testing.assert_close(mlp(x), torch.nn.Sequential(*layers)(x))
 
 
 def test_aggregation_mean_and_min():

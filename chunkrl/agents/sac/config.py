@@ -23,6 +23,11 @@ class SACAgentConfig(AgentSection):
     """LayerNorm in the critic (the paper: yes)."""
     actor_layer_norm: bool = False
     """LayerNorm in the actor (the paper: no)."""
+    networks: Literal["fql", "rlpd"] = "fql"
+    """The hidden layers of the MLP actor and the critics. fql: Linear, GELU, then LayerNorm where it is on; the
+    actor's log-std floored at -5 (the QC paper's flow networks, utils/networks.py; chunkrl's default). rlpd:
+    Linear, LayerNorm where it is on, then ReLU; log-std floored at -20 (the QC paper's acrlpd networks, taken from
+    RLPD: what its QC-RLPD, RLPD-AC and RLPD baselines ran with). The ACT actor keeps its own layers."""
     num_critics: int = 10
     """Critic ensemble size (the paper's RLPD: 10)."""
     rho: float = 0.0

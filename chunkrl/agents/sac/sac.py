@@ -2,6 +2,8 @@
 
 - ``actor``: a tanh-squashed Gaussian over the flattened chunk (``h * A`` dimensions); its
   log-probability is the joint log-probability of the whole chunk (tanh correction included).
+  ``networks`` picks the hidden layers of the MLP actor and the critic: the QC paper's flow networks (GELU,
+  then LayerNorm; chunkrl's default) or its RLPD networks (LayerNorm, then ReLU; log-std down to -20).
 - ``critic``: an ensemble (default 10, LayerNorm) scoring ``Q(s, a_{t:t+h})``, trained on the h-step
   backup ``reward_h + bootstrap_discount * V(s_{t+τ})`` where ``V`` is the target ensemble's mean
   value (the paper's code; ``rho > 0`` makes it pessimistic, ``mean - rho * std``) at a chunk sampled
@@ -37,7 +39,7 @@ from chunkrl.agents.base import ActorCriticAgent, Losses, call_frozen, masked_me
 from chunkrl.agents.sac.config import SACAgentConfig
 from chunkrl.data.chunks import BoundaryMode, ChunkBatch
 from chunkrl.nets.act import ACTChunkActor
-from chunkrl.nets.actors import GaussianChunkActor, MLPChunkActor, chunk_log_likelihood
+from chunkrl.nets.actors import LOG_STD_MIN, GaussianChunkActor, MLPChunkActor, chunk_log_likelihood
 from chunkrl.nets.ensemble import Critic, lower_confidence
 
 
@@ -83,6 +85,10 @@ def bc_weight(config: SACAgentConfig, step: torch.Tensor | int) -> torch.Tensor:
     raise ValueError(f"bc_weight_schedule must be constant, linear or exponential, got {config.bc_weight_schedule!r}")
 
 
+NETWORKS = {"fql": ("gelu", False, LOG_STD_MIN), "rlpd": ("relu", True, -20.0)}
+"""``sac.networks`` -> the hidden activation, whether LayerNorm precedes it, and the MLP actor's log-std floor."""
+
+
 def make_actor(observation_dim: int, action_dim: int, horizon: int, config: SACAgentConfig) -> GaussianChunkActor:
     """The configured chunk actor: ``mlp`` or ``act``."""
     if config.actor == "act":
@@ -91,10 +97,16 @@ def make_actor(observation_dim: int, action_dim: int, horizon: int, config: SACA
         raise ValueError(f"actor must be 'mlp' or 'act', got {config.actor!r}")
     if config.act.obs_history > 1:
         raise ValueError("an observation history (act.obs_history > 1) needs the ACT actor: add --sac.actor act")
-    return MLPChunkActor(observation_dim, horizon * action_dim, config.actor_hidden_dims, config.actor_layer_norm)
+    activation, norm_first, log_std_min = NETWORKS[config.networks]
+    hidden = config.actor_hidden_dims
+    return MLPChunkActor(
+        observation_dim, horizon * action_dim, hidden, config.actor_layer_norm, activation, norm_first, log_std_min
+    )
 
 
 def _check(config: SACAgentConfig) -> None:
+    if config.networks not in NETWORKS:
+        raise ValueError(f"networks must be one of {sorted(NETWORKS)}, got {config.networks!r}")
     if config.critic_input not in ("chunk", "first_action"):
         raise ValueError(f"critic_input must be 'chunk' or 'first_action', got {config.critic_input!r}")
     objectives = ("standard", "conservative", "temporal_weighted")
@@ -147,8 +159,16 @@ class ChunkedSACAgent(ActorCriticAgent):
         self.history_length = c.act.obs_history if c.actor == "act" else 1
         critic_action_dim = self.critic_horizon * action_dim if c.critic_input == "chunk" else action_dim
         validity = self.critic_horizon if (boundary == "truncate" and c.critic_input == "chunk") else 0
+        activation, norm_first, _ = NETWORKS[c.networks]
         self.critic = Critic(
-            observation_dim, critic_action_dim, c.critic_hidden_dims, c.num_critics, c.critic_layer_norm, validity
+            observation_dim,
+            critic_action_dim,
+            c.critic_hidden_dims,
+            c.num_critics,
+            c.critic_layer_norm,
+            validity,
+            activation,
+            norm_first,
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(c.init_temperature)))
