@@ -13,7 +13,8 @@ from chunkrl.nets.act import ACTActorConfig
 
 @dataclass
 class SACAgentConfig(AgentSection):
-    """The chunked SAC family: QC-RLPD, RLPD-AC and RLPD. Defaults: the paper's RLPD settings."""
+    """The chunked SAC family: QC-RLPD, RLPD-AC and RLPD. Defaults: the paper's RLPD settings, except the hidden layers
+    (``networks``: the paper's flow networks by default, its RLPD ones with ``rlpd``)."""
 
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
     """Hidden layer widths of the MLP actor."""
