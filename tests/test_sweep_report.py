@@ -283,6 +283,32 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
     assert "| qc-rlpd | puzzle-3x3-play-task1 | 1 | 0.50 [0.50, 0.50] |" in twins
 
 
+def test_a_setting_an_older_config_lacks_takes_its_default(tmp_path):
+    """A run saved before ``sac.networks`` existed trained the default (fql) layers: it is a seed of the runs that
+    say fql and apart from those that say rlpd; the same for a top-level setting (``action_norm``)."""
+    from chunkrl.report.plot import Group, group_runs, load_run
+
+    def run(name, top=None, **sac):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"agent": "qc-rlpd", "env": "puzzle-3x3-play-singletask-task4-v0", "seed": int(name[-1])}
+        config |= {"sac": {"actor_hidden_dims": [256, 256, 256], **sac}, **(top or {})}
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        return load_run(path)
+
+    old, fql, rlpd = run("old0"), run("fql1", networks="fql"), run("rlpd2", networks="rlpd")
+    task = ("qc-rlpd", "puzzle-3x3-play-singletask-task4-v0")
+    assert {g: [r.path.name for r in m] for g, m in group_runs([old, fql, rlpd]).items()} == {
+        Group(*task, "sac.networks=fql"): ["old0", "fql1"],
+        Group(*task, "sac.networks=rlpd"): ["rlpd2"],
+    }
+    units = run("units3", {"action_norm": "none"})
+    assert {g.variant: [r.path.name for r in m] for g, m in group_runs([old, units]).items()} == {
+        "action_norm=auto": ["old0"],
+        "action_norm=none": ["units3"],
+    }
+
+
 def test_sweeps_on_one_pool_run_seed_by_seed_and_keep_their_own_tables(monkeypatch, tmp_path):
     from chunkrl import sweep as sweeps
 

@@ -203,12 +203,19 @@ class Group:
 
 def group_runs(records: list[RunRecord]) -> dict[Group, list[RunRecord]]:
     """Runs grouped into the seeds of one method on one task: the same agent, environment and settings (all but
-    ``BOOKKEEPING``; a setting one config lacks, being older than the setting, is not a difference) and, where
-    the records have one, the same method name. Two configurations of one agent on one task are two groups, each
-    named by the settings in which they differ; they are never averaged together."""
+    ``BOOKKEEPING``) and, where the records have one, the same method name. Two configurations of one agent on one
+    task are two groups, each named by the settings in which they differ; they are never averaged together.
+
+    A config older than a setting lacks it. Where the setting has a default (``sac.networks: fql``), the run takes
+    that default, as a resume of it would; a setting defaulting to None (resolved per method when a run starts)
+    or unknown to this code is no difference."""
     kept: list[tuple[str, str, dict[str, str], list[RunRecord]]] = []  # agent, env, settings, members
+    defaults = _defaults()
     for record in records:
-        settings = {k: repr(v) for k, v in record.settings.items() if k not in BOOKKEEPING}
+        sections = {key.split(".")[0] for key in record.settings if "." in key}  # the family's, as saved
+        ours = [k for k in defaults if "." not in k or k.split(".")[0] in sections]
+        lacked = {k: defaults[k] for k in ours if k not in record.settings}
+        settings = {k: repr(v) for k, v in {**lacked, **record.settings}.items() if k not in BOOKKEEPING}
         for agent, env, shared, members in kept:
             same_method = (agent, env, members[0].name) == (record.agent, record.env, record.name)
             if same_method and not _differing(shared, settings):
@@ -224,6 +231,13 @@ def group_runs(records: list[RunRecord]) -> dict[Group, list[RunRecord]]:
         variant = ", ".join(f"{key}={_plain(settings[key])}" for key in differing)
         groups[Group(agent, env, variant, members[0].name)] = members
     return groups
+
+
+def _defaults() -> dict[str, object]:
+    """Every setting's default in this code, flattened (``sac.networks``), those left at None out."""
+    from chunkrl.config import TrainConfig, to_dict  # here, not above: the config imports the agents and torch
+
+    return {key: value for key, value in flatten(to_dict(TrainConfig())).items() if value is not None}
 
 
 def _differing(one: dict[str, str], other: dict[str, str]) -> list[str]:
