@@ -373,3 +373,11 @@ def test_the_networks_setting_picks_the_hidden_layers_and_the_log_std_floor(netw
 def test_an_unknown_networks_setting_is_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"networks must be one of \['fql', 'rlpd'\], got 'mlp'"):
         make_agent(networks="mlp")
+
+
+def test_a_log_std_floor_at_or_above_the_ceiling_is_refused():
+    from chunkrl.nets.actors import LOG_STD_MAX, MLPChunkActor
+
+    with pytest.raises(ValueError, match=rf"log_std_min must be below the largest log-std {LOG_STD_MAX} \(got 2"):
+        MLPChunkActor(3, 4, (8,), log_std_min=LOG_STD_MAX)
+    assert MLPChunkActor(3, 4, (8,), log_std_min=LOG_STD_MAX - 0.5).log_std_min == LOG_STD_MAX - 0.5
