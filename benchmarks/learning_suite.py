@@ -37,8 +37,10 @@ grid at the paper's scale (the grid's ``paper_set``; meant for a GPU) in its own
 where one exists; a method that others start from, as their starting level) to ``DOCS/perf/suite_GRID.png``
 (and SVG) and writes the grid's section of ``DOCS/results.md`` between the markers
 ``<!-- learning-suite: GRID -->`` and ``<!-- /learning-suite: GRID -->``: the command, the date, the figure and
-the table of final success with intervals, wall time per run and the machines the runs recorded. Everything else
-in the page is left as it is. Trials still running or stopped are counted, never averaged in.
+the table of final success with intervals, wall time per run and the machines the runs recorded. It also writes,
+first under the page's "Learning suite" heading (``<!-- learning-suite: status -->``), every grid's count of
+finished trials and what is left to run. Everything else in the page is left as it is. Trials still running or
+stopped are counted, never averaged in.
 
 Each finished trial's record (its config, evaluations and summary: a few kB) is copied by ``report`` into
 ``benchmarks/results/GRID/...`` (``--records``), which the repository keeps: a later ``report`` draws a trial
@@ -94,6 +96,8 @@ RECORDS = Path(__file__).resolve().parent / "results"
 trial's path under OUT): ``report`` copies each finished trial's ``RECORD_FILES`` here and draws from a record
 when its run directory is gone, so results gathered over several sessions and machines add up to one page."""
 RECORD_FILES = ("config.yaml", "eval.csv", "summary.json")
+SUITE_HEADING = "\n## Learning suite\n\n"
+STATUS_START, STATUS_END = "<!-- learning-suite: status -->", "<!-- /learning-suite: status -->"
 
 
 @dataclass
@@ -312,6 +316,50 @@ def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) 
     return done, len(everything)
 
 
+def left_to_run(grid: Grid, out: Path, records: Path = RECORDS) -> str:
+    """The grid's trials not finished (here or in a kept record), by method: ``rlpd: seed 2; qc: 6 trials, seeds 0,
+    1, 2 on 2 tasks``; empty when none is left."""
+    left: dict[str, list[Trial]] = {}
+    for trial in with_official(grid, out, False):
+        if not (finished(trial.run_dir) or finished(record_of(trial.run_dir, out, records))):
+            left.setdefault(trial.run_dir.relative_to(grid.directory(out, False)).parts[0], []).append(trial)
+    parts = []
+    for method, unfinished in left.items():
+        seeds = sorted({t.seed for t in unfinished})
+        named = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+        tasks = len({t.env for t in unfinished})
+        parts.append(f"{method}: {f'{len(unfinished)} trials, {named} on {tasks} tasks' if tasks > 1 else named}")
+    return "; ".join(parts)
+
+
+def status_section(grids: list[Grid], out: Path, records: Path = RECORDS) -> str:
+    """The results page's table of where every grid stands (trials finished, the official code's runs included,
+    and what is left to run), written by each ``report``."""
+    lines = [
+        STATUS_START,
+        f"Where the grids stand (written by `report`, {datetime.date.today().isoformat()}; "
+        "`python benchmarks/learning_suite.py list GRID` says where each trial is):",
+        "",
+        "| grid | what it compares | trials finished | left to run |",
+        "|---|---|---|---|",
+    ]
+    for grid in grids:
+        done, total = finished_count(grid, out, False, records)
+        lines.append(f"| {grid.name} | {grid.title} | {done} of {total} | {left_to_run(grid, out, records) or '-'} |")
+    return "\n".join([*lines, STATUS_END]) + "\n"
+
+
+def write_status(page: Path, text: str) -> None:
+    """Replace the page's status table, or put it first under the "Learning suite" heading (written before)."""
+    current = page.read_text()
+    if STATUS_START in current and STATUS_END in current:
+        before, rest = current.split(STATUS_START, 1)
+        page.write_text(before + text + rest.split(STATUS_END, 1)[1].removeprefix("\n"))
+        return
+    heading = current.index("\n", current.index("## Learning suite")) + 1
+    page.write_text(current[:heading] + "\n" + text + current[heading:])
+
+
 def state(run_dir: Path, out: Path, records: Path) -> str:
     """Where a trial stands, in words: finished here or in a kept record (success, steps, minutes), running (its
     progress), stopped (the steps of its last stop), killed outright (its newest checkpoint), or not started."""
@@ -483,7 +531,7 @@ def write_section(page: Path, tag: str, text: str) -> None:
         after = rest.split(end, 1)[1].removeprefix("\n")
         page.write_text(before + text + after)
         return
-    heading = "\n## Learning suite\n\n" if "## Learning suite" not in current else "\n"
+    heading = SUITE_HEADING if "## Learning suite" not in current else "\n"
     page.write_text(current.rstrip("\n") + "\n" + heading + text)
 
 
@@ -659,6 +707,8 @@ def report_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
             return 2
         write_section(args.docs / "results.md", grid.tag(args.paper), text)
         print(f"{grid.name}: {args.docs / 'results.md'}, {args.docs / 'perf'}/suite_{grid.name}*.png")
+    every = {grid.name: grid for grid in [*(load_grid(name) for name in grid_names()), *grids]}
+    write_status(args.docs / "results.md", status_section(list(every.values()), args.out, args.records))
     return 0
 
 

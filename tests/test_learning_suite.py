@@ -3,6 +3,7 @@ sweeps, resumed (skipped when finished), reported into a results page whose othe
 
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -88,6 +89,10 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert "bootstrap band); two, which the others start from, as a dotted level: its runs' final success" in page
     assert page.startswith("# Measured results\n\nWritten by hand.\n") and page.count("## Learning suite") == 1
     assert page.count("<!-- learning-suite: tiny -->") == 1 and page.count("<!-- /learning-suite: tiny -->") == 1
+    # every grid's standing, first under the heading, replaced by each report: the tiny grid's and the suites' own
+    assert page.count("<!-- learning-suite: status -->") == 1 and page.count("<!-- /learning-suite: status -->") == 1
+    assert "## Learning suite\n\n<!-- learning-suite: status -->\nWhere the grids stand (written by `report`, " in page
+    assert "\n| tiny | Tiny | 2 of 2 | - |\n" in page and "\n| chunking | The chunking gain: " in page
     assert "1 of 1" not in page and "2 of 2 trials finished" in page
     assert "| two: qc-fql (flow.flow_steps=2) | puzzle-3x3-play-task1 | 1 |" in page
     assert "| three: qc-fql (flow.flow_steps=3) | puzzle-3x3-play-task1 | 1 |" in page
@@ -139,6 +144,10 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert suite.official_jobs(official, out, False, Path("/venv/python"), warn=notes.append) == []  # finished
     # counted as the page counts them: two and three at seed 0, and the official run of two at seed 0, of 6
     assert suite.finished_count(official, out, False, records) == (3, 6)
+    # by method in the grid's order (safe_dump sorted "three" first)
+    assert suite.left_to_run(official, out, records) == "three: seed 1; two: seed 1; two-official: seed 1"
+    twice = dataclasses.replace(official, envs=[*official.envs, "cube-double-play-singletask-task2-v0"])
+    assert suite.left_to_run(twice, out, records).startswith("three: 3 trials, seeds 0, 1 on 2 tasks; two: 3 trials, ")
     assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
     # the faked official run names no machine, the trained ones do: wall times per machine, lettered
