@@ -317,14 +317,21 @@ def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) 
 
 
 def left_to_run(grid: Grid, out: Path, records: Path = RECORDS) -> str:
-    """The grid's trials not finished (here or in a kept record), by method: ``rlpd: seed 2; qc: 6 trials, seeds 0,
-    1, 2 on 2 tasks``; empty when none is left."""
+    """The grid's trials not finished (here or in a kept record), by method: ``rlpd: seed 2; qc: 5 trials, seeds 0,
+    1, 2 on 2 tasks; bfn: all 6``, or ``all 36`` before any has finished; empty when none is left."""
     left: dict[str, list[Trial]] = {}
-    for trial in with_official(grid, out, False):
+    everything = with_official(grid, out, False)
+    methods = [trial.run_dir.relative_to(grid.directory(out, False)).parts[0] for trial in everything]
+    for trial, method in zip(everything, methods, strict=True):
         if not (finished(trial.run_dir) or finished(record_of(trial.run_dir, out, records))):
-            left.setdefault(trial.run_dir.relative_to(grid.directory(out, False)).parts[0], []).append(trial)
+            left.setdefault(method, []).append(trial)
+    if sum(map(len, left.values())) == len(everything) > 1:
+        return f"all {len(everything)}"
     parts = []
     for method, unfinished in left.items():
+        if len(unfinished) == methods.count(method) > 1:
+            parts.append(f"{method}: all {len(unfinished)}")
+            continue
         seeds = sorted({t.seed for t in unfinished})
         named = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
         tasks = len({t.env for t in unfinished})

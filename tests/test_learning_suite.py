@@ -148,6 +148,10 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert suite.left_to_run(official, out, records) == "three: seed 1; two: seed 1; two-official: seed 1"
     twice = dataclasses.replace(official, envs=[*official.envs, "cube-double-play-singletask-task2-v0"])
     assert suite.left_to_run(twice, out, records).startswith("three: 3 trials, seeds 0, 1 on 2 tasks; two: 3 trials, ")
+    fresh = dataclasses.replace(official, envs=["cube-double-play-singletask-task2-v0"])
+    assert suite.left_to_run(fresh, out, records) == "all 6"  # nothing finished on that task
+    more = dataclasses.replace(twice, methods=[*twice.methods, dataclasses.replace(twice.methods[0], name="four")])
+    assert "; four: all 4; two-official: " in suite.left_to_run(more, out, records)  # none of four finished
     assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
     # the faked official run names no machine, the trained ones do: wall times per machine, lettered
