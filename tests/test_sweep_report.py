@@ -374,6 +374,34 @@ def test_a_sweep_started_after_a_stopped_one_runs_its_trials(monkeypatch, tmp_pa
     assert log == "ran\nran\n" and trial.attempts == 2  # it ran (no summary: failed, so retried once)
 
 
+def test_the_papers_curve_is_drawn_in_the_colour_of_the_same_methods_curve(monkeypatch, tmp_path):
+    """Several methods beside their published curves: each paper curve takes its chunkrl curve's colour (not one
+    grey for all, which left two published curves told apart by their end points only)."""
+    from matplotlib.axes import Axes
+
+    from chunkrl.report.plot import PAPER_CURVES, plot_runs
+
+    runs = []
+    for agent in ("qc-fql", "fql"):
+        path = tmp_path / agent
+        path.mkdir()
+        config = {"agent": agent, "env": "puzzle-3x3-play-singletask-task4-v0", "offline_steps": 100000}
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        (path / "eval.csv").write_text("step,phase,success,return,length,episodes\n100000,offline,0.1,-400,500,50\n")
+        runs.append(path)
+    drawn, plot = {}, Axes.plot
+
+    def recorded(ax, *args, **kwargs):
+        drawn[kwargs["label"]] = kwargs["color"]
+        return plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recorded)
+    plot_runs(runs, tmp_path / "curves.png", reference=PAPER_CURVES)
+    ours = {label.split(" on ")[0]: color for label, color in drawn.items() if not label.startswith("paper ")}
+    paper = {label.split(" (")[0]: color for label, color in drawn.items() if label.startswith("paper ")}
+    assert paper == {"paper QC-FQL": ours["qc-fql"], "paper FQL": ours["fql"]} and ours["qc-fql"] != ours["fql"]
+
+
 def test_a_published_curve_says_how_far_apart_its_points_are():
     from chunkrl.report.plot import reference_spacing
 

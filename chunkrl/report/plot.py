@@ -313,10 +313,11 @@ def plot_runs(
 
     A step enters a group's curve where every seed of the group was evaluated. With ``reference`` (the
     paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl; success only), the paper's curve for the same task
-    and method is drawn over the same range of each phase. ``baselines`` are runs whose final evaluations are
-    drawn as a level (mean and band, per method and task) across both phases, e.g. the imitation runs a
-    fine-tuning started from. ``names`` gives runs their method's name in a grid, shown before the agent (and
-    runs of two names are never one group). A run that cannot be read is named through ``warn`` and left out.
+    and method is drawn over the same range of each phase, dashed, in the colour of chunkrl's curve.
+    ``baselines`` are runs whose final evaluations are drawn as a level (mean and band, per method and task)
+    across both phases, e.g. the imitation runs a fine-tuning started from. ``names`` gives runs their method's
+    name in a grid, shown before the agent (and runs of two names are never one group). A run that cannot be
+    read is named through ``warn`` and left out.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)} (got {metric!r})")
@@ -333,7 +334,7 @@ def plot_runs(
     axes = list(axes[0])
     panels = dict(zip(phases, axes, strict=True))
     extent = {"offline": 0.0, "online": 0.0}
-    references = set()
+    references: dict[tuple[str, str], str] = {}  # (task, the paper's method) -> the colour of chunkrl's curve
     for index, (group, members) in enumerate(groups):
         color = f"C{index % 10}"
         for phase, ax in panels.items():
@@ -345,7 +346,7 @@ def plot_runs(
             ax.plot(steps, mean, marker="o", color=color, label=label)
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
             extent[phase] = max(extent[phase], max(steps))
-        references.add((paper_task_name(group.env), PAPER_METHOD_NAMES.get(group.agent, group.agent)))
+        references.setdefault((paper_task_name(group.env), PAPER_METHOD_NAMES.get(group.agent, group.agent)), color)
     for index, (group, members) in enumerate(sorted(group_runs(levels).items())):
         mean, low, high = final_level(members, metric)
         color = f"C{(index + 5) % 10}"
@@ -354,15 +355,15 @@ def plot_runs(
             ax.axhline(mean, linestyle=":", color=color, label=label)
             ax.axhspan(low, high, color=color, alpha=0.12)
     if reference is not None and metric == "success":
-        for task, method in sorted(references):
+        for (task, method), color in sorted(references.items()):
             curves = read_reference(reference, task, method)
             for phase, ax in panels.items():
                 points = [p for p in curves.get(phase, []) if p[0] <= max(extent[phase], 1e5) * 1.001]
                 if points:
                     xs, mean, low, high = zip(*points, strict=True)
                     label = f"paper {method} ({task}{reference_spacing(xs)})"
-                    ax.plot(xs, mean, linestyle="--", marker="s", color="gray", label=label)
-                    ax.fill_between(xs, low, high, color="gray", alpha=0.2)
+                    ax.plot(xs, mean, linestyle="--", marker="s", color=color, alpha=0.6, label=label)
+                    ax.fill_between(xs, low, high, color=color, alpha=0.08)
     for phase, ax in panels.items():
         unit = "gradient steps" if phase == "offline" else "environment steps"
         ax.set_xlabel(f"{phase} {unit}")
