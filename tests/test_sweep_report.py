@@ -374,32 +374,44 @@ def test_a_sweep_started_after_a_stopped_one_runs_its_trials(monkeypatch, tmp_pa
     assert log == "ran\nran\n" and trial.attempts == 2  # it ran (no summary: failed, so retried once)
 
 
-def test_the_papers_curve_is_drawn_in_the_colour_of_the_same_methods_curve(monkeypatch, tmp_path):
-    """Several methods beside their published curves: each paper curve takes its chunkrl curve's colour (not one
-    grey for all, which left two published curves told apart by their end points only)."""
+def test_each_task_gets_a_row_and_each_method_one_colour_with_its_papers_curve(monkeypatch, tmp_path):
+    """Runs on two tasks: a row of panels per task; a method keeps its colour in every row, and the paper's curve
+    of a method on a task is drawn in that colour on that task's panel (not in one grey for all, which left two
+    published curves told apart by their end points only)."""
     from matplotlib.axes import Axes
 
     from chunkrl.report.plot import PAPER_CURVES, plot_runs
 
     runs = []
-    for agent in ("qc-fql", "fql"):
-        path = tmp_path / agent
+    for agent, env in [("qc-fql", "puzzle-3x3"), ("fql", "puzzle-3x3"), ("qc-fql", "scene")]:
+        path = tmp_path / f"{agent}-{env}"
         path.mkdir()
-        config = {"agent": agent, "env": "puzzle-3x3-play-singletask-task4-v0", "offline_steps": 100000}
+        config = {"agent": agent, "env": f"{env}-play-singletask-task4-v0", "offline_steps": 100000}
         (path / "config.yaml").write_text(yaml.safe_dump(config))
         (path / "eval.csv").write_text("step,phase,success,return,length,episodes\n100000,offline,0.1,-400,500,50\n")
         runs.append(path)
     drawn, plot = {}, Axes.plot
 
     def recorded(ax, *args, **kwargs):
-        drawn[kwargs["label"]] = kwargs["color"]
+        drawn[kwargs["label"]] = (ax, kwargs["color"])
         return plot(ax, *args, **kwargs)
 
     monkeypatch.setattr(Axes, "plot", recorded)
     plot_runs(runs, tmp_path / "curves.png", reference=PAPER_CURVES)
-    ours = {label.split(" on ")[0]: color for label, color in drawn.items() if not label.startswith("paper ")}
-    paper = {label.split(" (")[0]: color for label, color in drawn.items() if label.startswith("paper ")}
-    assert paper == {"paper QC-FQL": ours["qc-fql"], "paper FQL": ours["fql"]} and ours["qc-fql"] != ours["fql"]
+    seen = {label.split(",")[0] if label.startswith("paper ") else label.split(" (1")[0]: (ax.get_title(), color)
+            for label, (ax, color) in drawn.items()}  # fmt: skip
+    puzzle, scene = "puzzle-3x3-play-task4, offline", "scene-play-task4, offline"
+    qc_fql, fql = seen["qc-fql on puzzle-3x3-play-task4"][1], seen["fql on puzzle-3x3-play-task4"][1]
+    assert qc_fql != fql
+    assert seen == {
+        "qc-fql on puzzle-3x3-play-task4": (puzzle, qc_fql),
+        "fql on puzzle-3x3-play-task4": (puzzle, fql),
+        "qc-fql on scene-play-task4": (scene, qc_fql),
+        "paper QC-FQL (puzzle-3x3-play-task4": (puzzle, qc_fql),
+        "paper QC-FQL (scene-play-task4": (scene, qc_fql),
+        "paper FQL (puzzle-3x3-play-task4": (puzzle, fql),  # no FQL run on scene: no paper FQL there
+    }
+    assert {ax.get_title() for ax, _ in drawn.values()} == {puzzle, scene}
 
 
 def test_a_published_curve_says_how_far_apart_its_points_are():

@@ -308,8 +308,8 @@ def plot_runs(
     names: dict[Path, str] | None = None,
 ) -> Path:
     """Mean evaluation ``metric`` (success or return) per (method, task) over its seeds, with a 95% bootstrap
-    confidence band, offline and online phases side by side (a phase no run has is left out); written as PNG and
-    SVG (``out`` names the PNG).
+    confidence band, offline and online phases side by side (a phase no run has is left out), a row of them per
+    task, each method in one colour in every row; written as PNG and SVG (``out`` names the PNG).
 
     A step enters a group's curve where every seed of the group was evaluated. With ``reference`` (the
     paper's curves CSV; ``PAPER_CURVES`` ships with chunkrl; success only), the paper's curve for the same task
@@ -329,51 +329,60 @@ def plot_runs(
     import matplotlib.pyplot as plt
 
     groups = sorted(group_runs(records).items())
+    level_groups = sorted(group_runs(levels).items())
     phases = plotted_phases([members for _, members in groups], metric)
-    fig, axes = plt.subplots(1, len(phases), figsize=(1 + 5 * len(phases), 4), sharey=True, squeeze=False)
-    axes = list(axes[0])
-    panels = dict(zip(phases, axes, strict=True))
-    extent = {"offline": 0.0, "online": 0.0}
-    references: dict[tuple[str, str], str] = {}  # (task, the paper's method) -> the colour of chunkrl's curve
-    for index, (group, members) in enumerate(groups):
-        color = f"C{index % 10}"
-        for phase, ax in panels.items():
+    tasks = sorted({group.env for group, _ in groups + level_groups})  # a row of panels per task
+    fig, grid = plt.subplots(
+        len(tasks), len(phases), figsize=(1 + 5 * len(phases), 4 * len(tasks)), sharey=True, squeeze=False
+    )
+    panels = {(env, phase): grid[row][col] for row, env in enumerate(tasks) for col, phase in enumerate(phases)}
+    extent = dict.fromkeys(panels, 0.0)
+    # one colour per method, the same in every task's row; the paper's curve of a method takes its colour
+    methods = list(dict.fromkeys((group.name, group.agent, group.variant) for group, _ in groups))
+    references: dict[tuple[str, str], str] = {}  # (env, the paper's method) -> the colour of chunkrl's curve
+    for group, members in groups:
+        color = f"C{methods.index((group.name, group.agent, group.variant)) % 10}"
+        for phase in phases:
             points = curve(members, phase, metric)
             if not points:
                 continue
             steps, mean, low, high = zip(*points, strict=True)
             label = f"{group.label()} on {paper_task_name(group.env)} ({_seeds(members)})"
+            ax = panels[(group.env, phase)]
             ax.plot(steps, mean, marker="o", color=color, label=label)
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
-            extent[phase] = max(extent[phase], max(steps))
-        references.setdefault((paper_task_name(group.env), PAPER_METHOD_NAMES.get(group.agent, group.agent)), color)
-    for index, (group, members) in enumerate(sorted(group_runs(levels).items())):
+            extent[(group.env, phase)] = max(extent[(group.env, phase)], max(steps))
+        references.setdefault((group.env, PAPER_METHOD_NAMES.get(group.agent, group.agent)), color)
+    for index, (group, members) in enumerate(level_groups):
         mean, low, high = final_level(members, metric)
         color = f"C{(index + 5) % 10}"
         label = f"{group.label()} on {paper_task_name(group.env)}, final ({_seeds(members)})"
-        for ax in axes:
-            ax.axhline(mean, linestyle=":", color=color, label=label)
-            ax.axhspan(low, high, color=color, alpha=0.12)
+        for phase in phases:
+            panels[(group.env, phase)].axhline(mean, linestyle=":", color=color, label=label)
+            panels[(group.env, phase)].axhspan(low, high, color=color, alpha=0.12)
     if reference is not None and metric == "success":
-        for (task, method), color in sorted(references.items()):
+        for (env, method), color in sorted(references.items()):
+            task = paper_task_name(env)
             curves = read_reference(reference, task, method)
-            for phase, ax in panels.items():
-                points = [p for p in curves.get(phase, []) if p[0] <= max(extent[phase], 1e5) * 1.001]
+            for phase in phases:
+                points = [p for p in curves.get(phase, []) if p[0] <= max(extent[(env, phase)], 1e5) * 1.001]
                 if points:
                     xs, mean, low, high = zip(*points, strict=True)
                     label = f"paper {method} ({task}{reference_spacing(xs)})"
+                    ax = panels[(env, phase)]
                     ax.plot(xs, mean, linestyle="--", marker="s", color=color, alpha=0.6, label=label)
                     ax.fill_between(xs, low, high, color=color, alpha=0.08)
-    for phase, ax in panels.items():
+    for (env, phase), ax in panels.items():
         unit = "gradient steps" if phase == "offline" else "environment steps"
         ax.set_xlabel(f"{phase} {unit}")
-        ax.set_title(phase)
+        ax.set_title(f"{paper_task_name(env)}, {phase}" if len(tasks) > 1 else phase)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    axes[0].set_ylabel(f"evaluation {metric}\n(mean, 95% bootstrap CI over seeds)")
+    for row in grid:
+        row[0].set_ylabel(f"evaluation {metric}\n(mean, 95% bootstrap CI over seeds)")
     if metric == "success":
-        axes[0].set_ylim(-0.02, 1.02)
+        grid[0][0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
     out = Path(out) if out else records[0].path / "success.png"
     fig.savefig(out, dpi=120)
