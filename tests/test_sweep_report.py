@@ -412,6 +412,21 @@ def test_each_task_gets_a_row_and_each_method_one_colour_with_its_papers_curve(m
         "paper FQL (puzzle-3x3-play-task4": (puzzle, fql),  # no FQL run on scene: no paper FQL there
     }
     assert {ax.get_title() for ax, _ in drawn.values()} == {puzzle, scene}
+    # online, the paper's curve of a method with an offline phase starts after its 1M offline steps: it says so
+    for path in runs:
+        (path / "eval.csv").write_text("step,phase,success,return,length,episodes\n150000,online,0.1,-400,500,50\n")
+    online = tmp_path / "rlpd"
+    online.mkdir()
+    (online / "config.yaml").write_text(yaml.safe_dump({"agent": "rlpd", "env": "puzzle-3x3-play-singletask-task4-v0"}))
+    (online / "eval.csv").write_text("step,phase,success,return,length,episodes\n50000,online,0.0,-500,500,50\n")
+    drawn.clear()
+    plot_runs([*runs, online], tmp_path / "online.png", reference=PAPER_CURVES)
+    papers = sorted(label for label in drawn if label.startswith("paper ") and "puzzle" in label)
+    assert papers == [
+        "paper FQL (puzzle-3x3-play-task4, after its 1M offline steps, a point every 100k)",
+        "paper QC-FQL (puzzle-3x3-play-task4, after its 1M offline steps, a point every 100k)",
+        "paper RLPD (puzzle-3x3-play-task4, a point every 100k)",  # online only in the paper too
+    ]
 
 
 def test_a_published_curve_says_how_far_apart_its_points_are():

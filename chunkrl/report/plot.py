@@ -364,11 +364,14 @@ def plot_runs(
         for (env, method), color in sorted(references.items()):
             task = paper_task_name(env)
             curves = read_reference(reference, task, method)
+            # the paper's online phase follows its 1M offline steps, wherever it has an offline curve
+            pretrained = any(0 < step < 1e6 for step, *_ in curves.get("offline", []))
             for phase in phases:
                 points = [p for p in curves.get(phase, []) if p[0] <= max(extent[(env, phase)], 1e5) * 1.001]
                 if points:
                     xs, mean, low, high = zip(*points, strict=True)
-                    label = f"paper {method} ({task}{reference_spacing(xs)})"
+                    after = ", after its 1M offline steps" if phase == "online" and pretrained else ""
+                    label = f"paper {method} ({task}{after}{reference_spacing(xs)})"
                     ax = panels[(env, phase)]
                     ax.plot(xs, mean, linestyle="--", marker="s", color=color, alpha=0.6, label=label)
                     ax.fill_between(xs, low, high, color=color, alpha=0.08)
