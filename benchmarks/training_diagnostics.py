@@ -14,6 +14,14 @@ different names; this maps them:
 - ``temperature``: chunkrl ``actor/temperature``, official ``actor/alpha``;
 - ``bc_loss``: the weighted behaviour-cloning term, ``actor/bc_loss`` in both.
 
+The flow agents (QC-FQL and its baselines; the official ``acfql`` agent) log the critic's loss and Q under the same
+names as above, and:
+
+- ``bc_flow_loss``: the behaviour flow policy's flow-matching error, ``actor/bc_flow_loss`` in both (chunkrl's is
+  the mean over the valid actions, the official one over every action, the padded ones counted as 0);
+- ``distill_loss``: the one-step policy's squared distance to the flow policy's chunk from the same noise
+  (unweighted by alpha), ``actor/distill_loss`` in both.
+
 A run that did not log a step (or a diagnostic) shows ``-``. Where a run came from is named by its config.yaml's
 agent (the official code's runs say so) and its directory.
 """
@@ -32,6 +40,8 @@ DIAGNOSTICS = {
     "entropy": ("actor/entropy", "actor/entropy"),
     "temperature": ("actor/temperature", "actor/alpha"),
     "bc_loss": ("actor/bc_loss", "actor/bc_loss"),
+    "bc_flow_loss": ("actor/bc_flow_loss", "actor/bc_flow_loss"),
+    "distill_loss": ("actor/distill_loss", "actor/distill_loss"),
 }
 """A diagnostic's name -> (chunkrl's column, the official code's column)."""
 
@@ -59,12 +69,15 @@ def value(rows: dict[int, dict[str, str]], step: int, column: str) -> str:
         return "-"
 
 
-def tables(run_dirs: list[Path], steps: list[int], names: list[str]) -> str:
-    """The Markdown tables of ``names`` (keys of ``DIAGNOSTICS``) at ``steps`` for the runs."""
-    unknown = [name for name in names if name not in DIAGNOSTICS]
+def tables(run_dirs: list[Path], steps: list[int], names: list[str] | None = None) -> str:
+    """The Markdown tables of ``names`` (keys of ``DIAGNOSTICS``; None: each that some run logged) at ``steps`` for
+    the runs."""
+    unknown = [name for name in names or [] if name not in DIAGNOSTICS]
     if unknown:
         raise SystemExit(f"unknown diagnostic(s) {', '.join(unknown)}; choose from: {', '.join(DIAGNOSTICS)}")
     runs = [read_run(run_dir) for run_dir in run_dirs]
+    if names is None:  # a flow agent logs no temperature, the SAC family no distillation
+        names = [name for name in DIAGNOSTICS if any(logged(label, rows, name) for label, rows in runs)]
     out = []
     for name in names:
         ours, official = DIAGNOSTICS[name]
@@ -77,11 +90,20 @@ def tables(run_dirs: list[Path], steps: list[int], names: list[str]) -> str:
     return "\n".join(out)
 
 
+def logged(label: str, rows: dict[int, dict[str, str]], name: str) -> bool:
+    """Whether the run logged the diagnostic ``name`` (its code's column holds a value in some row)."""
+    ours, official = DIAGNOSTICS[name]
+    column = official if OFFICIAL in label else ours
+    return any(row.get(column) for row in rows.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (chunkrl's or the official code's)")
     parser.add_argument("--steps", nargs="+", type=int, default=[6000, 10000, 20000, 30000, 40000, 50000])
-    parser.add_argument("--metrics", nargs="+", default=list(DIAGNOSTICS), help=f"of: {', '.join(DIAGNOSTICS)}")
+    parser.add_argument(
+        "--metrics", nargs="+", default=None, help=f"of: {', '.join(DIAGNOSTICS)} (default: those the runs logged)"
+    )
     args = parser.parse_args()
     print(tables(args.runs, args.steps, args.metrics))
 

@@ -37,3 +37,15 @@ def test_an_unknown_diagnostic_or_a_folder_without_a_log_is_named(diagnostics, t
         diagnostics.tables([tmp_path], [1000], ["alpha"])
     with pytest.raises(SystemExit, match="has no train.csv"):
         diagnostics.tables([tmp_path], [1000], ["q"])
+
+
+def test_by_default_only_the_diagnostics_the_runs_logged_are_shown(diagnostics, tmp_path):
+    """A flow agent's runs (chunkrl's and the official acfql's) log no temperature: their tables are the critic's and
+    the flow losses only."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    write_run(ours, "qc-fql", "step,phase,critic/loss,critic/q_mean,actor/bc_flow_loss,actor/distill_loss",
+              ["1000,offline,0.5,-29.4,0.34,0.02"])  # fmt: skip
+    header = "step,phase,critic/critic_loss,critic/q_mean,actor/bc_flow_loss,actor/distill_loss,actor/alpha"
+    write_run(theirs, "qc-fql (official code)", header, ["1000,offline,0.4,-28.1,0.33,0.03,"])
+    shown = [line for line in diagnostics.tables([ours, theirs], [1000]).splitlines() if line.endswith(":")]
+    assert shown == ["critic_loss:", "q:", "bc_flow_loss:", "distill_loss:"]
