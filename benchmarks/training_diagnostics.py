@@ -80,21 +80,23 @@ def tables(run_dirs: list[Path], steps: list[int], names: list[str] | None = Non
         names = [name for name in DIAGNOSTICS if any(logged(label, rows, name) for label, rows in runs)]
     out = []
     for name in names:
-        ours, official = DIAGNOSTICS[name]
         out += [f"{name}:", "", "| run | " + " | ".join(f"{step:,}" for step in steps) + " |"]
         out.append("|---|" + "---|" * len(steps))
         for label, rows in runs:
-            column = official if OFFICIAL in label else ours
-            out.append(f"| {label} | " + " | ".join(value(rows, step, column) for step in steps) + " |")
+            out.append(f"| {label} | " + " | ".join(value(rows, step, column(label, name)) for step in steps) + " |")
         out.append("")
     return "\n".join(out)
 
 
+def column(label: str, name: str) -> str:
+    """The ``train.csv`` column of the diagnostic ``name`` in the code that made the run labelled ``label``."""
+    ours, official = DIAGNOSTICS[name]
+    return official if OFFICIAL in label else ours
+
+
 def logged(label: str, rows: dict[int, dict[str, str]], name: str) -> bool:
     """Whether the run logged the diagnostic ``name`` (its code's column holds a value in some row)."""
-    ours, official = DIAGNOSTICS[name]
-    column = official if OFFICIAL in label else ours
-    return any(row.get(column) for row in rows.values())
+    return any(row.get(column(label, name)) for row in rows.values())
 
 
 def main() -> None:
