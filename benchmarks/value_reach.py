@@ -1,0 +1,164 @@
+"""How far back from the task's successes a run's critic values reach: the critic's mean value of the dataset's chunks
+that start k steps before the data reach a success, beside the discounted return of the data's own path from there.
+
+    python benchmarks/value_reach.py RUN_OR_CHECKPOINT [RUN_OR_CHECKPOINT ...] [--steps-before 1 5 10 25 50 100]
+
+On a sparse task (-1 a step until the task is solved, 0 and the episode's end then) a critic that knows nothing of
+the goal values every state at about -1 / (1 - discount): -100 at 0.99. Offline, the goal's value can only enter
+from the successes the data hold, and it spreads back from them one backup at a time, as far as the policy that
+the backup follows knows the way. A run whose evaluations stay at 0 can therefore still be learning: this says how
+far back its values have reached. Q(s, chunk) counts the agent's own policy after the chunk, so it lies above the
+data path's return where the policy knows a shorter way and below it where it does not know the way.
+
+Each run (or checkpoint) is read with its saved config and normalisation, and with the data it trained on (the
+same file `chunkrl train` would load: the cache's generated copy or its ``dataset_path``). The values come from the
+agent's own critic loss code (``critic/q_mean``, ``critic/target_mean``: the mean over the critic ensemble and the
+chunks), so every family with a chunk critic (flow, best-of-N, SAC, diffusion) is read the same way. A row's chunks
+start k steps before each entry into a success (the step the data reach it, with no success in between, in the
+same trajectory); the last row is chunks from uniformly random dataset steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from chunkrl.agents.registry import METHODS
+from chunkrl.config import TrainConfig, load_config
+from chunkrl.data.catalog import load_dataset
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.envs.registry import run_env, space_dims
+from chunkrl.train.checkpoint import agent_from_checkpoint, checkpoint_normalizer, read_counters, resolve_checkpoint
+
+STEPS_BEFORE = (1, 5, 10, 25, 50, 100, 200, 400)
+RANDOM_CHUNKS = 2000
+
+
+def success_entries(terminals: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The steps at which a trajectory enters a success: terminal steps (a success ends the task) whose previous step
+    is no terminal of the same trajectory. ``ends`` marks each trajectory's last step."""
+    starts_trajectory = np.concatenate([[True], ends[:-1]])
+    previous_terminal = np.concatenate([[False], terminals[:-1]]) & ~starts_trajectory
+    return np.flatnonzero(terminals & ~previous_terminal)
+
+
+def steps_before(terminals: np.ndarray, ends: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, entries): the steps ``k`` before each success entry from which the data reach that entry with no
+    success on the way and within one trajectory, and those entries."""
+    entries = success_entries(terminals, ends)
+    starts = entries - k
+    trajectory = np.concatenate([[0], np.cumsum(ends[:-1])])
+    successes_before = np.concatenate([[0], np.cumsum(terminals[:-1])])  # terminal steps before each step
+    safe = np.maximum(starts, 0)
+    keep = (
+        (starts >= 0)
+        & (trajectory[safe] == trajectory[entries])
+        & (successes_before[safe] == successes_before[entries])  # no success in [start, entry)
+    )
+    return starts[keep], entries[keep]
+
+
+def path_returns(rewards: np.ndarray, starts: np.ndarray, entries: np.ndarray, discount: float) -> np.ndarray:
+    """The discounted return of the data's path from each start up to and including its success entry (where the
+    task ends): ``sum_{i=0}^{entry-start} discount^i * reward[start + i]``."""
+    length = int((entries - starts).max(initial=0)) + 1
+    offsets = np.arange(length)
+    positions = starts[:, None] + offsets
+    counted = offsets[None, :] <= (entries - starts)[:, None]
+    step_rewards = np.where(counted, rewards[np.minimum(positions, len(rewards) - 1)], 0.0)
+    return (step_rewards * discount**offsets).sum(axis=1)
+
+
+def critic_values(agent, sampler: ChunkSampler, starts: np.ndarray) -> tuple[float, float]:
+    """The critic's mean value of the chunks at ``starts`` and the mean of its TD targets, from the agent's critic
+    loss code (the ensemble's and the chunks' mean)."""
+    batch = sampler.gather(starts).to_torch(agent.device)
+    with torch.no_grad():
+        _, metrics = agent.critic_loss(batch)
+    return float(metrics["critic/q_mean"]), float(metrics["critic/target_mean"])
+
+
+def read_checkpoint(path: Path, console: Console):
+    """(label, config, agent, sampler over the run's normalised data) for a run or checkpoint directory."""
+    checkpoint = resolve_checkpoint(path)
+    config: TrainConfig = load_config(checkpoint / "config.yaml")
+    method = METHODS[config.agent]
+    if method.schedule == "on_policy":
+        raise SystemExit(f"{path}: {config.agent} learns from its own rollouts: it has no chunk critic of the data")
+    env = run_env(config)
+    observation_dim, action_dim = space_dims(env)
+    store = load_dataset(config, env, 0, console)
+    checkpoint_normalizer(checkpoint, observation_dim, action_dim).apply_to(store)
+    if method.reward_offset:  # the training rewards, as build_trainer shifts them
+        store.rewards[: store.size] += method.reward_offset
+    agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, torch.device("cpu"))
+    if not hasattr(agent, "critic_loss"):
+        raise SystemExit(f"{path}: {config.agent} has no critic loss to read its values from")
+    length = max(config.critic_horizon, config.actor_chunk)  # batches carry the longer of the two, as in training
+    spec = ChunkSpec(config.critic_horizon, config.discount, config.boundary, action_length=length)
+    sampler = ChunkSampler(store, spec, seed=config.seed, history=agent.history_length)
+    step = read_counters(checkpoint).global_step
+    return f"{config.agent} at step {step:,}", config, agent, sampler
+
+
+def reach_table(paths: list[Path], steps: list[int], console: Console) -> str:
+    """The Markdown table: a row per distance k, the data path's return and each checkpoint's mean Q."""
+    columns, rows, first = [], {k: [] for k in steps}, None
+    random_row = []
+    for path in paths:
+        label, config, agent, sampler = read_checkpoint(path, console)
+        store = sampler.trajectories
+        n = store.size
+        terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
+        if first is not None and (config.env, config.discount) != first:
+            raise SystemExit(f"{path}: {config.env} at discount {config.discount}, but the first run is {first}")
+        if not terminals.any():
+            raise SystemExit(f"{path}: the data of {config.env} hold no success (no terminal step): nothing to reach")
+        first = (config.env, config.discount)
+        columns.append(label)
+        for k in steps:
+            starts, entries = steps_before(terminals, ends, k)
+            if len(starts) == 0:
+                rows[k].append(None)
+                continue
+            q, _ = critic_values(agent, sampler, starts)
+            rows[k].append((len(starts), float(path_returns(rewards, starts, entries, config.discount).mean()), q))
+        random_starts = np.random.default_rng(0).integers(0, n, RANDOM_CHUNKS)
+        random_row.append(critic_values(agent, sampler, random_starts)[0])
+    lines = [
+        f"Mean Q of dataset chunks k steps before the data enter a success ({first[0]}, discount {first[1]})",
+        "",
+        "| k | chunks | data path's return | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for k in steps:
+        known = next((cell for cell in rows[k] if cell is not None), None)
+        if known is None:
+            lines.append(f"| {k} | 0 | - | " + " | ".join("-" for _ in columns) + " |")
+            continue
+        values = " | ".join("-" if cell is None else f"{cell[2]:.2f}" for cell in rows[k])
+        lines.append(f"| {k} | {known[0]} | {known[1]:.2f} | {values} |")
+    lines.append(f"| random | {RANDOM_CHUNKS} | - | " + " | ".join(f"{q:.2f}" for q in random_row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (their latest checkpoint) or checkpoints")
+    parser.add_argument(
+        "--steps-before", nargs="+", type=int, default=list(STEPS_BEFORE), help="distances k to a success entry"
+    )
+    args = parser.parse_args(argv)
+    if any(k < 0 for k in args.steps_before):
+        parser.error("--steps-before takes distances >= 0 (0: chunks that start at the success)")
+    console = Console(stderr=True)
+    print(reach_table(args.runs, args.steps_before, console))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

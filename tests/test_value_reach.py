@@ -1,0 +1,104 @@
+"""benchmarks/value_reach.py: how far back from the data's successes a run's critic values reach."""
+
+import numpy as np
+import pytest
+import torch
+
+from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.data.trajectories import Trajectories
+from chunkrl.train.run import train
+from tests.conftest import load_benchmark, make_store, tiny_config
+
+
+@pytest.fixture(scope="module")
+def reach():
+    return load_benchmark("value_reach")
+
+
+# two trajectories, steps 0-9 and 10-19; successes at steps 3-4 (entered at 3), 7 and 12
+TERMINALS = np.isin(np.arange(20), [3, 4, 7, 12])
+ENDS = np.isin(np.arange(20), [9, 19])
+
+
+def test_a_start_reaches_its_success_entry_within_its_trajectory_with_no_success_on_the_way(reach):
+    assert reach.success_entries(TERMINALS, ENDS).tolist() == [3, 7, 12]
+    starts, entries = reach.steps_before(TERMINALS, ENDS, 2)
+    assert (starts.tolist(), entries.tolist()) == ([1, 5, 10], [3, 7, 12])
+    # k = 3: step 4 (7 - 3) is a success on the way to 7, step 9 (12 - 3) lies in the first trajectory
+    assert [a.tolist() for a in reach.steps_before(TERMINALS, ENDS, 3)] == [[0], [3]]
+    assert [a.tolist() for a in reach.steps_before(TERMINALS, ENDS, 4)] == [[], []]
+    assert reach.steps_before(TERMINALS, ENDS, 0)[0].tolist() == [3, 7, 12]
+
+
+def test_a_success_on_a_trajectorys_first_step_is_an_entry_after_one_that_ended_the_last(reach):
+    terminals, ends = np.isin(np.arange(6), [2, 3]), np.isin(np.arange(6), [2, 5])
+    assert reach.success_entries(terminals, ends).tolist() == [2, 3]
+
+
+def test_the_data_paths_return_is_discounted_up_to_and_including_its_entry(reach):
+    rewards = np.where(TERMINALS, 0.0, -(np.arange(20) + 1.0))
+    starts, entries = reach.steps_before(TERMINALS, ENDS, 2)
+    # 1 -> 3: -2 + 0.5 * -3 + 0.25 * 0; 5 -> 7: -6 + 0.5 * -7; 10 -> 12: -11 + 0.5 * -12
+    assert reach.path_returns(rewards, starts, entries, 0.5).tolist() == [-3.5, -9.5, -17.0]
+    assert reach.path_returns(np.array([-1.0, 2.0]), np.array([1]), np.array([1]), 0.9).tolist() == [2.0]
+
+
+def test_the_values_are_the_critic_ensembles_mean_over_the_dataset_chunks(reach):
+    from chunkrl.agents.registry import build_agent
+    from chunkrl.config import TrainConfig, from_dict, resolve_method
+
+    torch.manual_seed(0)
+    config = resolve_method(from_dict(TrainConfig, {"agent": "qc-fql", "horizon": 2}))
+    agent = build_agent(config, 2, 1, torch.device("cpu")).eval()
+    store = make_store(np.where(TERMINALS, 0.0, -1.0), TERMINALS, ENDS)
+    sampler = ChunkSampler(store, ChunkSpec(2, 0.99, "mask"))
+    starts = np.array([1, 5, 10])
+    chunks = torch.tensor(store.actions[starts[:, None] + np.arange(2)].reshape(3, 2))
+    with torch.no_grad():
+        expected = agent.critic(torch.tensor(store.observations[starts]), chunks).mean().item()
+    q, target = reach.critic_values(agent, sampler, starts)
+    assert q == pytest.approx(expected, rel=1e-6)
+    assert np.isfinite(target)
+
+
+@pytest.fixture
+def marked_successes(reach, monkeypatch):
+    """The tiny data hold no success of the task: mark some (steps 30-31 and 150; rewards -1 a step, 0 there)."""
+    real_loader = reach.load_dataset
+
+    def with_successes(config, env, extra, console):
+        steps = real_loader(config, env, extra, console).step_arrays()
+        marked = np.isin(np.arange(len(steps.rewards)), [30, 31, 150])
+        steps.terminals[:] = marked
+        steps.rewards[:] = np.where(marked, 0.0, -1.0)
+        return Trajectories.from_arrays(steps)
+
+    monkeypatch.setattr(reach, "load_dataset", with_successes)
+
+
+def test_a_tiny_run_is_read_back_with_its_data_and_checkpoint(
+    reach, tiny_puzzle_dataset, tmp_path, marked_successes, capsys
+):  # noqa: E501
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=run)
+    assert reach.main([str(run), "--steps-before", "1", "10", "40"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| k | chunks | data path's return | qc-fql at step 4 |"
+    rows = [line.split(" | ") for line in lines[4:]]
+    assert [row[:3] for row in rows[:3]] == [["| 1", "2", "-1.00"], ["| 10", "2", "-9.56"], ["| 40", "1", "-33.10"]]
+    assert rows[-1][0] == "| random" and all(np.isfinite(float(row[3].rstrip(" |"))) for row in rows)
+
+
+def test_data_without_a_success_are_refused(reach, tiny_puzzle_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=run)
+    with pytest.raises(SystemExit, match="hold no success"):
+        reach.main([str(run)])
+
+
+def test_runs_at_another_discount_or_task_are_refused(reach, tiny_puzzle_dataset, tmp_path, marked_successes):
+    first, other = tmp_path / "first", tmp_path / "other"
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=first)
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, discount=0.9), run_dir=other)
+    with pytest.raises(SystemExit, match="at discount 0.9, but the first run is"):
+        reach.main([str(first), str(other)])
