@@ -22,6 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+KEEPING = frozenset(
+    {"log_interval", "checkpoint_interval", "keep_checkpoints", "tensorboard", "wandb", "device", "generate_workers"}
+)
+"""Settings of how a run is logged, checkpointed and placed, which change nothing it trains: a trial whose run started
+with other values of these resumes as it started (its own logs and checkpoints), and is not refused for them."""
+
 
 def parse_seeds(texts: list[str]) -> list[int]:
     """``["0-4"]`` -> 0..4, ``["0", "3"]`` -> 0, 3."""
@@ -120,8 +126,8 @@ def changed_settings(sweep: Sweep) -> dict[Path, str]:
 def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> str | None:
     """How the run of ``trial`` (its ``config.yaml``, or ``config``: a kept copy of it) started with other settings
     than the sweep asks now (its preset's changes to the defaults and its ``--set`` values), the first difference in
-    words (``offline_steps=25000, but the sweep now asks offline_steps=100000``); None when it agrees or has not
-    started."""
+    words (``offline_steps=25000, but the sweep now asks offline_steps=100000``); None when it agrees (``KEEPING``
+    settings aside) or has not started."""
     import yaml
 
     from chunkrl.config import TrainConfig, from_dict, load_config, to_dict
@@ -138,7 +144,11 @@ def setting_change(sweep: Sweep, trial: Trial, config: Path | None = None) -> st
     asked = flatten(to_dict(from_dict(TrainConfig, values, "--set")))
     written = flatten(yaml.safe_load(config.read_text()) or {})  # a setting an older run's file lacks is no difference
     saved = flatten(to_dict(load_config(config)))
-    differences = [(k, saved[k], v) for k, v in asked.items() if k in keys and k in written and saved[k] != v]
+    differences = [
+        (k, saved[k], v)
+        for k, v in asked.items()
+        if k in keys and k in written and saved[k] != v and k.split(".")[0] not in KEEPING
+    ]
     if not differences:
         return None
     key, was, now = differences[0]

@@ -67,6 +67,9 @@ def test_a_sweep_refuses_to_resume_a_trial_started_with_other_settings(tmp_path)
     with pytest.raises(ValueError, match=r"\(and 1 more setting\(s\)\)"):
         check_sweep(wider)
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]  # nothing ran, nothing was touched
+    # how the run is logged and checkpointed changes nothing it trains: it resumes as it started
+    kept = ["offline_steps=25", "flow.actor_hidden_dims=8 8", "keep_checkpoints=10", "log_interval=7", "device=cpu"]
+    check_sweep(Sweep(["qc-fql"], [env], [0, 1], tmp_path / "sweep", kept))
 
 
 def test_bootstrap_ci_by_hand():
