@@ -2,6 +2,7 @@
 that start k steps before the data reach a success, beside the discounted return of the data's own path from there.
 
     python benchmarks/value_reach.py RUN_OR_CHECKPOINT [RUN_OR_CHECKPOINT ...] [--steps-before 1 5 10 25 50 100]
+        [--plot reach.png]
 
 On a sparse task (-1 a step until the task is solved, 0 and the episode's end then) a critic that knows nothing of
 the goal values every state at about -1 / (1 - discount): -100 at 0.99. Offline, the goal's value can only enter
@@ -21,6 +22,7 @@ same trajectory); the last row is chunks from uniformly random dataset steps.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,45 +107,95 @@ def read_checkpoint(path: Path, console: Console):
     return f"{config.agent} at step {step:,}", config, agent, sampler
 
 
-def reach_table(paths: list[Path], steps: list[int], console: Console) -> str:
-    """The Markdown table: a row per distance k, the data path's return and each checkpoint's mean Q."""
-    columns, rows, first = [], {k: [] for k in steps}, None
-    random_row = []
+@dataclass
+class Reach:
+    """The values of each checkpoint (``columns``) k steps before the data's success entries."""
+
+    env: str
+    discount: float
+    columns: list[str]
+    rows: dict[int, list[tuple[int, float, float] | None]]
+    """k -> per checkpoint (chunks, the data path's mean return, mean Q), None where no chunk starts k before."""
+    random: list[float]
+    """per checkpoint, the mean Q of random dataset chunks"""
+
+
+def measure(paths: list[Path], steps: list[int], console: Console) -> Reach:
+    """Each checkpoint's mean Q of the chunks k steps before the data's success entries (and of random chunks)."""
+    reach = None
     for path in paths:
         label, config, agent, sampler = read_checkpoint(path, console)
         store = sampler.trajectories
         n = store.size
         terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
-        if first is not None and (config.env, config.discount) != first:
-            raise SystemExit(f"{path}: {config.env} at discount {config.discount}, but the first run is {first}")
+        if reach is not None and (config.env, config.discount) != (reach.env, reach.discount):
+            raise SystemExit(
+                f"{path}: {config.env} at discount {config.discount}, but the first run is "
+                f"{reach.env} at discount {reach.discount}"
+            )
         if not terminals.any():
             raise SystemExit(f"{path}: the data of {config.env} hold no success (no terminal step): nothing to reach")
-        first = (config.env, config.discount)
-        columns.append(label)
+        reach = reach or Reach(config.env, config.discount, [], {k: [] for k in steps}, [])
+        reach.columns.append(label)
         for k in steps:
             starts, entries = steps_before(terminals, ends, k)
             if len(starts) == 0:
-                rows[k].append(None)
+                reach.rows[k].append(None)
                 continue
             q, _ = critic_values(agent, sampler, starts)
-            rows[k].append((len(starts), float(path_returns(rewards, starts, entries, config.discount).mean()), q))
+            returns = path_returns(rewards, starts, entries, config.discount)
+            reach.rows[k].append((len(starts), float(returns.mean()), q))
         random_starts = np.random.default_rng(0).integers(0, n, RANDOM_CHUNKS)
-        random_row.append(critic_values(agent, sampler, random_starts)[0])
+        reach.random.append(critic_values(agent, sampler, random_starts)[0])
+    return reach
+
+
+def reach_table(reach: Reach) -> str:
+    """The Markdown table: a row per distance k, the data path's return and each checkpoint's mean Q."""
     lines = [
-        f"Mean Q of dataset chunks k steps before the data enter a success ({first[0]}, discount {first[1]})",
+        f"Mean Q of dataset chunks k steps before the data enter a success ({reach.env}, discount {reach.discount})",
         "",
-        "| k | chunks | data path's return | " + " | ".join(columns) + " |",
-        "|---|---|---|" + "---|" * len(columns),
+        "| k | chunks | data path's return | " + " | ".join(reach.columns) + " |",
+        "|---|---|---|" + "---|" * len(reach.columns),
     ]
-    for k in steps:
-        known = next((cell for cell in rows[k] if cell is not None), None)
+    for k, cells in reach.rows.items():
+        known = next((cell for cell in cells if cell is not None), None)
         if known is None:
-            lines.append(f"| {k} | 0 | - | " + " | ".join("-" for _ in columns) + " |")
+            lines.append(f"| {k} | 0 | - | " + " | ".join("-" for _ in cells) + " |")
             continue
-        values = " | ".join("-" if cell is None else f"{cell[2]:.2f}" for cell in rows[k])
+        values = " | ".join("-" if cell is None else f"{cell[2]:.2f}" for cell in cells)
         lines.append(f"| {k} | {known[0]} | {known[1]:.2f} | {values} |")
-    lines.append(f"| random | {RANDOM_CHUNKS} | - | " + " | ".join(f"{q:.2f}" for q in random_row) + " |")
+    lines.append(f"| random | {RANDOM_CHUNKS} | - | " + " | ".join(f"{q:.2f}" for q in reach.random) + " |")
     return "\n".join(lines)
+
+
+def plot_reach(reach: Reach, path: Path) -> None:
+    """Mean Q against the distance to a success (log axis), a line per checkpoint, the data path's return dashed and
+    the value of never succeeding dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    distances = [k for k, cells in reach.rows.items() if k > 0 and any(cells)]
+    for index, label in enumerate(reach.columns):
+        points = [(k, reach.rows[k][index][2]) for k in distances if reach.rows[k][index] is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", color=f"C{index % 10}", label=label)
+    data_path = [(k, next(c for c in reach.rows[k] if c is not None)[1]) for k in distances]
+    if data_path:
+        ax.plot(*zip(*data_path, strict=True), "k--", label="the data path's return")
+    ax.axhline(-1 / (1 - reach.discount), color="grey", linestyle=":", label="never succeeding (-1 a step)")
+    ax.set_xscale("log")
+    ax.set_xlabel("steps before the data enter a success")
+    ax.set_ylabel("critic's mean Q of the data's chunk")
+    ax.set_title(reach.env, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,11 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps-before", nargs="+", type=int, default=list(STEPS_BEFORE), help="distances k to a success entry"
     )
+    parser.add_argument("--plot", type=Path, default=None, help="also draw Q against the distance into this image")
     args = parser.parse_args(argv)
     if any(k < 0 for k in args.steps_before):
         parser.error("--steps-before takes distances >= 0 (0: chunks that start at the success)")
-    console = Console(stderr=True)
-    print(reach_table(args.runs, args.steps_before, console))
+    reach = measure(args.runs, args.steps_before, Console(stderr=True))
+    print(reach_table(reach))
+    if args.plot is not None:
+        plot_reach(reach, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 

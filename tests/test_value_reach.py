@@ -77,16 +77,28 @@ def marked_successes(reach, monkeypatch):
 
 
 def test_a_tiny_run_is_read_back_with_its_data_and_checkpoint(
-    reach, tiny_puzzle_dataset, tmp_path, marked_successes, capsys
+    reach, tiny_puzzle_dataset, tmp_path, marked_successes, capsys, monkeypatch
 ):  # noqa: E501
+    from matplotlib.axes import Axes
+
+    drawn, plot = [], Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **kw: drawn.append((a, kw.get("label"))) or plot(ax, *a, **kw))
     run = tmp_path / "run"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=run)
-    assert reach.main([str(run), "--steps-before", "1", "10", "40"]) == 0
+    image = tmp_path / "reach.png"
+    assert reach.main([str(run), "--steps-before", "1", "10", "40", "--plot", str(image)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "| k | chunks | data path's return | qc-fql at step 4 |"
-    rows = [line.split(" | ") for line in lines[4:]]
+    rows = [line.split(" | ") for line in lines[4:8]]
     assert [row[:3] for row in rows[:3]] == [["| 1", "2", "-1.00"], ["| 10", "2", "-9.56"], ["| 40", "1", "-33.10"]]
     assert rows[-1][0] == "| random" and all(np.isfinite(float(row[3].rstrip(" |"))) for row in rows)
+    (q_steps, q_values), q_label = drawn[0][0][:2], drawn[0][1]
+    assert (list(q_steps), q_label) == ([1, 10, 40], "qc-fql at step 4")
+    assert [f"{q:.2f}" for q in q_values] == [row[3].rstrip(" |") for row in rows[:3]]
+    (path_steps, path_values), path_label = drawn[1][0][:2], drawn[1][1]
+    assert (list(path_steps), path_label) == ([1, 10, 40], "the data path's return")
+    assert path_values == pytest.approx([-1.0, -(1 - 0.99**10) / 0.01, -(1 - 0.99**40) / 0.01])
+    assert image.stat().st_size > 0 and lines[-1] == f"wrote {image}"
 
 
 def test_data_without_a_success_are_refused(reach, tiny_puzzle_dataset, tmp_path):
