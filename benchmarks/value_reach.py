@@ -35,6 +35,7 @@ from chunkrl.data.catalog import load_dataset
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.envs.registry import run_env, space_dims
 from chunkrl.train.checkpoint import agent_from_checkpoint, checkpoint_normalizer, read_counters, resolve_checkpoint
+from chunkrl.train.device import resolve_device
 
 STEPS_BEFORE = (1, 5, 10, 25, 50, 100, 200, 400)
 RANDOM_CHUNKS = 2000
@@ -84,8 +85,9 @@ def critic_values(agent, sampler: ChunkSampler, starts: np.ndarray) -> tuple[flo
     return float(metrics["critic/q_mean"]), float(metrics["critic/target_mean"])
 
 
-def read_checkpoint(path: Path, console: Console):
-    """(label, config, agent, sampler over the run's normalised data) for a run or checkpoint directory."""
+def read_checkpoint(path: Path, console: Console, device: torch.device):
+    """(label, config, agent on ``device``, sampler over the run's normalised data) for a run or checkpoint
+    directory."""
     checkpoint = resolve_checkpoint(path)
     config: TrainConfig = load_config(checkpoint / "config.yaml")
     method = METHODS[config.agent]
@@ -97,7 +99,7 @@ def read_checkpoint(path: Path, console: Console):
     checkpoint_normalizer(checkpoint, observation_dim, action_dim).apply_to(store)
     if method.reward_offset:  # the training rewards, as build_trainer shifts them
         store.rewards[: store.size] += method.reward_offset
-    agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, torch.device("cpu"))
+    agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, device)
     if not hasattr(agent, "critic_loss"):
         raise SystemExit(f"{path}: {config.agent} has no critic loss to read its values from")
     length = max(config.critic_horizon, config.actor_chunk)  # batches carry the longer of the two, as in training
@@ -120,11 +122,11 @@ class Reach:
     """per checkpoint, the mean Q of random dataset chunks"""
 
 
-def measure(paths: list[Path], steps: list[int], console: Console) -> Reach:
+def measure(paths: list[Path], steps: list[int], console: Console, device: torch.device) -> Reach:
     """Each checkpoint's mean Q of the chunks k steps before the data's success entries (and of random chunks)."""
     reach = None
     for path in paths:
-        label, config, agent, sampler = read_checkpoint(path, console)
+        label, config, agent, sampler = read_checkpoint(path, console, device)
         store = sampler.trajectories
         n = store.size
         terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
@@ -204,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps-before", nargs="+", type=int, default=list(STEPS_BEFORE), help="distances k to a success entry"
     )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--plot", type=Path, default=None, help="also draw Q against the distance into this image")
     args = parser.parse_args(argv)
     if any(k < 0 for k in args.steps_before):
         parser.error("--steps-before takes distances >= 0 (0: chunks that start at the success)")
-    reach = measure(args.runs, args.steps_before, Console(stderr=True))
+    reach = measure(args.runs, args.steps_before, Console(stderr=True), resolve_device(args.device))
     print(reach_table(reach))
     if args.plot is not None:
         plot_reach(reach, args.plot)
