@@ -43,19 +43,21 @@ def test_the_data_paths_return_is_discounted_up_to_and_including_its_entry(reach
     assert reach.path_returns(np.array([-1.0, 2.0]), np.array([1]), np.array([1]), 0.9).tolist() == [2.0]
 
 
-def test_the_values_are_the_critic_ensembles_mean_over_the_dataset_chunks(reach):
+@pytest.mark.parametrize(("method", "scored"), [("qc-fql", 2), ("fql-n", 1), ("qc-rlpd", 2), ("diffusion-ql", 2)])
+def test_the_values_are_the_critic_ensembles_mean_over_the_chunks_it_scores(reach, method, scored):
+    """Each family's own critic path: the chunk critics score the whole chunk, FQL-n its first action only."""
     from chunkrl.agents.registry import build_agent
     from chunkrl.config import TrainConfig, from_dict, resolve_method
 
     torch.manual_seed(0)
-    config = resolve_method(from_dict(TrainConfig, {"agent": "qc-fql", "horizon": 2}))
+    config = resolve_method(from_dict(TrainConfig, {"agent": method, "horizon": 2}))
     agent = build_agent(config, 2, 1, torch.device("cpu")).eval()
     store = make_store(np.where(TERMINALS, 0.0, -1.0), TERMINALS, ENDS)
-    sampler = ChunkSampler(store, ChunkSpec(2, 0.99, "mask"))
+    sampler = ChunkSampler(store, ChunkSpec(2, 0.99, config.boundary))
     starts = np.array([1, 5, 10])
-    chunks = torch.tensor(store.actions[starts[:, None] + np.arange(2)].reshape(3, 2))
+    actions = torch.tensor(store.actions[starts[:, None] + np.arange(scored)].reshape(3, scored))
     with torch.no_grad():
-        expected = agent.critic(torch.tensor(store.observations[starts]), chunks).mean().item()
+        expected = agent.critic(torch.tensor(store.observations[starts]), actions).mean().item()
     q, target = reach.critic_values(agent, sampler, starts)
     assert q == pytest.approx(expected, rel=1e-6)
     assert np.isfinite(target)
