@@ -115,6 +115,8 @@ class Reach:
 
     env: str
     discount: float
+    data: tuple
+    """the task, discount and data settings every checkpoint shares"""
     columns: list[str]
     rows: dict[int, list[tuple[int, float, float] | None]]
     """k -> per checkpoint (chunks, the data path's mean return, mean Q), None where no chunk starts k before."""
@@ -130,14 +132,15 @@ def measure(paths: list[Path], steps: list[int], console: Console, device: torch
         store = sampler.trajectories
         n = store.size
         terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
-        if reach is not None and (config.env, config.discount) != (reach.env, reach.discount):
+        data = (config.env, config.discount, config.dataset_path, config.dataset_dir, config.dataset_episodes)
+        if reach is not None and data != reach.data:
             raise SystemExit(
-                f"{path}: {config.env} at discount {config.discount}, but the first run is "
-                f"{reach.env} at discount {reach.discount}"
+                f"{path}: {config.env} at discount {config.discount} on data {data[2:]}, but the first run is "
+                f"{reach.env} at discount {reach.discount} on data {reach.data[2:]}: compare runs of one task and data"
             )
         if not terminals.any():
             raise SystemExit(f"{path}: the data of {config.env} hold no success (no terminal step): nothing to reach")
-        reach = reach or Reach(config.env, config.discount, [], {k: [] for k in steps}, [])
+        reach = reach or Reach(config.env, config.discount, data, [], {k: [] for k in steps}, [])
         reach.columns.append(label)
         for k in steps:
             starts, entries = steps_before(terminals, ends, k)

@@ -114,5 +114,9 @@ def test_runs_at_another_discount_or_task_are_refused(reach, tiny_puzzle_dataset
     first, other = tmp_path / "first", tmp_path / "other"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=first)
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, discount=0.9), run_dir=other)
-    with pytest.raises(SystemExit, match="at discount 0.9, but the first run is"):
+    with pytest.raises(SystemExit, match="at discount 0.9 on data .*, but the first run is"):
         reach.main([str(first), str(other)])
+    fewer = tmp_path / "fewer"
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, dataset_episodes=1), run_dir=fewer)
+    with pytest.raises(SystemExit, match="on data .* 1\\), but the first run is .* None\\): compare runs of one"):
+        reach.main([str(first), str(fewer)])
