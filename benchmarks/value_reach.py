@@ -32,8 +32,9 @@ from rich.console import Console
 from chunkrl.agents.registry import METHODS
 from chunkrl.config import TrainConfig, load_config
 from chunkrl.data.catalog import load_dataset
-from chunkrl.data.chunks import ChunkSampler, ChunkSpec
+from chunkrl.data.chunks import ChunkSampler
 from chunkrl.envs.registry import run_env, space_dims
+from chunkrl.train.build import chunk_spec
 from chunkrl.train.checkpoint import agent_from_checkpoint, checkpoint_normalizer, read_counters, resolve_checkpoint
 from chunkrl.train.device import resolve_device
 
@@ -102,24 +103,27 @@ def read_checkpoint(path: Path, console: Console, device: torch.device):
     agent = agent_from_checkpoint(checkpoint, config, observation_dim, action_dim, device)
     if not hasattr(agent, "critic_loss"):
         raise SystemExit(f"{path}: {config.agent} has no critic loss to read its values from")
-    length = max(config.critic_horizon, config.actor_chunk)  # batches carry the longer of the two, as in training
-    spec = ChunkSpec(config.critic_horizon, config.discount, config.boundary, action_length=length)
-    sampler = ChunkSampler(store, spec, seed=config.seed, history=agent.history_length)
+    sampler = ChunkSampler(store, chunk_spec(config), seed=config.seed, history=agent.history_length)
     step = read_counters(checkpoint).global_step
     return f"{config.agent} at step {step:,}", config, agent, sampler
 
 
 @dataclass
 class Reach:
-    """The values of each checkpoint (``columns``) k steps before the data's success entries."""
+    """The values of each checkpoint (``columns``) k steps before the data's success entries; every checkpoint reads
+    the same data, so the chunks and the data path's return of a distance are one."""
 
     env: str
     discount: float
     data: tuple
     """the task, discount and data settings every checkpoint shares"""
+    reward_offset: float
+    """and the offset of the rewards they trained on (DQC's)"""
     columns: list[str]
-    rows: dict[int, list[tuple[int, float, float] | None]]
-    """k -> per checkpoint (chunks, the data path's mean return, mean Q), None where no chunk starts k before."""
+    paths: dict[int, tuple[int, float] | None]
+    """k -> (chunks, the data path's mean return), None where no chunk starts k before a success entry"""
+    q: dict[int, list[float]]
+    """k -> each checkpoint's mean Q of those chunks"""
     random: list[float]
     """per checkpoint, the mean Q of random dataset chunks"""
 
@@ -132,24 +136,29 @@ def measure(paths: list[Path], steps: list[int], console: Console, device: torch
         store = sampler.trajectories
         n = store.size
         terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
+        offset = METHODS[config.agent].reward_offset  # the rewards it trained on: the data path's return
         data = (config.env, config.discount, config.dataset_path, config.dataset_dir, config.dataset_episodes)
         if reach is not None and data != reach.data:
             raise SystemExit(
                 f"{path}: {config.env} at discount {config.discount} on data {data[2:]}, but the first run is "
                 f"{reach.env} at discount {reach.discount} on data {reach.data[2:]}: compare runs of one task and data"
             )
+        if reach is not None and offset != reach.reward_offset:
+            raise SystemExit(
+                f"{path}: {config.agent} trains on rewards offset by {offset}, the first run by {reach.reward_offset}: "
+                "their data paths' returns differ; compare runs of one reward"
+            )
         if not terminals.any():
             raise SystemExit(f"{path}: the data of {config.env} hold no success (no terminal step): nothing to reach")
-        reach = reach or Reach(config.env, config.discount, data, [], {k: [] for k in steps}, [])
+        starts = {k: steps_before(terminals, ends, k) for k in steps}
+        if reach is None:
+            returns = {k: path_returns(rewards, *starts[k], config.discount) for k in steps}
+            paths_k = {k: (len(r), float(r.mean())) if len(r) else None for k, r in returns.items()}
+            reach = Reach(config.env, config.discount, data, offset, [], paths_k, {k: [] for k in steps}, [])
         reach.columns.append(label)
         for k in steps:
-            starts, entries = steps_before(terminals, ends, k)
-            if len(starts) == 0:
-                reach.rows[k].append(None)
-                continue
-            q, _ = critic_values(agent, sampler, starts)
-            returns = path_returns(rewards, starts, entries, config.discount)
-            reach.rows[k].append((len(starts), float(returns.mean()), q))
+            if reach.paths[k] is not None:
+                reach.q[k].append(critic_values(agent, sampler, starts[k][0])[0])
         random_starts = np.random.default_rng(0).integers(0, n, RANDOM_CHUNKS)
         reach.random.append(critic_values(agent, sampler, random_starts)[0])
     return reach
@@ -163,13 +172,11 @@ def reach_table(reach: Reach) -> str:
         "| k | chunks | data path's return | " + " | ".join(reach.columns) + " |",
         "|---|---|---|" + "---|" * len(reach.columns),
     ]
-    for k, cells in reach.rows.items():
-        known = next((cell for cell in cells if cell is not None), None)
-        if known is None:
-            lines.append(f"| {k} | 0 | - | " + " | ".join("-" for _ in cells) + " |")
+    for k, path in reach.paths.items():
+        if path is None:
+            lines.append(f"| {k} | 0 | - | " + " | ".join("-" for _ in reach.columns) + " |")
             continue
-        values = " | ".join("-" if cell is None else f"{cell[2]:.2f}" for cell in cells)
-        lines.append(f"| {k} | {known[0]} | {known[1]:.2f} | {values} |")
+        lines.append(f"| {k} | {path[0]} | {path[1]:.2f} | " + " | ".join(f"{q:.2f}" for q in reach.q[k]) + " |")
     lines.append(f"| random | {RANDOM_CHUNKS} | - | " + " | ".join(f"{q:.2f}" for q in reach.random) + " |")
     return "\n".join(lines)
 
@@ -183,14 +190,12 @@ def plot_reach(reach: Reach, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    distances = [k for k, cells in reach.rows.items() if k > 0 and any(cells)]
-    for index, label in enumerate(reach.columns):
-        points = [(k, reach.rows[k][index][2]) for k in distances if reach.rows[k][index] is not None]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", color=f"C{index % 10}", label=label)
-    data_path = [(k, next(c for c in reach.rows[k] if c is not None)[1]) for k in distances]
-    if data_path:
-        ax.plot(*zip(*data_path, strict=True), "k--", label="the data path's return")
+    distances = [k for k, path in reach.paths.items() if k > 0 and path is not None]
+    if distances:
+        for index, label in enumerate(reach.columns):
+            values = [reach.q[k][index] for k in distances]
+            ax.plot(distances, values, marker="o", color=f"C{index % 10}", label=label)
+        ax.plot(distances, [reach.paths[k][1] for k in distances], "k--", label="the data path's return")
     ax.axhline(-1 / (1 - reach.discount), color="grey", linestyle=":", label="never succeeding (-1 a step)")
     ax.set_xscale("log")
     ax.set_xlabel("steps before the data enter a success")

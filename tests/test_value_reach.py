@@ -120,3 +120,7 @@ def test_runs_at_another_discount_or_task_are_refused(reach, tiny_puzzle_dataset
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, dataset_episodes=1), run_dir=fewer)
     with pytest.raises(SystemExit, match="on data .* 1\\), but the first run is .* None\\): compare runs of one"):
         reach.main([str(first), str(fewer)])
+    offset = tmp_path / "offset"  # DQC trains on the sparse reward + 1: its data path's returns are others
+    train(tiny_config(tiny_puzzle_dataset, agent="dqc", sparse=True, horizon=2, critic_horizon=4), run_dir=offset)
+    with pytest.raises(SystemExit, match="dqc trains on rewards offset by 1.0, the first run by 0.0"):
+        reach.main([str(first), str(offset)])

@@ -30,6 +30,13 @@ def offset_rewards(env, offset: float):
     return gymnasium.wrappers.TransformReward(env, lambda reward: reward + offset)
 
 
+def chunk_spec(config: TrainConfig) -> ChunkSpec:
+    """The chunk transitions a run trains on: the critic's horizon and backup, batches carrying the longer of the
+    critic's horizon and the actor's chunk."""
+    length = max(config.critic_horizon, config.actor_chunk)
+    return ChunkSpec(config.critic_horizon, config.discount, config.boundary, action_length=length)
+
+
 def build_trainer(
     config: TrainConfig,
     run_dir: Path,
@@ -83,8 +90,7 @@ def build_trainer(
         )
     if own_noise:
         agent.noise = GeneratorNoise(config.seed + 30_000, device)
-    length = max(config.critic_horizon, config.actor_chunk)  # batches carry the longer of the two
-    spec = ChunkSpec(config.critic_horizon, config.discount, config.boundary, action_length=length)
+    spec = chunk_spec(config)
     history = agent.history_length
     if on_policy:
         pass  # rollouts come from the environments (train/on_policy.py): no sampler, no replay
