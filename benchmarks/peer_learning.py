@@ -247,6 +247,21 @@ def save_state(out: Path, agent, progress: dict, key, rows: list, wall_s: float,
     write_atomically(out / "state.json", json.dumps(state).encode())  # last: it names a complete checkpoint
 
 
+def global_step(phase: str, step: int, offline_steps: int) -> int:
+    """A step of ``phase`` on chunkrl's axis, the one its train.csv, eval.csv and episodes.csv count on: the offline
+    steps, then the online ones after them (``chunkrl plot`` takes the offline steps off again to draw the online
+    phase from 0). The official scripts count each phase from 0."""
+    return step if phase == "offline" else offline_steps + step
+
+
+EVAL_COLUMNS = ["step", "phase", "success", "return", "length", "episodes"]
+
+
+def evaluation_row(phase: str, step: int, offline_steps: int, result: dict, episodes: int) -> dict:
+    """One ``eval.csv`` row of an evaluation after ``step`` steps of ``phase``, at its global step."""
+    return {"step": global_step(phase, step, offline_steps), "phase": phase, **result, "episodes": episodes}
+
+
 PROGRESS_EVERY = 1000
 """Steps between two rows of an official run's ``train.csv`` (step, phase, the latest update's info, steps per
 second): the learning suite's ``list`` reads the step and rate to say how far a running trial is, as it reads
@@ -420,20 +435,18 @@ def train(folder: Path, seed: int, out: Path) -> None:
     started = time.perf_counter() - wall_s
     replay = None  # online: (the buffer, where its online part starts)
 
-    def global_step(phase: str, step: int) -> int:  # the x-axis of chunkrl's curves: offline, then online steps
-        return step if phase == "offline" else offline_steps + step
-
     write_config(folder, out, seed)
     metrics, latest = update_metrics(agent, dataset, config), {"info": None}
     columns = progress_columns(metrics)
-    keep_progress_through(out / "train.csv", global_step(progress["phase"], progress["step"]), columns)
-    keep_progress_through(out / "episodes.csv", global_step(progress["phase"], progress["step"]), EPISODE_COLUMNS)
-    clock = {"time": time.perf_counter(), "step": global_step(progress["phase"], progress["step"])}
+    resumed_at = global_step(progress["phase"], progress["step"], offline_steps)
+    keep_progress_through(out / "train.csv", resumed_at, columns)
+    keep_progress_through(out / "episodes.csv", resumed_at, EPISODE_COLUMNS)
+    clock = {"time": time.perf_counter(), "step": resumed_at}
 
     def log_progress(phase: str, step: int) -> None:
         if step % PROGRESS_EVERY:
             return
-        now, at = time.perf_counter(), global_step(phase, step)
+        now, at = time.perf_counter(), global_step(phase, step, offline_steps)
         rate = (at - clock["step"]) / max(now - clock["time"], 1e-9)  # an evaluation in the interval lowers it
         with open(out / "train.csv", "a", newline="") as f:
             csv.writer(f).writerow(progress_row(at, phase, rate, metrics, latest["info"]))
@@ -443,9 +456,9 @@ def train(folder: Path, seed: int, out: Path) -> None:
         nonlocal key
         result = evaluate(agent, settings, key, seed)
         key = result.pop("key")
-        rows.append({"step": step, "phase": phase, **result, "episodes": settings["eval_episodes"]})
+        rows.append(evaluation_row(phase, step, offline_steps, result, settings["eval_episodes"]))
         with open(out / "eval.csv", "w", newline="") as f:  # rewritten whole after every evaluation
-            writer = csv.DictWriter(f, fieldnames=["step", "phase", "success", "return", "length", "episodes"])
+            writer = csv.DictWriter(f, fieldnames=EVAL_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
         minutes = (time.perf_counter() - started) / 60
@@ -525,7 +538,8 @@ def train(folder: Path, seed: int, out: Path) -> None:
             episode["return"] += float(reward)
             if done:
                 with open(out / "episodes.csv", "a", newline="") as f:
-                    row = [global_step("online", step), "online", episode["return"], episode_steps, episode["success"]]
+                    at = global_step("online", step, offline_steps)
+                    row = [at, "online", episode["return"], episode_steps, episode["success"]]
                     csv.writer(f).writerow(row)
                 (observation, _), queue, episode_steps = env.reset(), [], 0
                 episode = {"return": 0.0, "success": 0.0}

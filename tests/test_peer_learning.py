@@ -144,3 +144,22 @@ def test_an_official_runs_progress_rows_carry_its_update_info_under_the_official
     (out / "config.yaml").write_text(yaml.safe_dump(budget))
     suite = load_benchmark("learning_suite")
     assert suite.progress(out) == ": step 6,000 of 10,000, 9.5 steps/s, about 7 min of steps left"
+
+
+def test_an_official_runs_online_evaluations_are_drawn_at_their_online_steps(peer, tmp_path):
+    """The official scripts count the online phase from 0; an official run's eval.csv counts on from the offline
+    steps, as chunkrl's does, so ``chunkrl plot`` draws its online points where chunkrl's are (not 100 before)."""
+    from chunkrl.report.plot import curve, load_run
+
+    scores = {"success": 0.25, "return": -30.0, "length": 40.0}
+    rows = [peer.evaluation_row("offline", 100, 100, scores, 4), peer.evaluation_row("online", 50, 100, scores, 4)]
+    assert [(row["phase"], row["step"], row["episodes"]) for row in rows] == [("offline", 100, 4), ("online", 150, 4)]
+    config = {"agent": "qc-fql (official code)", "env": "puzzle-3x3-play-singletask-task4-v0", "offline_steps": 100}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "eval_interval": 50}))
+    with open(tmp_path / "eval.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=peer.EVAL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    record = load_run(tmp_path, evaluations=True)
+    assert [point[0] for point in curve([record], "offline")] == [100]
+    assert [point[:2] for point in curve([record], "online")] == [(50, 0.25)]
