@@ -439,3 +439,35 @@ def test_a_published_curve_says_how_far_apart_its_points_are():
     assert reference_spacing([0.0, 25_000.0, 100_000.0]) == ", a point every 25k"  # the closest two
     assert reference_spacing([0.0, 500.0]) == ", a point every 500"
     assert reference_spacing([100_000.0]) == ""
+
+
+def test_each_panels_legend_lies_below_it_and_hides_no_curve(monkeypatch, tmp_path):
+    """Inside a panel the legend covered points wherever matplotlib put it (chunking grid, scene online: QC-FQL's
+    first two points hidden); below the panel, it covers nothing, however many curves it names."""
+    from matplotlib.figure import Figure
+
+    from chunkrl.report.plot import PAPER_CURVES, plot_runs
+
+    runs = []
+    for agent in ("qc-fql", "fql-n", "fql", "bfn-n", "bfn"):
+        path = tmp_path / agent
+        path.mkdir()
+        config = {"agent": agent, "env": "scene-play-singletask-task4-v0", "offline_steps": 100000}
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        rows = "100000,offline,0.1,-400,500,50\n150000,online,0.9,-40,50,50\n"
+        (path / "eval.csv").write_text("step,phase,success,return,length,episodes\n" + rows)
+        runs.append(path)
+    checked, save = [], Figure.savefig
+
+    def inspected(fig, *args, **kwargs):
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend, panel = ax.get_legend(), ax.get_window_extent(renderer)
+            box = legend.get_window_extent(renderer)
+            checked.append((len(legend.get_texts()), box.y1 <= panel.y0, box.y0 >= 0))
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", inspected)
+    plot_runs(runs, tmp_path / "curves.png", reference=PAPER_CURVES)
+    # offline and online panels, each naming 5 runs and 5 published curves, below the panel and inside the figure
+    assert checked[:2] == [(10, True, True), (10, True, True)]

@@ -332,8 +332,11 @@ def plot_runs(
     level_groups = sorted(group_runs(levels).items())
     phases = plotted_phases([members for _, members in groups], metric)
     tasks = sorted({group.env for group, _ in groups + level_groups})  # a row of panels per task
+    # each panel's legend goes below it, a line per curve: the rows grow with the most curves one panel holds
+    curves_per_task = Counter(group.env for group, _ in groups + level_groups)
+    height = 4 + 0.3 * max(curves_per_task.values(), default=1)  # 0.15 in a line: chunkrl's curve and the paper's
     fig, grid = plt.subplots(
-        len(tasks), len(phases), figsize=(1 + 5 * len(phases), 4 * len(tasks)), sharey=True, squeeze=False
+        len(tasks), len(phases), figsize=(1 + 5 * len(phases), height * len(tasks)), sharey=True, squeeze=False
     )
     panels = {(env, phase): grid[row][col] for row, env in enumerate(tasks) for col, phase in enumerate(phases)}
     extent = dict.fromkeys(panels, 0.0)
@@ -380,8 +383,8 @@ def plot_runs(
         ax.set_xlabel(f"{phase} {unit}")
         ax.set_title(f"{paper_task_name(env)}, {phase}" if len(tasks) > 1 else phase)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # below the panel: inside, it hid curves wherever it went
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     for row in grid:
         row[0].set_ylabel(f"evaluation {metric}\n(mean, 95% bootstrap CI over seeds)")
     if metric == "success":
