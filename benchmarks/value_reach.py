@@ -113,12 +113,12 @@ class Reach:
     """The values of each checkpoint (``columns``) k steps before the data's success entries; every checkpoint reads
     the same data, so the chunks and the data path's return of a distance are one."""
 
-    env: str
-    discount: float
     data: tuple
-    """the task, discount and data settings every checkpoint shares"""
+    """the task, discount and data settings every checkpoint shares: (env, discount, dataset path, folder, episodes)"""
     reward_offset: float
     """and the offset of the rewards they trained on (DQC's)"""
+    starts: dict[int, np.ndarray]
+    """k -> the dataset steps k before a success entry, where every checkpoint's chunks start"""
     columns: list[str]
     paths: dict[int, tuple[int, float] | None]
     """k -> (chunks, the data path's mean return), None where no chunk starts k before a success entry"""
@@ -127,39 +127,52 @@ class Reach:
     random: list[float]
     """per checkpoint, the mean Q of random dataset chunks"""
 
+    @property
+    def env(self) -> str:
+        return self.data[0]
+
+    @property
+    def discount(self) -> float:
+        return self.data[1]
+
+
+def first_reach(store, data: tuple, offset: float, steps: list[int], path: Path) -> Reach:
+    """An empty Reach on the first checkpoint's data: for each k, where the chunks start and the data path's
+    mean discounted return from there."""
+    n = store.size
+    terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
+    if not terminals.any():
+        raise SystemExit(f"{path}: the data of {data[0]} hold no success (no terminal step): nothing to reach")
+    starts = {k: steps_before(terminals, ends, k) for k in steps}
+    returns = {k: path_returns(rewards, *starts[k], data[1]) for k in steps}
+    paths = {k: (len(r), float(r.mean())) if len(r) else None for k, r in returns.items()}
+    return Reach(data, offset, {k: s for k, (s, _) in starts.items()}, [], paths, {k: [] for k in steps}, [])
+
 
 def measure(paths: list[Path], steps: list[int], console: Console, device: torch.device) -> Reach:
     """Each checkpoint's mean Q of the chunks k steps before the data's success entries (and of random chunks)."""
     reach = None
     for path in paths:
         label, config, agent, sampler = read_checkpoint(path, console, device)
-        store = sampler.trajectories
-        n = store.size
-        terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
         offset = METHODS[config.agent].reward_offset  # the rewards it trained on: the data path's return
         data = (config.env, config.discount, config.dataset_path, config.dataset_dir, config.dataset_episodes)
-        if reach is not None and data != reach.data:
+        if reach is None:  # the first checkpoint's data give the chunks and data-path returns of every one
+            reach = first_reach(sampler.trajectories, data, offset, steps, path)
+        elif data != reach.data:
             raise SystemExit(
                 f"{path}: {config.env} at discount {config.discount} on data {data[2:]}, but the first run is "
                 f"{reach.env} at discount {reach.discount} on data {reach.data[2:]}: compare runs of one task and data"
             )
-        if reach is not None and offset != reach.reward_offset:
+        elif offset != reach.reward_offset:
             raise SystemExit(
                 f"{path}: {config.agent} trains on rewards offset by {offset}, the first run by {reach.reward_offset}: "
                 "their data paths' returns differ; compare runs of one reward"
             )
-        if not terminals.any():
-            raise SystemExit(f"{path}: the data of {config.env} hold no success (no terminal step): nothing to reach")
-        starts = {k: steps_before(terminals, ends, k) for k in steps}
-        if reach is None:
-            returns = {k: path_returns(rewards, *starts[k], config.discount) for k in steps}
-            paths_k = {k: (len(r), float(r.mean())) if len(r) else None for k, r in returns.items()}
-            reach = Reach(config.env, config.discount, data, offset, [], paths_k, {k: [] for k in steps}, [])
         reach.columns.append(label)
         for k in steps:
             if reach.paths[k] is not None:
-                reach.q[k].append(critic_values(agent, sampler, starts[k][0])[0])
-        random_starts = np.random.default_rng(0).integers(0, n, RANDOM_CHUNKS)
+                reach.q[k].append(critic_values(agent, sampler, reach.starts[k])[0])
+        random_starts = np.random.default_rng(0).integers(0, sampler.trajectories.size, RANDOM_CHUNKS)
         reach.random.append(critic_values(agent, sampler, random_starts)[0])
     return reach
 
