@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -108,13 +109,35 @@ def read_checkpoint(path: Path, console: Console, device: torch.device):
     return f"{config.agent} at step {step:,}", config, agent, sampler
 
 
+class DataSettings(NamedTuple):
+    """What a run's critic values are values of: its task, discount, reward and data."""
+
+    env: str
+    discount: float
+    sparse: bool
+    dataset_path: Path | None
+    dataset_dir: Path | None
+    dataset_episodes: int | None
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> DataSettings:
+        return cls(
+            config.env, config.discount, config.sparse, config.dataset_path, config.dataset_dir, config.dataset_episodes
+        )
+
+    def __str__(self) -> str:
+        reward = "the sparse reward" if self.sparse else "the task's own reward"
+        data = (self.dataset_path, self.dataset_dir, self.dataset_episodes)
+        return f"{self.env} at discount {self.discount} with {reward} on data {data}"
+
+
 @dataclass
 class Reach:
     """The values of each checkpoint (``columns``) k steps before the data's success entries; every checkpoint reads
     the same data, so the chunks and the data path's return of a distance are one."""
 
-    data: tuple
-    """the task, discount and data settings every checkpoint shares: (env, discount, dataset path, folder, episodes)"""
+    data: DataSettings
+    """the settings every checkpoint shares"""
     reward_offset: float
     """and the offset of the rewards they trained on (DQC's)"""
     starts: dict[int, np.ndarray]
@@ -129,22 +152,22 @@ class Reach:
 
     @property
     def env(self) -> str:
-        return self.data[0]
+        return self.data.env
 
     @property
     def discount(self) -> float:
-        return self.data[1]
+        return self.data.discount
 
 
-def first_reach(store, data: tuple, offset: float, steps: list[int], path: Path) -> Reach:
+def first_reach(store, data: DataSettings, offset: float, steps: list[int], path: Path) -> Reach:
     """An empty Reach on the first checkpoint's data: for each k, where the chunks start and the data path's
     mean discounted return from there."""
     n = store.size
     terminals, ends, rewards = store.terminals[:n], store.ends[:n], store.rewards[:n]
     if not terminals.any():
-        raise SystemExit(f"{path}: the data of {data[0]} hold no success (no terminal step): nothing to reach")
+        raise SystemExit(f"{path}: the data of {data.env} hold no success (no terminal step): nothing to reach")
     starts = {k: steps_before(terminals, ends, k) for k in steps}
-    returns = {k: path_returns(rewards, *starts[k], data[1]) for k in steps}
+    returns = {k: path_returns(rewards, *starts[k], data.discount) for k in steps}
     paths = {k: (len(r), float(r.mean())) if len(r) else None for k, r in returns.items()}
     return Reach(data, offset, {k: s for k, (s, _) in starts.items()}, [], paths, {k: [] for k in steps}, [])
 
@@ -155,13 +178,12 @@ def measure(paths: list[Path], steps: list[int], console: Console, device: torch
     for path in paths:
         label, config, agent, sampler = read_checkpoint(path, console, device)
         offset = METHODS[config.agent].reward_offset  # the rewards it trained on: the data path's return
-        data = (config.env, config.discount, config.dataset_path, config.dataset_dir, config.dataset_episodes)
+        data = DataSettings.of(config)
         if reach is None:  # the first checkpoint's data give the chunks and data-path returns of every one
             reach = first_reach(sampler.trajectories, data, offset, steps, path)
         elif data != reach.data:
             raise SystemExit(
-                f"{path}: {config.env} at discount {config.discount} on data {data[2:]}, but the first run is "
-                f"{reach.env} at discount {reach.discount} on data {reach.data[2:]}: compare runs of one task and data"
+                f"{path}: {data}, but the first run is {reach.data}: compare runs of one task, reward and data"
             )
         elif offset != reach.reward_offset:
             raise SystemExit(

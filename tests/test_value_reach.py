@@ -110,12 +110,16 @@ def test_data_without_a_success_are_refused(reach, tiny_puzzle_dataset, tmp_path
         reach.main([str(run)])
 
 
-def test_runs_at_another_discount_or_task_are_refused(reach, tiny_puzzle_dataset, tmp_path, marked_successes):
+def test_runs_at_another_discount_reward_or_task_are_refused(reach, tiny_puzzle_dataset, tmp_path, marked_successes):
     first, other = tmp_path / "first", tmp_path / "other"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=first)
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, discount=0.9), run_dir=other)
-    with pytest.raises(SystemExit, match="at discount 0.9 on data .*, but the first run is"):
+    with pytest.raises(SystemExit, match="at discount 0.9 with the sparse reward on data .*, but the first run is"):
         reach.main([str(first), str(other)])
+    dense = tmp_path / "dense"  # the task's own reward: its values and data path's returns are in other units
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql"), run_dir=dense)
+    with pytest.raises(SystemExit, match="0.99 with the task's own reward on data .*, but .* with the sparse reward"):
+        reach.main([str(first), str(dense)])
     fewer = tmp_path / "fewer"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, dataset_episodes=1), run_dir=fewer)
     with pytest.raises(SystemExit, match="on data .* 1\\), but the first run is .* None\\): compare runs of one"):
