@@ -705,18 +705,24 @@ def run_official_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
 
 
 def report_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
-    """``report``: each grid's figure and its section of the results page."""
+    """``report``: each grid's figure and its section of the results page, then the status table; a grid that
+    cannot be reported (none of its trials finished) is said so and keeps neither the others nor the table from
+    being written."""
+    refused = 0
     for grid in grids:
         try:
             text = section(grid, args.out, args.docs, args.paper, args.records)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
+            refused += 1
+            continue
         write_section(args.docs / "results.md", grid.tag(args.paper), text)
         print(f"{grid.name}: {args.docs / 'results.md'}, {args.docs / 'perf'}/suite_{grid.name}*.png")
-    every = {grid.name: grid for grid in [*(load_grid(name) for name in grid_names()), *grids]}
-    write_status(args.docs / "results.md", status_section(list(every.values()), args.out, args.records))
-    return 0
+    page = args.docs / "results.md"
+    if page.is_file() and "## Learning suite" in page.read_text():  # not before a grid's section has been written
+        every = {grid.name: grid for grid in [*(load_grid(name) for name in grid_names()), *grids]}
+        write_status(page, status_section(list(every.values()), args.out, args.records))
+    return 2 if refused else 0
 
 
 def run_grids(args: argparse.Namespace, grids: list[Grid]) -> int:

@@ -174,6 +174,19 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert printed.out.count("left out: ") == 2 and "no trial of tiny has finished" in printed.err
     assert {p: p.read_bytes() for p in records.rglob("*") if p.is_file()} == kept_before  # no record replaced
 
+    # a grid with nothing finished beside one with finished trials: said so, the other's section and the table written
+    grid_file(tmp_path, tiny_puzzle_dataset)  # the tiny grid's settings again
+    (tmp_path / "later").mkdir()
+    empty = tmp_path / "later" / "empty.yaml"
+    empty.write_text(grid.read_text().replace("Tiny", "Later"))
+    (docs / "results.md").write_text("# Measured results\n\n## Learning suite\n")
+    assert suite.main(["report", str(empty), str(grid), "--out", str(out), "--docs", str(docs),
+                       "--records", str(records)]) == 2  # fmt: skip
+    printed, page = capsys.readouterr(), (docs / "results.md").read_text()
+    assert "no trial of empty has finished" in printed.err and printed.out.startswith("tiny: ")
+    assert "<!-- learning-suite: tiny -->" in page and "<!-- learning-suite: empty -->" not in page
+    assert "\n| empty | Later | 0 of 2 | all 2 |\n" in page and "\n| tiny | Tiny | 2 of 2 | - |\n" in page
+
 
 def test_a_chained_trial_waits_for_the_trial_it_starts_from(tmp_path):
     from chunkrl.sweep import Sweep, run_sweeps
