@@ -103,6 +103,19 @@ def test_a_tiny_run_is_read_back_with_its_data_and_checkpoint(
     assert image.stat().st_size > 0 and lines[-1] == f"wrote {image}"
 
 
+def test_checkpoints_of_one_data_read_it_once_and_normalise_a_copy_each(
+    reach, tiny_puzzle_dataset, tmp_path, marked_successes, capsys, monkeypatch
+):
+    reads, loader = [], reach.load_dataset
+    monkeypatch.setattr(reach, "load_dataset", lambda *a: reads.append(a[0].env) or loader(*a))
+    run = tmp_path / "run"  # normalised observations: normalising the read store itself would do it twice
+    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, obs_norm="mean_std"), run_dir=run)
+    assert reach.main([str(run), str(run), "--steps-before", "1", "10"]) == 0
+    rows = [line.split(" | ")[3:] for line in capsys.readouterr().out.splitlines()[4:7]]
+    assert len(reads) == 1
+    assert all(first == second.rstrip(" |") for first, second in rows)  # the second normalised its own copy
+
+
 def test_data_without_a_success_are_refused(reach, tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=run)
@@ -122,7 +135,8 @@ def test_runs_at_another_discount_reward_or_task_are_refused(reach, tiny_puzzle_
         reach.main([str(first), str(dense)])
     fewer = tmp_path / "fewer"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, dataset_episodes=1), run_dir=fewer)
-    with pytest.raises(SystemExit, match="on data .* 1\\), but the first run is .* None\\): compare runs of one"):
+    refused = "on data .* 1\\) \\(rewards: dataset\\), but the first run is .* None\\) \\(rewards: dataset\\): compare"
+    with pytest.raises(SystemExit, match=refused):
         reach.main([str(first), str(fewer)])
     offset = tmp_path / "offset"  # DQC trains on the sparse reward + 1: its data path's returns are others
     train(tiny_config(tiny_puzzle_dataset, agent="dqc", sparse=True, horizon=2, critic_horizon=4), run_dir=offset)
