@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -191,6 +192,22 @@ def first_reach(store, data: DataSettings, offset: float, steps: list[int], path
     return Reach(data, offset, {k: s for k, (s, _) in starts.items()}, [], paths, {k: [] for k in steps}, [])
 
 
+def told_apart(labels: list[str], runs: list[Path]) -> list[str]:
+    """The labels, each one that repeats followed by the part of its run's path that differs from the other runs of
+    that label: ``qc-fql at step 50,000 (chunking/qc-fql)`` beside ``... (networks/qc-fql-4x512)``."""
+    named = list(labels)
+    for label in set(labels):
+        same = [i for i, other in enumerate(labels) if other == label]
+        parts = [runs[i].resolve().parts for i in same]
+        if len(same) < 2 or len(set(parts)) < 2:  # one run, or one run's checkpoint given twice
+            continue
+        prefix = len(os.path.commonprefix(parts))
+        suffix = min(len(os.path.commonprefix([p[::-1] for p in parts])), min(map(len, parts)) - prefix)
+        for i, part in zip(same, parts, strict=True):
+            named[i] = f"{label} ({'/'.join(part[prefix : len(part) - suffix]) or part[-1]})"
+    return named
+
+
 def measure(paths: list[Path], steps: list[int], console: Console, device: torch.device) -> Reach:
     """Each checkpoint's mean Q of the chunks k steps before the data's success entries (and of random chunks)."""
     reach, loaded = None, {}
@@ -215,6 +232,7 @@ def measure(paths: list[Path], steps: list[int], console: Console, device: torch
                 reach.q[k].append(critic_values(agent, sampler, reach.starts[k])[0])
         random_starts = np.random.default_rng(0).integers(0, sampler.trajectories.size, RANDOM_CHUNKS)
         reach.random.append(critic_values(agent, sampler, random_starts)[0])
+    reach.columns = told_apart(reach.columns, [resolve_checkpoint(path).parent.parent for path in paths])
     return reach
 
 

@@ -1,5 +1,8 @@
 """benchmarks/value_reach.py: how far back from the data's successes a run's critic values reach."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -103,17 +106,34 @@ def test_a_tiny_run_is_read_back_with_its_data_and_checkpoint(
     assert image.stat().st_size > 0 and lines[-1] == f"wrote {image}"
 
 
-def test_checkpoints_of_one_data_read_it_once_and_normalise_a_copy_each(
+def test_checkpoints_of_one_data_read_it_once_normalise_a_copy_each_and_are_told_apart(
     reach, tiny_puzzle_dataset, tmp_path, marked_successes, capsys, monkeypatch
 ):
     reads, loader = [], reach.load_dataset
     monkeypatch.setattr(reach, "load_dataset", lambda *a: reads.append(a[0].env) or loader(*a))
-    run = tmp_path / "run"  # normalised observations: normalising the read store itself would do it twice
+    run = tmp_path / "a" / "run"  # normalised observations: normalising the read store itself would do it twice
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, obs_norm="mean_std"), run_dir=run)
-    assert reach.main([str(run), str(run), "--steps-before", "1", "10"]) == 0
-    rows = [line.split(" | ")[3:] for line in capsys.readouterr().out.splitlines()[4:7]]
+    shutil.copytree(run, tmp_path / "b" / "run")  # the same run elsewhere: its label says where
+    assert reach.main([str(run), str(tmp_path / "b" / "run"), "--steps-before", "1", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| k | chunks | data path's return | qc-fql at step 4 (a) | qc-fql at step 4 (b) |"
+    rows = [line.split(" | ")[3:] for line in lines[4:7]]
     assert len(reads) == 1
     assert all(first == second.rstrip(" |") for first, second in rows)  # the second normalised its own copy
+
+
+def test_runs_whose_labels_repeat_are_told_apart_by_their_paths(reach):
+    runs = [Path("/x/chunking/qc-fql/scene/seed_0"), Path("/x/networks/qc-fql-4x512/scene/seed_0")] * 2
+    labels = ["qc-fql at step 5", "qc-fql at step 5", "qc-fql at step 9", "fql at step 9"]
+    assert reach.told_apart(labels, runs) == [
+        "qc-fql at step 5 (chunking/qc-fql)",
+        "qc-fql at step 5 (networks/qc-fql-4x512)",
+        "qc-fql at step 9",
+        "fql at step 9",
+    ]
+    # one run's checkpoint twice, and two runs one of which lies inside the other's path
+    assert reach.told_apart(["a", "a"], [Path("/x/r"), Path("/x/r")]) == ["a", "a"]
+    assert reach.told_apart(["a", "a"], [Path("/x/r"), Path("/x/r/s")]) == ["a (r)", "a (s)"]
 
 
 def test_data_without_a_success_are_refused(reach, tiny_puzzle_dataset, tmp_path):
