@@ -147,8 +147,8 @@ class DataSettings(NamedTuple):
         reward = "the sparse reward" if self.sparse else "the task's own reward"
         data = (self.dataset_path, self.dataset_dir, self.dataset_episodes)
         keys = f" with state keys {', '.join(self.state_keys)}" if self.state_keys else ""
-        rewards = f"(rewards: {self.reward_from})"
-        return f"{self.env} at discount {self.discount} with {reward} on data {data}{keys} {rewards}"
+        source = f" (LeRobot rewards from: {self.reward_from})" if self.reward_from != "dataset" else ""
+        return f"{self.env} at discount {self.discount} with {reward} on data {data}{keys}{source}"
 
 
 @dataclass
