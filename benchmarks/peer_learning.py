@@ -139,7 +139,9 @@ def official_settings(config) -> dict:
             "discount": config.discount,
             "tau": flow.target_tau,
             "q_agg": flow.q_aggregation,
-            "alpha": flow.alpha,
+            # best-of-N (QC, BFN-n, BFN) has no distillation term: chunkrl leaves alpha unset, while the official
+            # loss multiplies its zero distillation loss by alpha, so a number is needed there (any; 0)
+            "alpha": 0.0 if flow.alpha is None else flow.alpha,
             "num_qs": flow.num_critics,
             "flow_steps": flow.flow_steps,
             "normalize_q_loss": flow.normalize_q_loss,

@@ -163,3 +163,14 @@ def test_an_official_runs_online_evaluations_are_drawn_at_their_online_steps(pee
     record = load_run(tmp_path, evaluations=True)
     assert [point[0] for point in curve([record], "offline")] == [100]
     assert [point[:2] for point in curve([record], "online")] == [(50, 0.25)]
+
+
+def test_export_gives_a_best_of_n_run_a_number_for_the_unused_alpha(peer, tiny_puzzle_dataset, tmp_path):
+    # BFN-n has no distillation term (chunkrl leaves alpha unset); the official loss still computes
+    # alpha * 0, which fails on None, so the export must write a number there
+    peer.export(run_config(tmp_path, tiny_puzzle_dataset, agent="bfn-n"), tmp_path / "peer")
+    assert yaml.safe_load((tmp_path / "peer" / "chunkrl_config.yaml").read_text())["flow"]["alpha"] is None
+    official = json.loads((tmp_path / "peer" / "settings.json").read_text())["official"]
+    assert official["alpha"] == 0.0
+    chosen = (official["actor_type"], official["action_chunking"], official["actor_num_samples"])
+    assert chosen == ("best-of-n", False, 4), "BFN-n: the best of 4 single actions"
