@@ -471,3 +471,27 @@ def test_each_panels_legend_lies_below_it_and_hides_no_curve(monkeypatch, tmp_pa
     plot_runs(runs, tmp_path / "curves.png", reference=PAPER_CURVES)
     # offline and online panels, each naming 5 runs and 5 published curves, below the panel and inside the figure
     assert checked[:2] == [(10, True, True), (10, True, True)]
+
+
+def test_the_report_says_whether_each_tasks_runs_trained_on_the_same_data(tmp_path):
+    def run(name, env="task1", data="absent"):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"agent": "qc-fql", "env": f"puzzle-3x3-play-singletask-{env}-v0", "seed": int(name[-1])}
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+        summary = {"status": "finished", "evaluations": {"offline_final": {"success": 0.5}}, "counters": {}}
+        summary |= {} if data == "absent" else {"data": data}
+        (path / "summary.json").write_text(json.dumps(summary))
+        return path
+
+    digest = {"transitions": 10, "sha256": "ab" * 32}
+    other = {"transitions": 10, "sha256": "cd" * 32}
+    same = report_table([run("a0", data=digest), run("a1", data=digest), run("a2")])
+    line = "Training data, puzzle-3x3-play-task1: the same data: sha256 abababababab... (2 runs), not recorded"
+    assert f"\n{line} (1 run)." in same
+    apart = report_table([run("b0", "task2", digest), run("b1", "task2", other), run("b2", "task2", None)])
+    assert (
+        "\nTraining data, puzzle-3x3-play-task2: **2 different data sets**: sha256 abababababab... (1 run), "
+        "sha256 cdcdcdcdcdcd... (1 run).\n" in apart
+    )  # b2, an on-policy run, trained on no data set: not an older run
+    assert "Training data" not in report_table([run("c0")])  # nothing recorded, nothing claimed

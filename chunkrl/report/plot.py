@@ -447,4 +447,29 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
     for machine, count in sorted(machines.items()):
         letter = f"{letters[machine]} " if letters else ""
         lines.append(f"{letter}Measured on: {machine} ({count} run{'s' if count > 1 else ''}).")
+    lines.extend(data_lines(records))
     return "\n".join(lines) + "\n"
+
+
+def data_lines(records: list[RunRecord]) -> list[str]:
+    """One line per task: the content digests (``Trajectories.content_digest``) of the training data its runs
+    recorded, so that "the same data" is checked rather than assumed. Runs that recorded none (older than the digest,
+    or the official code's) are counted apart; on-policy runs, which train on no data set, are left out."""
+    by_task: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        if "data" in record.summary and record.summary["data"] is None:
+            continue  # an on-policy run: no training data
+        data = record.summary.get("data")
+        digest = data.get("sha256") if isinstance(data, dict) else None
+        by_task[paper_task_name(record.env)][digest[:12] if isinstance(digest, str) else None] += 1
+    lines = []
+    for task, digests in sorted(by_task.items()):
+        known = {d: n for d, n in digests.items() if d is not None}
+        if not known:
+            continue
+        same = "the same data" if len(known) == 1 else f"**{len(known)} different data sets**"
+        parts = [f"sha256 {d}... ({n} run{'s' if n > 1 else ''})" for d, n in sorted(known.items())]
+        if digests[None]:
+            parts.append(f"not recorded ({digests[None]} run{'s' if digests[None] > 1 else ''})")
+        lines.append(f"Training data, {task}: {same}: {', '.join(parts)}.")
+    return lines

@@ -64,6 +64,7 @@ def build_trainer(
     store = replay = sampler = None
     if not on_policy:
         store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
+    data = None if store is None else {"transitions": store.size, "sha256": store.content_digest()}
     observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
     initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
@@ -122,6 +123,7 @@ def build_trainer(
         else None,
         schedule=method.schedule,
         rank=rank,
+        data=data,
     )
     if checkpoint is not None:
         ckpt.load_weights(agent, checkpoint)
@@ -132,6 +134,7 @@ def build_trainer(
         if online is not None:
             replay.extend(online)
         previous = previous_summary(run_dir / "summary.json", logger.console)
+        check_same_data(previous.get("data"), data, run_dir)
         trainer.evaluations = previous.get("evaluations", {})
         wall = previous.get("wall_seconds", 0.0)
         trainer.earlier_wall_seconds = float(wall) if isinstance(wall, int | float) and wall >= 0 else 0.0
@@ -159,6 +162,19 @@ def previous_summary(path: Path, console) -> dict:
     except (OSError, ValueError) as error:
         console.print(f"[yellow]ignoring {path}: {error}; the resumed run writes a new one[/]")
         return {}
+
+
+def check_same_data(before, now: dict | None, run_dir: Path) -> None:
+    """A run resumes on the data it started on: its summary's digest of the training steps (when it recorded one)
+    must equal the digest of the data loaded now."""
+    if not isinstance(before, dict) or now is None or before.get("sha256") in (None, now["sha256"]):
+        return
+    raise ValueError(
+        f"{run_dir} started on other training data than this resume loads: {before.get('transitions')} steps with "
+        f"sha256 {before['sha256'][:12]}... then, {now['transitions']} steps with sha256 {now['sha256'][:12]}... now "
+        "(a dataset regenerated differently, or another --dataset-path). Resume it on the file it started on, or "
+        "train the new data in a new run directory."
+    )
 
 
 def restore_rng_states(states: dict, trainer: Trainer) -> None:

@@ -117,6 +117,7 @@ class Trainer:
     schedule: str = "off_policy"  # the method's declared schedule: off_policy (replay) or on_policy (rollouts)
     rank: int = 0  # this process's rank under torchrun; only rank 0 logs, evaluates and checkpoints
     warmup_policy: UniformRandomPolicy | None = None  # acts before start_training (None: the agent)
+    data: dict | None = None  # the training data's size and content digest (summary.json), None on-policy
     label: str = ""  # which seed this is, when several train together (shown in progress and eval lines)
     before_save: Callable[[], None] | None = None  # brings the agent's optimizer state up to date before a save
     counters: ckpt.Counters = field(default_factory=ckpt.Counters)
@@ -382,6 +383,7 @@ class Trainer:
             "seed": self.config.seed,
             "counters": asdict(self.counters),
             "evaluations": self.evaluations,
+            "data": self.data,
             "wall_seconds": self.earlier_wall_seconds + time.time() - started,  # every segment of the run
             "device": str(self.device),
             "machine": machine_description(self.device),

@@ -1,5 +1,7 @@
 """The step store: boundaries, terminals and appends."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,22 @@ def test_a_memory_mapped_store_never_overwrites_files(two_trajectories, tmp_path
     with pytest.raises(FileExistsError, match="not empty"):
         Trajectories(3, 2, 10, tmp_path / "m")
     assert (tmp_path / "m" / "mine.txt").read_text() == "keep me"
+
+
+def test_the_content_digest_is_the_sha256_of_the_filled_steps_and_changes_with_any_of_them(two_trajectories):
+    t = np.arange(8, dtype=np.float32)
+    by_hand = hashlib.sha256()
+    for block in (
+        np.repeat(t[:, None], 2, axis=1),  # observations [t, t]
+        t[:, None] + 0.5,  # actions
+        np.array([1, 2, 3, 4, 5, 10, 20, 30], np.float32),  # rewards
+        np.array([0, 0, 1, 0, 0, 0, 0, 0], bool),  # terminals
+        np.array([0, 0, 0, 0, 1, 0, 0, 1], bool),  # ends
+        np.repeat(t[:, None] + 100.0, 2, axis=1),  # next observations
+    ):
+        by_hand.update(block.tobytes())
+    assert two_trajectories.content_digest() == by_hand.hexdigest()
+    roomy = Trajectories.from_arrays(two_trajectories.step_arrays(), capacity=20)  # unfilled rows do not count
+    assert roomy.content_digest() == by_hand.hexdigest()
+    roomy.rewards[7] += 1.0
+    assert roomy.content_digest() != by_hand.hexdigest()

@@ -3,13 +3,18 @@
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 
+import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from chunkrl.config import TrainConfig, load_config, save_config
+from chunkrl.data.catalog import load_dataset
+from chunkrl.envs.registry import run_env
 from chunkrl.files import write_atomically
 from chunkrl.train.device import machine_description
 from chunkrl.train.run import train
@@ -132,3 +137,26 @@ def test_a_resumed_runs_wall_time_counts_every_segment(tiny_puzzle_dataset, tmp_
     assert 1000.0 < resumed["wall_seconds"] < 1000.0 + 600  # the earlier segment plus this one
     assert resumed["machine"] == machine_description(torch.device("cpu"))  # what the time was measured on
     assert f"{torch.get_num_threads()} threads" in resumed["machine"] and "torch" in resumed["machine"]
+
+
+def test_a_run_records_its_training_data_and_refuses_to_resume_on_other_data(tiny_puzzle_dataset, tmp_path):
+    data = tmp_path / "puzzle-3x3-play-v0.npz"
+    shutil.copy(tiny_puzzle_dataset, data)
+    run = tmp_path / "run"
+    config = tiny_config(data, checkpoint_interval=2)
+    summary = train(config, run_dir=run)
+    store = load_dataset(config, run_env(config), 0, Console(quiet=True))
+    assert summary["data"] == {"transitions": store.size, "sha256": store.content_digest()}
+    assert json.loads((run / "summary.json").read_text())["data"] == summary["data"]
+    with np.load(data) as arrays:
+        changed = {name: arrays[name].copy() for name in arrays.files}
+    changed["observations"][3, 0] += 0.01  # regenerated a little differently
+    np.savez(data, **changed)
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("offline_steps: 4", "offline_steps: 6"))  # a longer budget
+    rows_before = (run / "train.csv").read_text()
+    with pytest.raises(ValueError, match=f"{run} started on other training data than this resume loads"):
+        train(None, resume=run)
+    assert (run / "train.csv").read_text() == rows_before
+    shutil.copy(tiny_puzzle_dataset, data)  # the data it started on: the resume goes on
+    assert train(None, resume=run)["counters"]["offline_step"] == 6
