@@ -167,11 +167,12 @@ def previous_summary(path: Path, console) -> dict:
 def check_same_data(before, now: dict | None, run_dir: Path) -> None:
     """A run resumes on the data it started on: its summary's digest of the training steps (when it recorded one)
     must equal the digest of the data loaded now."""
-    if not isinstance(before, dict) or now is None or before.get("sha256") in (None, now["sha256"]):
+    recorded = before.get("sha256") if isinstance(before, dict) else None
+    if not isinstance(recorded, str) or now is None or recorded == now["sha256"]:
         return
     raise ValueError(
         f"{run_dir} started on other training data than this resume loads: {before.get('transitions')} steps with "
-        f"sha256 {before['sha256'][:12]}... then, {now['transitions']} steps with sha256 {now['sha256'][:12]}... now "
+        f"sha256 {recorded[:12]}... then, {now['transitions']} steps with sha256 {now['sha256'][:12]}... now "
         "(a dataset regenerated differently, or another --dataset-path). Resume it on the file it started on, or "
         "train the new data in a new run directory."
     )
