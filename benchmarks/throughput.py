@@ -6,10 +6,11 @@ ratio against a figure measured on another machine or day means nothing, so this
 (compare with another implementation only when both run alternately in one session).
 
     python benchmarks/throughput.py [--agents qc-fql qc qc-rlpd] [--sizes 4x512 3x256] [--precision fp32]
-                                    [--compile] [--device auto] [--updates 60] [--threads N]
+                                    [--compile] [--device auto] [--updates 60] [--threads N] [--num-samples 32]
 
-QC (best of N = 32 chunks) is measured with fewer updates: each one samples 32 x 256 candidate chunks
-with 10 flow steps for its target. The RLPD family runs its 10-member critic ensemble.
+QC (best of N = 32 chunks, as the official runner; ``--num-samples`` sets N, e.g. 4 for the chunking grid's BFN-n
+and BFN) is measured with fewer updates: each one samples N x 256 candidates with 10 flow steps for its target.
+The RLPD family runs its 10-member critic ensemble.
 
 Each line also gives the update's matrix-product work (counted by torch.utils.flop_counter on one
 update) and the rate it achieved, as a fraction of the attainable peak: the best rate of a large
@@ -39,6 +40,9 @@ from chunkrl.data.trajectories import Trajectories
 from chunkrl.nets.compiled import compiled
 from chunkrl.nets.precision import PRECISIONS
 
+BEST_OF_N = {"qc", "bfn", "bfn-n"}
+"""Agents that sample ``--num-samples`` candidates per next state in every update (timed over a tenth as many)."""
+
 
 def measure(
     method: str,
@@ -48,8 +52,9 @@ def measure(
     store: Trajectories,
     precision: str = "fp32",
     compile: bool = False,
+    num_samples: int = 32,
 ) -> dict:
-    agent, spec = make_agent(method, dims, device, precision)
+    agent, spec = make_agent(method, dims, device, precision, num_samples=num_samples)
     sampler = ChunkSampler(store, spec, seed=0)
     flops = update_flops(agent, sampler.sample(BATCH).to_torch(device))
     update, compile_s = compile_as_training(agent, sampler, device) if compile else (agent.update, 0.0)
@@ -81,17 +86,20 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["4x512", "3x256"], help="networks, LAYERSxWIDTH")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--compile", action="store_true", help="as chunkrl train --compile (compile time printed)")
+    parser.add_argument("--num-samples", type=int, default=32, help="best-of-N candidates (QC, BFN-n, BFN)")
     args = parser.parse_args()
     device = prepare(args)
     peak = max(matmul_peak(device, p) for p in ("fp32", args.precision))
     print(f"attainable peak ({args.precision} run; best large product, fp32 or {args.precision}): {peak:.0f} GFLOP/s")
+    if BEST_OF_N.intersection(args.agents):
+        print(f"best-of-N agents sample {args.num_samples} candidates per next state")
     store = synthetic_store()
     for method in args.agents:
         for size in args.sizes:
             layers, width = size.split("x")
-            updates = max(3, args.updates // 10) if method in ("qc", "bfn", "bfn-n") else args.updates
+            updates = max(3, args.updates // 10) if method in BEST_OF_N else args.updates
             dims = (int(width),) * int(layers)
-            result = measure(method, dims, device, updates, store, args.precision, args.compile)
+            result = measure(method, dims, device, updates, store, args.precision, args.compile, args.num_samples)
             achieved = result["gflop_per_update"] * result["updates_per_s"]
             line = (
                 f"{method} {size}: {result['updates_per_s']:.2f} updates/s, action query {result['act_ms']:.3f} ms, "
