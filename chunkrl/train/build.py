@@ -19,7 +19,7 @@ from chunkrl.envs.registry import NO_ENV, run_env, space_dims
 from chunkrl.nets.noise import GeneratorNoise
 from chunkrl.train import checkpoint as ckpt
 from chunkrl.train.device import resolve_device, seed_everything
-from chunkrl.train.logging import RunLogger, SilentLogger, run_console
+from chunkrl.train.logging import RunLogger, SilentLogger
 from chunkrl.train.trainer import Trainer
 from chunkrl.train.units import record_normalization, report_clipped, run_normalizer
 
@@ -54,20 +54,17 @@ def build_trainer(
     env = None if offline_only else run_env(config)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
-    console = run_console(quiet=rank != 0)
+    if rank == 0:
+        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, run_dict(config))
+    else:
+        logger = SilentLogger()
     method = METHODS[config.agent]
     on_policy = method.schedule == "on_policy"  # rollouts from the environments: no dataset
     shared = config.replay == "shared"
     store = replay = sampler = None
     if not on_policy:
-        store = load_dataset(config, env, config.online_steps if shared else 0, console)
+        store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
     data = None if store is None else {"transitions": store.size, "sha256": store.content_digest()}
-    previous = previous_summary(run_dir / "summary.json", console) if checkpoint is not None else {}
-    check_same_data(previous.get("data"), data, run_dir)  # before the logger drops rows past the checkpoint
-    if rank == 0:
-        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, run_dict(config), console)
-    else:
-        logger = SilentLogger()
     observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
     initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
@@ -136,6 +133,8 @@ def build_trainer(
         online = ckpt.load_online_steps(checkpoint)
         if online is not None:
             replay.extend(online)
+        previous = previous_summary(run_dir / "summary.json", logger.console)
+        check_same_data(previous.get("data"), data, run_dir)
         trainer.evaluations = previous.get("evaluations", {})
         wall = previous.get("wall_seconds", 0.0)
         trainer.earlier_wall_seconds = float(wall) if isinstance(wall, int | float) and wall >= 0 else 0.0

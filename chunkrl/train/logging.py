@@ -65,28 +65,15 @@ def _logged_step(row: dict) -> float:
         return math.inf
 
 
-def run_console(quiet: bool = False) -> Console:
-    """Where a run's messages go: standard error, long lines unbroken (``quiet``: nowhere, for ranks other than 0)."""
-    return Console(stderr=True, soft_wrap=True, quiet=quiet)
-
-
 class RunLogger:
     """Writes metrics to ``<run>/train.csv``, ``<run>/eval.csv``, ``<run>/episodes.csv``, TensorBoard
     (``<run>/tensorboard``) and, when asked, wandb."""
 
     STREAMS = ("train", "eval", "episodes")
 
-    def __init__(
-        self,
-        run_dir: Path,
-        tensorboard: bool,
-        wandb: bool,
-        resume_step: int | None,
-        config: dict,
-        console: Console | None = None,
-    ):
+    def __init__(self, run_dir: Path, tensorboard: bool, wandb: bool, resume_step: int | None, config: dict):
         self.run_dir = Path(run_dir)
-        self.console = console or run_console()
+        self.console = Console(stderr=True, soft_wrap=True)
         self.streams = {name: CsvStream(self.run_dir / f"{name}.csv") for name in self.STREAMS}
         if resume_step is not None:
             for stream in self.streams.values():
@@ -129,7 +116,7 @@ class SilentLogger:
     """The logger of a data-parallel rank other than 0: rank 0 alone writes logs."""
 
     def __init__(self):
-        self.console = run_console(quiet=True)
+        self.console = Console(stderr=True, quiet=True)
 
     def last(self, stream: str) -> None:
         return None

@@ -154,7 +154,6 @@ def test_a_run_records_its_training_data_and_refuses_to_resume_on_other_data(tin
     np.savez(data, **changed)
     saved = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(saved.replace("offline_steps: 4", "offline_steps: 6"))  # a longer budget
-    (run / "checkpoints" / "latest").write_text("step_000000002")  # train.csv holds a row past it (step 4)
     rows_before = (run / "train.csv").read_text()
     with pytest.raises(ValueError, match=f"{run} started on other training data than this resume loads"):
         train(None, resume=run)
