@@ -54,10 +54,7 @@ def build_trainer(
     env = None if offline_only else run_env(config)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
-    if rank == 0:
-        logger = RunLogger(run_dir, config.tensorboard, config.wandb, resume_step, run_dict(config))
-    else:
-        logger = SilentLogger()
+    logger = RunLogger(run_dir, config.tensorboard, config.wandb, run_dict(config)) if rank == 0 else SilentLogger()
     method = METHODS[config.agent]
     on_policy = method.schedule == "on_policy"  # rollouts from the environments: no dataset
     shared = config.replay == "shared"
@@ -65,6 +62,9 @@ def build_trainer(
     if not on_policy:
         store = load_dataset(config, env, config.online_steps if shared else 0, logger.console)
     data = None if store is None else {"transitions": store.size, "sha256": store.content_digest()}
+    previous = previous_summary(run_dir / "summary.json", logger.console) if checkpoint is not None else {}
+    check_same_data(previous.get("data"), data, run_dir)  # before the logger opens: a refusal changes no file
+    logger.open(resume_step)
     observation_dim, action_dim = space_dims(env) if env is not None else (store.observation_dim, store.action_dim)
     tokenizer = None
     initial = ckpt.resolve_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
@@ -133,8 +133,6 @@ def build_trainer(
         online = ckpt.load_online_steps(checkpoint)
         if online is not None:
             replay.extend(online)
-        previous = previous_summary(run_dir / "summary.json", logger.console)
-        check_same_data(previous.get("data"), data, run_dir)
         trainer.evaluations = previous.get("evaluations", {})
         wall = previous.get("wall_seconds", 0.0)
         trainer.earlier_wall_seconds = float(wall) if isinstance(wall, int | float) and wall >= 0 else 0.0

@@ -71,25 +71,37 @@ class RunLogger:
 
     STREAMS = ("train", "eval", "episodes")
 
-    def __init__(self, run_dir: Path, tensorboard: bool, wandb: bool, resume_step: int | None, config: dict):
+    def __init__(self, run_dir: Path, tensorboard: bool, wandb: bool, config: dict):
         self.run_dir = Path(run_dir)
         self.console = Console(stderr=True, soft_wrap=True)
         self.streams = {name: CsvStream(self.run_dir / f"{name}.csv") for name in self.STREAMS}
-        if resume_step is not None:
-            for stream in self.streams.values():
-                stream.drop_after(resume_step)
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
-        self.wandb = None
-        if wandb:
+        self.tensorboard = tensorboard
+        self.config = config
+        self.wandb_module = None
+        if wandb:  # checked here, before the run loads anything, so a missing package fails at once
             try:
                 import wandb as wandb_module
             except ImportError as error:
                 raise RuntimeError("--wandb needs the wandb package: pip install 'chunkrl[wandb]'") from error
-            self.wandb = wandb_module.init(project="chunkrl", config=config, dir=str(self.run_dir), resume="allow")
+            self.wandb_module = wandb_module
+        self.writer = None
+        self.wandb = None
+
+    def open(self, resume_step: int | None) -> None:
+        """Start writing: a resumed run (``resume_step`` not None) first drops the rows logged after that step
+        (and TensorBoard purges its events past it), since it logs them again. Until this is called the run
+        directory's logs are untouched, so checks that may refuse a resume run before it."""
+        if resume_step is not None:
+            for stream in self.streams.values():
+                stream.drop_after(resume_step)
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+        if self.wandb_module is not None:
+            self.wandb = self.wandb_module.init(
+                project="chunkrl", config=self.config, dir=str(self.run_dir), resume="allow"
+            )
 
     def log(self, stream: str, step: int, metrics: dict[str, float], phase: str) -> None:
         """Record ``metrics`` at ``step`` in ``stream`` (train, eval or episodes)."""
@@ -117,6 +129,9 @@ class SilentLogger:
 
     def __init__(self):
         self.console = Console(stderr=True, quiet=True)
+
+    def open(self, resume_step: int | None) -> None:
+        pass
 
     def last(self, stream: str) -> None:
         return None

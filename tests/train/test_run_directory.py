@@ -154,9 +154,10 @@ def test_a_run_records_its_training_data_and_refuses_to_resume_on_other_data(tin
     np.savez(data, **changed)
     saved = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(saved.replace("offline_steps: 4", "offline_steps: 6"))  # a longer budget
-    rows_before = (run / "train.csv").read_text()
+    (run / "checkpoints" / "latest").write_text("step_000000002")  # train.csv holds rows past it (step 4)
+    rows_before = {name: (run / name).read_text() for name in ("train.csv", "eval.csv", "summary.json")}
     with pytest.raises(ValueError, match=f"{run} started on other training data than this resume loads"):
         train(None, resume=run)
-    assert (run / "train.csv").read_text() == rows_before
+    assert {name: (run / name).read_text() for name in rows_before} == rows_before  # the refusal changed no file
     shutil.copy(tiny_puzzle_dataset, data)  # the data it started on: the resume goes on
     assert train(None, resume=run)["counters"]["offline_step"] == 6
