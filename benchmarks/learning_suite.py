@@ -58,6 +58,7 @@ import dataclasses
 import datetime
 import difflib
 import os
+import queue
 import shutil
 import signal
 import statistics
@@ -565,16 +566,37 @@ def official_jobs(grid: Grid, out: Path, paper: bool, peer_python: Path, warn=pr
     return jobs
 
 
+def cpu_slots(workers: int) -> queue.Queue:
+    """The CPUs the official runs are pinned to, one each: as many slots as ``workers``, taken in turn from the
+    CPUs this process may use (two runs share a CPU only when there are more workers than CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    slots = queue.Queue()
+    for i in range(workers):
+        slots.put(cpus[i % len(cpus)])
+    return slots
+
+
 def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: int) -> int:
-    """Run the official jobs, ``workers`` at a time, one thread each; SIGTERM or Ctrl-C stops them (each writes a
-    checkpoint) and the same command resumes them."""
+    """Run the official jobs, ``workers`` at a time, each on one CPU; SIGTERM or Ctrl-C stops them (each writes a
+    checkpoint) and the same command resumes them. XLA's flags for one thread do not hold JAX 0.6 to one: its
+    runtime spreads an update over threads on every CPU the process may use (measured: five threads busy), so
+    each run is pinned to a CPU of its own (``peer_learning.py train --cpus``), as chunkrl's runs get one torch
+    thread."""
     single_thread = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     env = {**os.environ, "PYTHONPATH": str(peer_dir / "src"), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": single_thread}
     running: list[subprocess.Popen] = []
+    slots = cpu_slots(workers)
 
     def one(job: tuple[Path, list[str]]) -> int:
         run_dir, command = job
         run_dir.mkdir(parents=True, exist_ok=True)
+        cpu = slots.get()
+        try:
+            return on_cpu(run_dir, [*command, "--cpus", str(cpu)])
+        finally:
+            slots.put(cpu)
+
+    def on_cpu(run_dir: Path, command: list[str]) -> int:
         # held for the official code (which cannot import chunkrl), so that `list` sees it run; shared with it, so
         # that a launcher killed outright leaves the lock with its still-running child, never a run nobody holds
         try:

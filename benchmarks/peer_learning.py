@@ -25,7 +25,11 @@ Two steps, in two Python environments:
 
     python benchmarks/peer_learning.py export runs/suite/dqc/qc-fql/ENV/qc-fql/seed_0/config.yaml runs/peer/qc-fql
     PYTHONPATH=../shared/bench/peer_qc/src /tmp/peer-venv/bin/python benchmarks/peer_learning.py \\
-        train runs/peer/qc-fql --seed 0 --out runs/peer/qc-fql/seed_0
+        train runs/peer/qc-fql --seed 0 --out runs/peer/qc-fql/seed_0 [--cpus 0]
+
+``--cpus`` pins the run to those CPUs before JAX starts. Without it the official code uses every CPU it may use,
+whatever ``XLA_FLAGS`` say (JAX 0.6 spreads an update over threads on all of them), so a "one thread" run beside
+another takes part of its CPU; the learning suite pins each official run to a CPU of its own.
 
 Covered: the flow family of the official code (``acfql``; QC-FQL, FQL-n, FQL: ``distill-ddpg``; QC, BFN-n,
 BFN: ``best-of-n``) and its RLPD family (``acrlpd``: QC-RLPD, RLPD-AC, RLPD with an MLP actor). The official
@@ -363,7 +367,8 @@ def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list,
         "counters": counters,
         "evaluations": finals,
         "wall_seconds": wall_s,
-        "machine": f"{cpu_model() or platform.machine()}, {os.cpu_count()} CPUs; jax {jax.__version__} on "
+        "machine": f"{cpu_model() or platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs; "
+        f"jax {jax.__version__} on "
         f"{jax.devices()[0].platform}",
         "official_code": "github.com/ColinQiyangLi/qc at 48283b4 (shared/bench/peer_qc)",
     }
@@ -568,12 +573,34 @@ def main() -> None:
     training.add_argument("folder", type=Path, help="a folder written by export")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--out", type=Path, required=True, help="where eval.csv, checkpoints and summary.json go")
+    training.add_argument(
+        "--cpus",
+        type=cpu_list,
+        help="the CPUs the run may use, e.g. 0 or 0,1 (default: all this process may use). JAX 0.6 spreads an "
+        "update over threads on every CPU it may use, whatever XLA_FLAGS say: this is how to hold it to one",
+    )
     args = parser.parse_args()
     if args.command == "export":
         export(args.config, args.out)
     else:
+        if args.cpus is not None:
+            os.sched_setaffinity(0, args.cpus)  # before JAX starts: its thread pool is sized from the affinity
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
         train(args.folder, args.seed, args.out)
+
+
+def cpu_list(text: str) -> set[int]:
+    """``--cpus``: comma-separated CPU numbers, each one this process may use."""
+    try:
+        cpus = {int(part) for part in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers such as 0 or 0,1, got {text!r}") from None
+    allowed = os.sched_getaffinity(0)
+    if not cpus <= allowed:
+        raise argparse.ArgumentTypeError(
+            f"CPU {sorted(cpus - allowed)} is not one this process may use: {sorted(allowed)}"
+        )
+    return cpus
 
 
 if __name__ == "__main__":

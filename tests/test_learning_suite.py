@@ -340,6 +340,23 @@ def test_an_official_run_holds_its_run_directory_while_it_runs(suite, tmp_path, 
     assert f"{run_dir}: not started: The run directory {run_dir} is in use by process" in capsys.readouterr().out
 
 
+def test_official_runs_side_by_side_are_pinned_to_cpus_of_their_own(suite, tmp_path, monkeypatch):
+    """JAX ignores XLA's one-thread flags, so each official run gets ``--cpus`` with a CPU no other running one has."""
+    monkeypatch.setattr(suite.os, "sched_getaffinity", lambda pid: {3, 5})
+    started, jobs = tmp_path / "started", []
+    started.mkdir()
+    for seed in range(4):  # two at a time: each waits until its neighbour has started, so the two overlap
+        child = (
+            f"import pathlib, sys, time\nroot = pathlib.Path({str(started)!r})\n"
+            f"(root / '{seed}').write_text(sys.argv[-1])\n"
+            f"while len(list(root.iterdir())) < {2 * (seed // 2 + 1)}: time.sleep(0.02)\n"
+        )
+        jobs.append((tmp_path / f"seed_{seed}", [sys.executable, "-c", child]))
+    assert suite.run_official(jobs, tmp_path, workers=2) == 0
+    cpus = [(started / str(seed)).read_text() for seed in range(4)]
+    assert sorted(cpus[:2]) == ["3", "5"] and sorted(cpus[2:]) == ["3", "5"]
+
+
 def test_a_killed_launcher_leaves_the_lock_with_its_official_run(tmp_path):
     """SIGKILL to the launcher (no handler runs) must not leave its official run going in a directory nobody holds,
     where a second launcher would start another run beside it."""

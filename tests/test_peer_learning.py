@@ -174,3 +174,16 @@ def test_export_gives_a_best_of_n_run_a_number_for_the_unused_alpha(peer, tiny_p
     assert official["alpha"] == 0.0
     chosen = (official["actor_type"], official["action_chunking"], official["actor_num_samples"])
     assert chosen == ("best-of-n", False, 4), "BFN-n: the best of 4 single actions"
+
+
+def test_cpus_names_cpus_this_process_may_use(peer):
+    import argparse
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    assert peer.cpu_list(str(allowed[0])) == {allowed[0]}
+    assert peer.cpu_list(",".join(map(str, allowed))) == set(allowed)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected CPU numbers such as 0 or 0,1, got 'one'"):
+        peer.cpu_list("one")
+    with pytest.raises(argparse.ArgumentTypeError, match=f"CPU \\[{max(allowed) + 1}\\] is not one this process"):
+        peer.cpu_list(str(max(allowed) + 1))
