@@ -349,7 +349,9 @@ def test_official_runs_side_by_side_are_pinned_to_cpus_of_their_own(suite, tmp_p
         child = (
             f"import pathlib, sys, time\nroot = pathlib.Path({str(started)!r})\n"
             f"(root / '{seed}').write_text(sys.argv[-1])\n"
-            f"while len(list(root.iterdir())) < {2 * (seed // 2 + 1)}: time.sleep(0.02)\n"
+            f"for _ in range(1000):  # at most 20 s\n"
+            f"    if len(list(root.iterdir())) >= {2 * (seed // 2 + 1)}: break\n"
+            "    time.sleep(0.02)\n"
         )
         jobs.append((tmp_path / f"seed_{seed}", [sys.executable, "-c", child]))
     assert suite.run_official(jobs, tmp_path, workers=2) == 0
