@@ -616,11 +616,14 @@ def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: in
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, stop)
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         codes = list(pool.map(one, jobs))
     except KeyboardInterrupt:
+        for signum in previous:  # a second signal (`timeout` signals its whole group) must not cut the wait short
+            signal.signal(signum, signal.SIG_IGN)
         for process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)  # each writes a resumable checkpoint
@@ -628,7 +631,8 @@ def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: in
         print("official runs interrupted: they wrote checkpoints; run the same command to finish them.")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     pool.shutdown()
     return 1 if any(codes) else 0
 

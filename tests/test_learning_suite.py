@@ -396,6 +396,44 @@ def test_a_killed_launcher_leaves_the_lock_with_its_official_run(tmp_path):
         raise AssertionError("the official run's end did not release its run directory")
 
 
+def test_a_second_sigterm_lets_the_official_runs_finish_their_checkpoints(tmp_path):
+    """`timeout` signals its whole process group: the launcher gets SIGTERM again while its runs write their
+    checkpoints. It must wait for them and end with 130, not with a traceback."""
+    run_dir, ready, done = tmp_path / "seed_0", tmp_path / "ready", tmp_path / "done"
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "def checkpoint(*args):\n"
+        "    time.sleep(1.0)  # writing the checkpoint\n"
+        f"    pathlib.Path({str(done)!r}).write_text('written')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, checkpoint)\n"
+        f"pathlib.Path({str(ready)!r}).write_text('up')\n"
+        "time.sleep(60)\n"
+    )
+    launcher = (
+        "import sys; from pathlib import Path; from tests.conftest import load_benchmark\n"
+        f"jobs = [(Path({str(run_dir)!r}), sys.argv[1:])]\n"
+        "sys.exit(load_benchmark('learning_suite').run_official(jobs, Path('.'), 1))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", launcher, sys.executable, "-c", child], cwd=root, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(400):
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the launcher has passed SIGTERM on and waits for its run's checkpoint
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "Traceback" not in errors, errors
+    assert done.read_text() == "written"
+
+
 def test_list_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     """`list GRID | head -1`: the reader closes the pipe after one line; the suite stops without a traceback."""
     grid = tmp_path / "wide.yaml"
