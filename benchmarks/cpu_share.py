@@ -27,14 +27,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from learning_suite import XLA_ONE_THREAD
+
 from chunkrl.train.device import cpu_description
 
 HERE = Path(__file__).resolve().parent
-AGENTS = {  # chunkrl's agent and its best-of-N count: the official acfql settings of the same method
-    "bfn-n": (4, {"actor_type": "best-of-n", "action_chunking": False, "actor_num_samples": 4}),
-    "qc-fql": (None, {"actor_type": "distill-ddpg", "action_chunking": True}),
+AGENTS = {  # chunkrl's method: the official acfql settings of the same method (chunkrl samples as many candidates)
+    "bfn-n": {"actor_type": "best-of-n", "action_chunking": False, "actor_num_samples": 4},
+    "qc-fql": {"actor_type": "distill-ddpg", "action_chunking": True},
 }
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 OFFICIAL = """
 import json, os, sys, time
@@ -73,7 +74,7 @@ def chunkrl_rates(method: str, updates: int) -> tuple[float, float]:
     from chunkrl.data.chunks import ChunkSampler
 
     torch.set_num_threads(1)
-    num_samples = AGENTS[method][0]
+    num_samples = AGENTS[method].get("actor_num_samples")
     changes = {"num_samples": num_samples} if num_samples else {}
     agent, spec = make_agent(method, (256,) * 3, torch.device("cpu"), "fp32", **changes)
     batch = ChunkSampler(synthetic_store(), spec, seed=0).sample(BATCH).to_torch(torch.device("cpu"))
@@ -111,14 +112,14 @@ def main() -> None:
         )
     print(cpu_description(), flush=True)
     peer_env = {**os.environ, "PYTHONPATH": str(args.peer_dir / "src"), "JAX_PLATFORMS": "cpu"}
-    peer_env["XLA_FLAGS"] = SINGLE_THREAD
+    peer_env["XLA_FLAGS"] = XLA_ONE_THREAD
     ours_env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ours_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     print("| round | agent | official: updates/s | per CPU-s | official pinned: updates/s | chunkrl: updates/s |")
     print("|---|---|---|---|---|---|")
     for round_ in range(1, args.rounds + 1):
         for method in args.agents:
-            official = [args.peer_python, "-c", OFFICIAL, json.dumps(AGENTS[method][1]), str(args.updates)]
+            official = [args.peer_python, "-c", OFFICIAL, json.dumps(AGENTS[method]), str(args.updates)]
             free = measure([*official, "free"], peer_env, args.peer_dir)
             pinned = measure([*official, "pin"], peer_env, args.peer_dir)
             ours = measure(

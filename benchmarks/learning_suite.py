@@ -89,6 +89,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITES = Path(__file__).resolve().parent / "suites"
 GRID_KEYS = {"title", "about", "envs", "seeds", "config", "set", "paper_set", "paper_curves", "methods", "official"}
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_learning.py"
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+"""XLA's flags for one thread, given to the official runs; JAX 0.6 does not keep to them (``run_official``)."""
 OFFICIAL_SUFFIX = "-official"
 """``OUT/GRID/METHOD-official`` holds the official code's runs of a grid's method (``official`` in the grid)."""
 METHOD_KEYS = {"agent", "config", "set", "init_from"}
@@ -582,8 +584,7 @@ def run_official(jobs: list[tuple[Path, list[str]]], peer_dir: Path, workers: in
     runtime spreads an update over threads on every CPU the process may use (measured: five threads busy), so
     each run is pinned to a CPU of its own (``peer_learning.py train --cpus``), as chunkrl's runs get one torch
     thread."""
-    single_thread = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    env = {**os.environ, "PYTHONPATH": str(peer_dir / "src"), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": single_thread}
+    env = {**os.environ, "PYTHONPATH": str(peer_dir / "src"), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": XLA_ONE_THREAD}
     running: list[subprocess.Popen] = []
     slots = cpu_slots(workers)
 

@@ -1,8 +1,10 @@
 """benchmarks/peer_learning.py's export: the official code gets exactly the data and settings a chunkrl run trains
 with. (Its ``train`` step runs in the official code's own JAX environment, which the test suite does not have.)"""
 
+import argparse
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -177,9 +179,6 @@ def test_export_gives_a_best_of_n_run_a_number_for_the_unused_alpha(peer, tiny_p
 
 
 def test_cpus_names_cpus_this_process_may_use(peer):
-    import argparse
-    import os
-
     allowed = sorted(os.sched_getaffinity(0))
     assert peer.cpu_list(str(allowed[0])) == {allowed[0]}
     assert peer.cpu_list(",".join(map(str, allowed))) == set(allowed)
