@@ -149,7 +149,7 @@ def _data(argv: list[str]) -> int:
         print(f"generated in {root}:\n  " + ("\n  ".join(cached) if cached else "(none)"))
         return 0
     from chunkrl.envs.scripted.aloha import DATASETS as SCRIPTED
-    from chunkrl.progress import generation_progress
+    from chunkrl.progress import generation_notice, generation_progress
 
     if args.dataset in SCRIPTED:
         return _generate_scripted(args)
@@ -162,7 +162,9 @@ def _data(argv: list[str]) -> int:
         f"{settings.max_episode_steps} steps, {args.workers} workers -> {out}"
     )
     with generation_progress(console) as report:
-        train_path, val_path = generate_dataset(settings, out, args.workers, args.overwrite, report)
+        train_path, val_path = generate_dataset(
+            settings, out, args.workers, args.overwrite, report, notice=generation_notice(console)
+        )
     console.print(f"[green]wrote[/] {train_path} and {val_path}")
     return 0
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 LOG_EVERY_S = 30.0
 """Without a terminal (a log file, a sweep, CI): a line at the first episode, then at most this often, and the last."""
+
+
+def generation_notice(console: Console) -> Callable[[str], None]:
+    """Where ``generate_dataset`` says what happened besides the episodes (the simulator's warnings): the console,
+    verbatim (the text quotes MuJoCo's messages, which may hold brackets)."""
+    return lambda text: console.print(text, style="yellow", markup=False, highlight=False)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from chunkrl.data.trajectories import DatasetError, Trajectories
 from chunkrl.envs.ogbench import OGBenchTask, parse_task
 from chunkrl.envs.registry import is_aloha, space_dims
 from chunkrl.envs.scripted.ogbench import generate_dataset, official_settings
-from chunkrl.progress import generation_progress
+from chunkrl.progress import generation_notice, generation_progress
 
 if TYPE_CHECKING:  # the run config sits above this layer: for type hints only
     from chunkrl.config import TrainConfig
@@ -85,7 +85,9 @@ def dataset_file(config: TrainConfig, task: OGBenchTask, console: Console) -> Pa
         )
         settings = official_settings(task.dataset_name, episodes=episodes)
         with generation_progress(console) as report:
-            generate_dataset(settings, path, workers=config.generate_workers, progress=report)
+            generate_dataset(
+                settings, path, workers=config.generate_workers, progress=report, notice=generation_notice(console)
+            )
     return path
 
 

@@ -9,6 +9,10 @@ generated and downloaded files are interchangeable.
 
 Each episode is seeded from ``(seed, episode index, attempt)``, so a dataset is identical whatever
 the number of worker processes.
+
+MuJoCo's warnings during collection (the scene's contacts make its constraint solver warn "Linesearch objective is
+not convex" a few hundred times over 1,000 episodes; dm_control logs each one through absl) are counted by message
+and said once at the end instead of flooding the progress lines.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +128,7 @@ def _make_oracles(env, settings: GenerationSettings) -> dict:
 def _init_worker(settings: GenerationSettings) -> None:
     warnings.filterwarnings("ignore", message=".*precision lowered.*")  # gymnasium notices about OGBench's spaces
     import gymnasium
+    import mujoco
     import ogbench.manipspace  # noqa: F401  (registers the environments)
 
     env = gymnasium.make(
@@ -131,7 +137,16 @@ def _init_worker(settings: GenerationSettings) -> None:
         mode="data_collection",
         max_episode_steps=settings.max_episode_steps,
     )
-    _WORKER.update(settings=settings, env=env, oracles=_make_oracles(env, settings))
+    counts: Counter[str] = Counter()
+    previous = mujoco.get_mju_user_warning()  # dm_control's, which logs each warning
+    mujoco.set_mju_user_warning(lambda message: counts.update([message]))
+    _WORKER.update(
+        settings=settings,
+        env=env,
+        oracles=_make_oracles(env, settings),
+        warnings=counts,
+        restore=lambda: mujoco.set_mju_user_warning(previous),
+    )
 
 
 def _stack_probability(env_id: str) -> float:
@@ -151,9 +166,11 @@ def _scene_is_healthy(qpos: np.ndarray) -> bool:
     return not (too_far_right or lost_left)
 
 
-def _run_episode(episode_index: int) -> dict[str, np.ndarray]:
+def _run_episode(episode_index: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """One healthy episode's arrays, and MuJoCo's warnings while collecting it (its unhealthy attempts included)."""
     settings: GenerationSettings = _WORKER["settings"]
     env, oracles = _WORKER["env"], _WORKER["oracles"]
+    _WORKER["warnings"].clear()
     markov = settings.dataset_type == "noisy"
     for attempt in range(MAX_HEALTH_RETRIES):
         seeds = np.random.SeedSequence([settings.seed, episode_index, attempt]).generate_state(2)
@@ -192,7 +209,7 @@ def _run_episode(episode_index: int) -> dict[str, np.ndarray]:
             ob = next_ob
         arrays = _to_arrays(record)
         if not settings.env_id.startswith("scene") or _scene_is_healthy(arrays["qpos"]):
-            return arrays
+            return arrays, dict(_WORKER["warnings"])
     raise RuntimeError(f"episode {episode_index}: no healthy scene episode after {MAX_HEALTH_RETRIES} attempts")
 
 
@@ -208,6 +225,7 @@ def generate_dataset(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> tuple[Path, Path]:
     """Collect ``settings.episodes`` (+10%) episodes and write the training and validation files.
 
@@ -221,6 +239,8 @@ def generate_dataset(
         workers: worker processes (each runs whole episodes).
         overwrite: replace existing files.
         progress: called with (episodes done, episodes total) after each episode.
+        notice: called with a summary of MuJoCo's warnings during collection, if there were any (without it, the
+            summary is a Python warning).
     """
     out_path = Path(out_path)
     if out_path.suffix != ".npz":
@@ -236,7 +256,11 @@ def generate_dataset(
     if not os.access(out_path.parent, os.W_OK):  # find out now, not after generating every episode
         raise PermissionError(f"cannot write to {out_path.parent}: choose another --out or --cache-dir")
     total = settings.episodes + settings.validation_episodes
-    episodes = _collect(settings, total, workers, progress)
+    collected = _collect(settings, total, workers, progress)
+    episodes = [arrays for arrays, _ in collected]
+    summary = _warning_summary([counts for _, counts in collected])
+    if summary:
+        (notice or (lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3)))(summary)
     train = _concat(episodes[: settings.episodes])
     val = _concat(episodes[settings.episodes :])
     _atomic_savez(val_path, val)
@@ -244,8 +268,8 @@ def generate_dataset(
     return out_path, val_path
 
 
-def _collect(settings, total, workers, progress) -> list[dict[str, np.ndarray]]:
-    results: list[dict[str, np.ndarray]] = []
+def _collect(settings, total, workers, progress) -> list[tuple[dict[str, np.ndarray], dict[str, int]]]:
+    results: list[tuple[dict[str, np.ndarray], dict[str, int]]] = []
     if workers <= 1:
         _init_worker(settings)
         try:
@@ -254,6 +278,7 @@ def _collect(settings, total, workers, progress) -> list[dict[str, np.ndarray]]:
                 if progress:
                     progress(i + 1, total)
         finally:
+            _WORKER.pop("restore")()  # this process's MuJoCo warnings go where they went before
             _WORKER.pop("env").close()
         return results
     context = mp.get_context("spawn")
@@ -263,6 +288,24 @@ def _collect(settings, total, workers, progress) -> list[dict[str, np.ndarray]]:
             if progress:
                 progress(i + 1, total)
     return results
+
+
+def _warning_summary(per_episode: list[dict[str, int]]) -> str:
+    """``MuJoCo warned 12 times in 3 of 1,100 episodes: 'Linesearch objective is not convex' (12)``, or ``""``."""
+    counts: Counter[str] = Counter()
+    for episode in per_episode:
+        counts.update(episode)
+    if not counts:
+        return ""
+    episodes = sum(1 for episode in per_episode if episode)
+    common = counts.most_common()
+    messages = "; ".join(f"'{message.strip()}' ({n:,})" for message, n in common[:3])
+    if len(common) > 3:
+        messages += f"; {len(common) - 3} other messages ({sum(n for _, n in common[3:]):,})"
+    return (
+        f"MuJoCo warned {counts.total():,} time{'s' if counts.total() != 1 else ''} in {episodes:,} of {len(per_episode):,} episodes: {messages}. "
+        "The episodes are kept as OGBench's own generator would keep them (it runs the same simulator)."
+    )
 
 
 def _concat(episodes: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -56,3 +56,59 @@ def test_no_partial_file_is_left_behind(tmp_path):
     settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=1, max_episode_steps=11)
     generate_dataset(settings, tmp_path / "d.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d-val.npz", "d.npz"]
+
+
+def test_mujoco_warnings_are_counted_and_said_once(tmp_path, monkeypatch):
+    """MuJoCo's warnings during collection (a few hundred on the scene data, one log line each through dm_control)
+    become one summary; afterwards this process's warnings go where they went before."""
+    import mujoco
+
+    from chunkrl.envs.scripted import ogbench as generator
+
+    make_oracles = generator._make_oracles
+
+    def oracles_that_warn_once(env, settings):
+        oracles = make_oracles(env, settings)
+        for oracle in oracles.values():
+            select, calls = oracle.select_action, []
+
+            def select_action(ob, info, select=select, calls=calls):
+                if not calls:  # a real MuJoCo warning, through MuJoCo's own handler
+                    mujoco.mj_printModel(env.unwrapped.model, str(tmp_path / "missing" / "model.txt"))
+                calls.append(1)
+                return select(ob, info)
+
+            oracle.select_action = select_action
+        return oracles
+
+    monkeypatch.setattr(generator, "_make_oracles", oracles_that_warn_once)
+    before: list[str] = []
+    mujoco.set_mju_user_warning(before.append)
+    notices: list[str] = []
+    settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=1, max_episode_steps=11)
+    try:
+        generate_dataset(settings, tmp_path / "d.npz", notice=notices.append)
+        assert notices == [
+            "MuJoCo warned 1 time in 1 of 2 episodes: "
+            f"'Could not open file '{tmp_path / 'missing' / 'model.txt'}' for writing mjModel' (1). "
+            "The episodes are kept as OGBench's own generator would keep them (it runs the same simulator)."
+        ]
+        assert before == []
+        mujoco.mj_printModel(mujoco.MjModel.from_xml_string("<mujoco/>"), str(tmp_path / "missing" / "again.txt"))
+        assert len(before) == 1 and "again.txt" in before[0]
+    finally:
+        mujoco.set_mju_user_warning(None)
+
+
+def test_warning_summary_names_the_commonest_messages():
+    summary = generator_summary([{"a": 2}, {}, {"b": 1, "c": 1, "d": 1, "e": 3}])
+    assert summary.startswith(
+        "MuJoCo warned 8 times in 2 of 3 episodes: 'e' (3); 'a' (2); 'b' (1); 2 other messages (2)."
+    )
+    assert generator_summary([{}, {}]) == ""
+
+
+def generator_summary(per_episode):
+    from chunkrl.envs.scripted.ogbench import _warning_summary
+
+    return _warning_summary(per_episode)
