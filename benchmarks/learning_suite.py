@@ -17,7 +17,9 @@ process, which shares its launcher's lock) and its progress from its train.csv: 
 of its last 5 rows) and the minutes of steps left at that rate (evaluations not counted). A trial killed outright
 is named with the checkpoint it resumes from. A trial whose run started with other settings than the grid
 asks now (its budget raised since, say) is named with the first difference: ``run`` refuses to resume it and
-``report`` leaves it (and a kept record of it) out, so move its run directory aside to run it afresh.
+``report`` leaves it (and a kept record of it) out, so move its run directory aside to run it afresh. A last line
+per grid estimates what is left in hours of one core: each unfinished trial at the median wall time of the finished
+trials of its method (on its task where one has finished there), less the share of its budget it has done.
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
 methods to compare; a method is an agent with a preset and settings. ``run`` launches every trial not yet
@@ -52,6 +54,7 @@ e.g. ``run seed000 --seeds 1-2`` where seed 0's records are kept. A finished run
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import csv
 import dataclasses
@@ -407,20 +410,28 @@ def state(run_dir: Path, out: Path, records: Path) -> str:
     return f"stopped without a summary (killed?); resumes from its checkpoint at step {int(good.name[5:]):,}{older}"
 
 
-def progress(run_dir: Path, rows: int = 5) -> str:
-    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the end of a run's train.csv and
-    its saved budget: the last row's step, and the median rate of the last ``rows`` rows (a row whose interval held
-    an evaluation logs a low rate; the time left counts no evaluation) that updated the agent (online, the steps
-    before ``start_training`` only act). Empty before the first row."""
+def tail_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The last rows of a run's train.csv (its last 8 kB, whole rows only), as dicts; empty when there is none."""
     try:
         with (run_dir / "train.csv").open("rb") as file:
             (header,) = csv.reader([file.readline().decode()])
             first = file.tell()
             start = file.seek(max(file.seek(0, os.SEEK_END) - 8192, first))
             lines = file.read().decode(errors="replace").splitlines()
-        if start > first:  # read from the middle of a row: its end is no row
-            lines = lines[1:]
-        table = [dict(zip(header, row, strict=True)) for row in csv.reader(lines) if len(row) == len(header)]
+    except (OSError, ValueError):
+        return []
+    if start > first:  # read from the middle of a row: its end is no row
+        lines = lines[1:]
+    return [dict(zip(header, row, strict=True)) for row in csv.reader(lines) if len(row) == len(header)]
+
+
+def progress(run_dir: Path, rows: int = 5) -> str:
+    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the end of a run's train.csv and
+    its saved budget: the last row's step, and the median rate of the last ``rows`` rows (a row whose interval held
+    an evaluation logs a low rate; the time left counts no evaluation) that updated the agent (online, the steps
+    before ``start_training`` only act). Empty before the first row."""
+    try:
+        table = tail_rows(run_dir)
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         step, total = int(table[-1]["step"]), int(config["offline_steps"]) + int(config["online_steps"])
         # online, the agent is first updated at step start_training: the rows before it only step the environment
@@ -686,6 +697,63 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def done_fraction(run_dir: Path) -> float:
+    """The share of its budget an unfinished trial has done: its furthest step (its last stop's summary or its
+    train.csv, whichever is further) over its saved budget; 0 before it started."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        total = int(config["offline_steps"]) + int(config["online_steps"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return 0.0
+    trial = Trial("", "", 0, run_dir)
+    read_outcome(trial, summary_of(run_dir) or {})
+    rows = tail_rows(run_dir)
+    try:
+        step = max(trial.steps or 0, int(rows[-1]["step"]) if rows else 0)
+    except (KeyError, ValueError):
+        step = trial.steps or 0
+    return min(step / total, 1.0) if total > 0 else 0.0
+
+
+def time_left(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> str:
+    """``26 trials left: about 29 h of one core ...; none finished to go by: qc (6 trials)``. Each unfinished trial
+    counts the median wall time of the finished trials (here or recorded) of its method on its task, or on any task
+    when its own has none, less the share of its budget it has done; empty when nothing is left."""
+    everything = with_official(grid, out, paper)
+    top = grid.directory(out, paper)
+    walls: dict[tuple[str, str], list[float]] = {}
+    left: list[tuple[str, Trial]] = []
+    for trial in everything:
+        method = trial.run_dir.relative_to(top).parts[0]
+        kept = record_of(trial.run_dir, out, records)
+        summary = next(
+            (s for s in map(summary_of, (trial.run_dir, kept)) if (s or {}).get("status") == "finished"), None
+        )
+        if summary is None:
+            left.append((method, trial))
+        else:
+            walls.setdefault((method, trial.env), []).append(float(summary.get("wall_seconds", 0.0)))
+    if not left:
+        return ""
+    seconds, unknown = 0.0, collections.Counter()
+    for method, trial in left:
+        known = walls.get((method, trial.env)) or [w for (m, _), ws in walls.items() if m == method for w in ws]
+        if known:
+            seconds += statistics.median(known) * (1.0 - done_fraction(trial.run_dir))
+        else:
+            unknown[method] += 1
+    counted = len(left) - unknown.total()
+    text = f"{len(left)} trials left"
+    if counted:
+        text += (
+            f": about {seconds / 3600:.1f} h of one core for {counted} of them (the median wall time of the finished "
+            "trials of the same method, on the same task where one has finished, less what each has done)"
+        )
+    if unknown:
+        text += "; none finished to go by: " + ", ".join(f"{m} ({n} trials)" for m, n in unknown.items())
+    return text
+
+
 def list_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
     """``list``: each grid's count of finished trials, or (grids named) where each of their trials stands."""
     if args.grids:
@@ -697,6 +765,8 @@ def list_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
                     f"; started with {changed[trial.run_dir]} (`run` refuses it)" if trial.run_dir in changed else ""
                 )
                 print(f"{str(where):<80} {state(trial.run_dir, args.out, args.records)}{drift}")
+            left = time_left(grid, args.out, args.paper, args.records)
+            print(f"{grid.name}: {left or 'every trial finished'}")
         return 0
     for grid in grids:
         if args.paper and not grid.paper_settings:

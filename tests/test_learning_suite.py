@@ -253,6 +253,11 @@ def test_grids_are_checked_before_anything_runs(suite, tiny_puzzle_dataset, tmp_
             check_sweep(sweep)
 
 
+def listed_two(capsys) -> str:
+    """The listing's line of method "two"'s trial."""
+    return next(line for line in capsys.readouterr().out.splitlines() if "/two/" in line)
+
+
 def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path, capsys):
     grid = grid_file(tmp_path, tmp_path / "unused.npz", set=["offline_steps=100", "online_steps=500"])  # the run's
     out = tmp_path / "runs"
@@ -265,7 +270,7 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
     (run / "train.csv").write_text("step,phase,critic/loss,steps_per_second\n" + rows + "115,onl")  # a row begun
     (run / ".lock").write_text(f"process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56")
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
-    two = next(line for line in capsys.readouterr().out.splitlines() if "/two/" in line)
+    two = listed_two(capsys)
     # the median rate of the last 5 rows (9, 9, 2.5, 4, 0.5) is 4 steps/s; 490 steps left at 4 steps/s: 2 min
     assert two.endswith(
         f"running (process {os.getpid()} on {socket.gethostname()} since 2026-12-04 04:37:56): "
@@ -278,14 +283,49 @@ def test_a_running_trial_is_listed_as_running_with_its_progress(suite, tmp_path,
     warm_up = "".join(f"{step},online,0.1,300.0\n" for step in range(1000, 6000, 1000))
     (run / "train.csv").write_text("step,phase,critic/loss,steps_per_second\n" + warm_up)
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
-    assert capsys.readouterr().out.endswith(": step 5,000 of 50,000, no updates before step 5,000 (no rate yet)\n")
+    assert listed_two(capsys).endswith(": step 5,000 of 50,000, no updates before step 5,000 (no rate yet)")
     with (run / "train.csv").open("a") as file:
         file.write("6000,online,0.1,10.0\n7000,online,0.1,8.0\n")  # 43,000 steps left at 9 steps/s: 80 min
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
-    assert capsys.readouterr().out.endswith(": step 7,000 of 50,000, 9.0 steps/s, about 80 min of steps left\n")
+    assert listed_two(capsys).endswith(": step 7,000 of 50,000, 9.0 steps/s, about 80 min of steps left")
     (run / ".lock").write_text("")  # the run stopped: its last stop is what the listing says
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(tmp_path / "records")]) == 0
     assert "interrupted at 40 steps" in capsys.readouterr().out
+
+
+def test_the_listing_says_how_many_core_hours_a_grid_has_left(suite, tmp_path, capsys):
+    tasks = ["puzzle-3x3-play-singletask-task1-v0", "puzzle-3x3-play-singletask-task2-v0"]
+    grid = grid_file(tmp_path, tmp_path / "unused.npz", envs=tasks, seeds="0-2", set=["offline_steps=100"])
+    out, records = tmp_path / "runs", tmp_path / "records"
+
+    def trial(root, method, task, seed, summary=None, csv_step=None):
+        run = root / "tiny" / method / tasks[task] / "qc-fql" / f"seed_{seed}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({"agent": "qc-fql", "offline_steps": 100, "online_steps": 0}))
+        if summary:
+            (run / "summary.json").write_text(json.dumps(summary))
+        if csv_step is not None:
+            (run / "train.csv").write_text(f"step,phase,steps_per_second\n{csv_step},offline,9.0\n")
+
+    # method "two" on task 1: seeds 0 and 1 finished (1 h here, 2 h in a record), seed 2 stopped at step 25 and
+    # then ran on to step 40 before it was killed (its train.csv); on task 2 one finished run of 10 h
+    trial(out, "two", 0, 0, {"status": "finished", "wall_seconds": 3600})
+    trial(records, "two", 0, 1, {"status": "finished", "wall_seconds": 7200})
+    trial(out, "two", 0, 2, {"status": "interrupted", "counters": {"offline_step": 25}}, csv_step=40)
+    trial(out, "two", 1, 0, {"status": "finished", "wall_seconds": 36000})
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    # task 1's seed 2: the median of 1 h and 2 h, 60% left: 0.9 h; task 2's seeds 1 and 2: 10 h each (its own
+    # task's run, not task 1's); "three" has no finished trial to go by
+    assert last == (
+        "tiny: 9 trials left: about 20.9 h of one core for 3 of them (the median wall time of the finished trials "
+        "of the same method, on the same task where one has finished, less what each has done); none finished to go "
+        "by: three (6 trials)"
+    )
+    for seed in (1, 2):  # with task 2 all finished, only task 1's trial is left of "two"
+        trial(out, "two", 1, seed, {"status": "finished", "wall_seconds": 1})
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("tiny: 7 trials left: about 0.9 h of one core for 1 of")
 
 
 def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(suite, tmp_path, capsys):
