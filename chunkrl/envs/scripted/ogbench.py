@@ -17,6 +17,7 @@ and said once at the end instead of flooding the progress lines.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import warnings
@@ -137,16 +138,12 @@ def _init_worker(settings: GenerationSettings) -> None:
         mode="data_collection",
         max_episode_steps=settings.max_episode_steps,
     )
+    oracles = _make_oracles(env, settings)
     counts: Counter[str] = Counter()
     previous = mujoco.get_mju_user_warning()  # dm_control's, which logs each warning
     mujoco.set_mju_user_warning(lambda message: counts.update([message]))
-    _WORKER.update(
-        settings=settings,
-        env=env,
-        oracles=_make_oracles(env, settings),
-        warnings=counts,
-        restore=lambda: mujoco.set_mju_user_warning(previous),
-    )
+    restore = functools.partial(mujoco.set_mju_user_warning, previous)
+    _WORKER.update(settings=settings, env=env, oracles=oracles, warnings=counts, restore=restore)
 
 
 def _stack_probability(env_id: str) -> float:
@@ -302,8 +299,9 @@ def _warning_summary(per_episode: list[dict[str, int]]) -> str:
     messages = "; ".join(f"'{message.strip()}' ({n:,})" for message, n in common[:3])
     if len(common) > 3:
         messages += f"; {len(common) - 3} other messages ({sum(n for _, n in common[3:]):,})"
+    times = f"{counts.total():,} time{'s' if counts.total() != 1 else ''}"
     return (
-        f"MuJoCo warned {counts.total():,} time{'s' if counts.total() != 1 else ''} in {episodes:,} of {len(per_episode):,} episodes: {messages}. "
+        f"MuJoCo warned {times} in {episodes:,} of {len(per_episode):,} episodes: {messages}. "
         "The episodes are kept as OGBench's own generator would keep them (it runs the same simulator)."
     )
 
