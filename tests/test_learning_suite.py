@@ -110,8 +110,9 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert again.replace(", 2 of them from the records kept in " + str(records), "") == page
     capsys.readouterr()
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
-    listed = capsys.readouterr().out.splitlines()
+    *listed, left = capsys.readouterr().out.splitlines()
     assert len(listed) == 2 and all(" recorded (success " in line and ", 3 steps, " in line for line in listed)
+    assert left == "tiny: every trial finished"
     assert listed[1].startswith(str(trial))
     (tmp_path / "elsewhere").rename(out)
     # a record differs from its trial's finished run (a run made again): the run replaces it, and says so
@@ -163,7 +164,7 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
                                                           yaml.safe_load(grid.read_text())["set"]])  # fmt: skip
     capsys.readouterr()
     assert suite.main(["list", str(longer), "--out", str(out), "--records", str(records)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    *lines, _ = capsys.readouterr().out.splitlines()  # the trials, then the hours left
     said = "; started with offline_steps=3, but the sweep now asks offline_steps=5 (`run` refuses it)"
     assert len(lines) == 2 and all(line.endswith(said) for line in lines)
     assert suite.main(["run", str(longer), "--out", str(out)]) == 2
