@@ -83,6 +83,7 @@ def test_mujoco_warnings_are_counted_and_said_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(generator, "_make_oracles", oracles_that_warn_once)
     before: list[str] = []
+    original = mujoco.get_mju_user_warning()  # dm_control's, when another test imported it
     mujoco.set_mju_user_warning(before.append)
     notices: list[str] = []
     settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=1, max_episode_steps=11)
@@ -97,7 +98,7 @@ def test_mujoco_warnings_are_counted_and_said_once(tmp_path, monkeypatch):
         mujoco.mj_printModel(mujoco.MjModel.from_xml_string("<mujoco/>"), str(tmp_path / "missing" / "again.txt"))
         assert len(before) == 1 and "again.txt" in before[0]
     finally:
-        mujoco.set_mju_user_warning(None)
+        mujoco.set_mju_user_warning(original)
 
 
 def test_warning_summary_names_the_commonest_messages():
