@@ -314,25 +314,46 @@ def record_of(run_dir: Path, out: Path, records: Path) -> Path:
     return records / run_dir.relative_to(out)
 
 
+@dataclass
+class Standing:
+    """A grid's trials (the official code's runs included) by method: the finished ones with their summaries (the
+    run's own, else its kept record's), and the others."""
+
+    done: list[tuple[str, Trial, dict]]
+    left: list[tuple[str, Trial]]
+
+
+def standing(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> Standing:
+    top = grid.directory(out, paper)
+    result = Standing([], [])
+    for trial in with_official(grid, out, paper):
+        method = trial.run_dir.relative_to(top).parts[0]
+        summaries = (summary_of(trial.run_dir), summary_of(record_of(trial.run_dir, out, records)))
+        summary = next((s for s in summaries if (s or {}).get("status") == "finished"), None)
+        if summary is None:
+            result.left.append((method, trial))
+        else:
+            result.done.append((method, trial, summary))
+    return result
+
+
 def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> tuple[int, int]:
     """(trials finished, here or in a kept record; trials in the grid), the official code's runs included as
     the results page counts them."""
-    everything = with_official(grid, out, paper)
-    done = sum(1 for t in everything if finished(t.run_dir) or finished(record_of(t.run_dir, out, records)))
-    return done, len(everything)
+    now = standing(grid, out, paper, records)
+    return len(now.done), len(now.done) + len(now.left)
 
 
 def left_to_run(grid: Grid, out: Path, records: Path = RECORDS) -> str:
     """The grid's trials not finished (here or in a kept record), by method: ``rlpd: seed 2; qc: 5 trials, seeds 0,
     1, 2 on 2 tasks; bfn: all 6``, or ``all 36`` before any has finished; empty when none is left."""
+    now = standing(grid, out, False, records)
     left: dict[str, list[Trial]] = {}
-    everything = with_official(grid, out, False)
-    methods = [trial.run_dir.relative_to(grid.directory(out, False)).parts[0] for trial in everything]
-    for trial, method in zip(everything, methods, strict=True):
-        if not (finished(trial.run_dir) or finished(record_of(trial.run_dir, out, records))):
-            left.setdefault(method, []).append(trial)
-    if sum(map(len, left.values())) == len(everything) > 1:
-        return f"all {len(everything)}"
+    for method, trial in now.left:
+        left.setdefault(method, []).append(trial)
+    if not now.done and len(now.left) > 1:
+        return f"all {len(now.left)}"
+    methods = [method for method, _ in now.left] + [method for method, _, _ in now.done]
     parts = []
     for method, unfinished in left.items():
         if len(unfinished) == methods.count(method) > 1:
@@ -719,31 +740,21 @@ def time_left(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> st
     """``26 trials left: about 29 h of one core ...; none finished to go by: qc (6 trials)``. Each unfinished trial
     counts the median wall time of the finished trials (here or recorded) of its method on its task, or on any task
     when its own has none, less the share of its budget it has done; empty when nothing is left."""
-    everything = with_official(grid, out, paper)
-    top = grid.directory(out, paper)
-    walls: dict[tuple[str, str], list[float]] = {}
-    left: list[tuple[str, Trial]] = []
-    for trial in everything:
-        method = trial.run_dir.relative_to(top).parts[0]
-        kept = record_of(trial.run_dir, out, records)
-        summary = next(
-            (s for s in map(summary_of, (trial.run_dir, kept)) if (s or {}).get("status") == "finished"), None
-        )
-        if summary is None:
-            left.append((method, trial))
-        else:
-            walls.setdefault((method, trial.env), []).append(float(summary.get("wall_seconds", 0.0)))
-    if not left:
+    now = standing(grid, out, paper, records)
+    if not now.left:
         return ""
+    walls: dict[tuple[str, str], list[float]] = {}
+    for method, trial, summary in now.done:
+        walls.setdefault((method, trial.env), []).append(float(summary.get("wall_seconds", 0.0)))
     seconds, unknown = 0.0, collections.Counter()
-    for method, trial in left:
+    for method, trial in now.left:
         known = walls.get((method, trial.env)) or [w for (m, _), ws in walls.items() if m == method for w in ws]
         if known:
             seconds += statistics.median(known) * (1.0 - done_fraction(trial.run_dir))
         else:
             unknown[method] += 1
-    counted = len(left) - unknown.total()
-    text = f"{len(left)} trials left"
+    counted = len(now.left) - unknown.total()
+    text = f"{len(now.left)} trials left"
     if counted:
         text += (
             f": about {seconds / 3600:.1f} h of one core for {counted} of them (the median wall time of the finished "
