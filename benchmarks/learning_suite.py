@@ -73,7 +73,7 @@ from pathlib import Path
 import yaml
 
 from chunkrl.cli import quiet_if_stdout_closed
-from chunkrl.report.plot import PAPER_CURVES, plot_runs, report_table
+from chunkrl.report.plot import PAPER_CURVES, paper_task_name, plot_runs, report_table
 from chunkrl.sweep import (
     Sweep,
     Trial,
@@ -346,7 +346,8 @@ def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) 
 
 def left_to_run(grid: Grid, out: Path, records: Path = RECORDS) -> str:
     """The grid's trials not finished (here or in a kept record), by method: ``rlpd: seed 2; qc: 5 trials, seeds 0,
-    1, 2 on 2 tasks; bfn: all 6``, or ``all 36`` before any has finished; empty when none is left."""
+    1, 2 on 2 tasks; fql: seeds 1, 2 on puzzle-3x3-play-task4; bfn: all 6`` (the task named where the grid has
+    several), or ``all 36`` before any has finished; empty when none is left."""
     now = standing(grid, out, False, records)
     left: dict[str, list[Trial]] = {}
     for method, trial in now.left:
@@ -361,8 +362,12 @@ def left_to_run(grid: Grid, out: Path, records: Path = RECORDS) -> str:
             continue
         seeds = sorted({t.seed for t in unfinished})
         named = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
-        tasks = len({t.env for t in unfinished})
-        parts.append(f"{method}: {f'{len(unfinished)} trials, {named} on {tasks} tasks' if tasks > 1 else named}")
+        tasks = sorted({t.env for t in unfinished})
+        if len(tasks) > 1:
+            named = f"{len(unfinished)} trials, {named} on {len(tasks)} tasks"
+        elif len(grid.envs) > 1:
+            named += f" on {paper_task_name(tasks[0])}"
+        parts.append(f"{method}: {named}")
     return "; ".join(parts)
 
 

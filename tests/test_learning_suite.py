@@ -149,6 +149,11 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert suite.left_to_run(official, out, records) == "three: seed 1; two: seed 1; two-official: seed 1"
     twice = dataclasses.replace(official, envs=[*official.envs, "cube-double-play-singletask-task2-v0"])
     assert suite.left_to_run(twice, out, records).startswith("three: 3 trials, seeds 0, 1 on 2 tasks; two: 3 trials, ")
+    first_seed = suite.some_seeds(twice, [0])  # seed 0 finished on puzzle only: its other task is named
+    assert suite.left_to_run(first_seed, out, records) == (
+        "three: seed 0 on cube-double-play-task2; two: seed 0 on cube-double-play-task2; "
+        "two-official: seed 0 on cube-double-play-task2"
+    )
     fresh = dataclasses.replace(official, envs=["cube-double-play-singletask-task2-v0"])
     assert suite.left_to_run(fresh, out, records) == "all 6"  # nothing finished on that task
     more = dataclasses.replace(twice, methods=[*twice.methods, dataclasses.replace(twice.methods[0], name="four")])
