@@ -322,13 +322,17 @@ class Standing:
     done: list[tuple[str, Trial, dict]]
     left: list[tuple[str, Trial]]
 
+    @property
+    def total(self) -> int:
+        return len(self.done) + len(self.left)
+
 
 def standing(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> Standing:
     top = grid.directory(out, paper)
     result = Standing([], [])
     for trial in with_official(grid, out, paper):
         method = trial.run_dir.relative_to(top).parts[0]
-        summaries = (summary_of(trial.run_dir), summary_of(record_of(trial.run_dir, out, records)))
+        summaries = map(summary_of, (trial.run_dir, record_of(trial.run_dir, out, records)))  # the record if need be
         summary = next((s for s in summaries if (s or {}).get("status") == "finished"), None)
         if summary is None:
             result.left.append((method, trial))
@@ -341,23 +345,22 @@ def finished_count(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) 
     """(trials finished, here or in a kept record; trials in the grid), the official code's runs included as
     the results page counts them."""
     now = standing(grid, out, paper, records)
-    return len(now.done), len(now.done) + len(now.left)
+    return len(now.done), now.total
 
 
-def left_to_run(grid: Grid, out: Path, records: Path = RECORDS) -> str:
-    """The grid's trials not finished (here or in a kept record), by method: ``rlpd: seed 2; qc: 5 trials, seeds 0,
-    1, 2 on 2 tasks; fql: seeds 1, 2 on puzzle-3x3-play-task4; bfn: all 6`` (the task named where the grid has
-    several), or ``all 36`` before any has finished; empty when none is left."""
-    now = standing(grid, out, False, records)
+def left_to_run(grid: Grid, now: Standing) -> str:
+    """The grid's trials not finished (here or in a kept record: ``now``), by method: ``rlpd: seed 2; qc: 5 trials,
+    seeds 0, 1, 2 on 2 tasks; fql: seeds 1, 2 on puzzle-3x3-play-task4; bfn: all 6`` (the task named where the grid
+    has several), or ``all 36`` before any has finished; empty when none is left."""
     left: dict[str, list[Trial]] = {}
     for method, trial in now.left:
         left.setdefault(method, []).append(trial)
     if not now.done and len(now.left) > 1:
         return f"all {len(now.left)}"
-    methods = [method for method, _ in now.left] + [method for method, _, _ in now.done]
+    finished_of = collections.Counter(method for method, _, _ in now.done)
     parts = []
     for method, unfinished in left.items():
-        if len(unfinished) == methods.count(method) > 1:
+        if not finished_of[method] and len(unfinished) > 1:
             parts.append(f"{method}: all {len(unfinished)}")
             continue
         seeds = sorted({t.seed for t in unfinished})
@@ -383,8 +386,10 @@ def status_section(grids: list[Grid], out: Path, records: Path = RECORDS) -> str
         "|---|---|---|---|",
     ]
     for grid in grids:
-        done, total = finished_count(grid, out, False, records)
-        lines.append(f"| {grid.name} | {grid.title} | {done} of {total} | {left_to_run(grid, out, records) or '-'} |")
+        now = standing(grid, out, False, records)
+        lines.append(
+            f"| {grid.name} | {grid.title} | {len(now.done)} of {now.total} | {left_to_run(grid, now) or '-'} |"
+        )
     return "\n".join([*lines, STATUS_END]) + "\n"
 
 

@@ -145,19 +145,23 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert suite.official_jobs(official, out, False, Path("/venv/python"), warn=notes.append) == []  # finished
     # counted as the page counts them: two and three at seed 0, and the official run of two at seed 0, of 6
     assert suite.finished_count(official, out, False, records) == (3, 6)
+
+    def left_to_run(grid):
+        return suite.left_to_run(grid, suite.standing(grid, out, False, records))
+
     # by method in the grid's order (safe_dump sorted "three" first)
-    assert suite.left_to_run(official, out, records) == "three: seed 1; two: seed 1; two-official: seed 1"
+    assert left_to_run(official) == "three: seed 1; two: seed 1; two-official: seed 1"
     twice = dataclasses.replace(official, envs=[*official.envs, "cube-double-play-singletask-task2-v0"])
-    assert suite.left_to_run(twice, out, records).startswith("three: 3 trials, seeds 0, 1 on 2 tasks; two: 3 trials, ")
+    assert left_to_run(twice).startswith("three: 3 trials, seeds 0, 1 on 2 tasks; two: 3 trials, ")
     first_seed = suite.some_seeds(twice, [0])  # seed 0 finished on puzzle only: its other task is named
-    assert suite.left_to_run(first_seed, out, records) == (
+    assert left_to_run(first_seed) == (
         "three: seed 0 on cube-double-play-task2; two: seed 0 on cube-double-play-task2; "
         "two-official: seed 0 on cube-double-play-task2"
     )
     fresh = dataclasses.replace(official, envs=["cube-double-play-singletask-task2-v0"])
-    assert suite.left_to_run(fresh, out, records) == "all 6"  # nothing finished on that task
+    assert left_to_run(fresh) == "all 6"  # nothing finished on that task
     more = dataclasses.replace(twice, methods=[*twice.methods, dataclasses.replace(twice.methods[0], name="four")])
-    assert "; four: all 4; two-official: " in suite.left_to_run(more, out, records)  # none of four finished
+    assert "; four: all 4; two-official: " in left_to_run(more)  # none of four finished
     assert suite.main(report) == 0
     page = (docs / "results.md").read_text()
     # the faked official run names no machine, the trained ones do: wall times per machine, lettered
