@@ -273,7 +273,8 @@ def test_runs_are_seeds_of_one_method_only_when_their_settings_agree(tmp_path):
     eight_row, three_row = "| qc-rlpd (actor_chunk=8) | puzzle-3x3-play-task1 | 2 |", "| qc-rlpd (actor_chunk=3) |"
     assert f"{eight_row} 0.50 [0.50, 0.50] | 100 | 1.0 (a) / 2.0 (b) |" in table
     assert f"{three_row} puzzle-3x3-play-task1 | 1 (+1 not finished) | 0.50 [0.50, 0.50] | 100 | 1.0 (a) |" in table
-    assert "\n(a) Measured on: CPU X; torch 2, 1 threads (3 runs)." in table
+    # b1, not finished beside its finished seed b0, shows nothing in the table: the machines count a0 and b0
+    assert "\n(a) Measured on: CPU X; torch 2, 1 threads (2 runs)." in table
     assert "\n(b) Measured on: not recorded (a run older than the record) (1 run)." in table
     one_machine = report_table([run("e0", wall_seconds=120), run("e1", wall_seconds=240)])
     assert "| qc-rlpd | puzzle-3x3-play-task1 | 2 | 0.50 [0.50, 0.50] | 100 | 3.0 |" in one_machine  # (2 + 4) / 2
@@ -495,3 +496,9 @@ def test_the_report_says_whether_each_tasks_runs_trained_on_the_same_data(tmp_pa
         "sha256 cdcdcdcdcdcd... (1 run).\n" in apart
     )  # b2, an on-policy run, trained on no data set: not an older run
     assert "Training data" not in report_table([run("c0")])  # nothing recorded, nothing claimed
+    # a run not finished beside finished seeds shows nothing in the table, so its data are not counted there
+    stopped = run("d1", "task3", "absent")
+    summary = json.loads((stopped / "summary.json").read_text()) | {"status": "interrupted"}
+    (stopped / "summary.json").write_text(json.dumps(summary))
+    beside = report_table([run("d0", "task3", digest), stopped])
+    assert "\nTraining data, puzzle-3x3-play-task3: the same data: sha256 abababababab... (1 run).\n" in beside

@@ -409,7 +409,8 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
     """A Markdown table per method and task (``group_runs``): the finished seeds, their final success mean with
     its 95% bootstrap CI, steps and wall time (means over those seeds), from each run's summary.json; runs not
     finished (still running, stopped or failed) are counted beside the seeds and enter no figure. Below it, the
-    machines the runs recorded (wall times mean nothing without them); when the runs span several machines, each
+    machines and training data of the runs the rows' numbers come from (a row's finished seeds, or all its runs when
+    none has finished; wall times mean nothing without the machine); when those span several machines, each
     is lettered there and a wall time is a mean per machine with its letter, never a mean across machines.
     ``names``: as in ``plot_runs``. A run that cannot be read is named through ``warn`` and left out."""
     lines = [
@@ -417,10 +418,15 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
         "|---|---|---|---|---|---|",
     ]
     records = load_runs(runs, warn, names, summary=True)
-    machines = Counter(_machine(record.summary) for record in records)
-    letters = {m: f"({chr(ord('a') + i)})" for i, m in enumerate(sorted(machines))} if len(machines) > 1 else {}
+    rows, shown = [], []  # shown: the runs each row's numbers come from (its finished seeds, else all its runs)
     for group, members in sorted(group_runs(records).items()):
-        finished = [record.summary for record in members if record.summary.get("status") == "finished"]
+        finished = [record for record in members if record.summary.get("status") == "finished"]
+        counted = finished or members
+        rows.append((group, len(members), [r.summary for r in finished], [r.summary for r in counted]))
+        shown.extend(counted)
+    machines = Counter(_machine(record.summary) for record in shown)
+    letters = {m: f"({chr(ord('a') + i)})" for i, m in enumerate(sorted(machines))} if len(machines) > 1 else {}
+    for group, started, finished, counted in rows:
         finals = []
         for summary in finished:
             evaluations = summary.get("evaluations", {})
@@ -432,10 +438,7 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
             success = f"{mean:.2f} [{low:.2f}, {high:.2f}]"
         else:
             success = "no final evaluation"
-        seeds = f"{len(finished)}" + (
-            f" (+{len(members) - len(finished)} not finished)" if len(finished) < len(members) else ""
-        )
-        counted = finished or [record.summary for record in members]
+        seeds = f"{len(finished)}" + (f" (+{started - len(finished)} not finished)" if len(finished) < started else "")
         steps = fmean(sum(s.get("counters", {}).get(k, 0) for k in ("offline_step", "online_step")) for s in counted)
         wall = defaultdict(list)
         for summary in counted:
@@ -444,10 +447,12 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
         task = paper_task_name(group.env)
         lines.append(f"| {group.label()} | {task} | {seeds} | {success} | {steps:,.0f} | {minutes} |")
     lines.append("")
+    # the machines and data of the runs the table's numbers come from: a run not finished beside finished seeds of
+    # its row shows nothing there, so it is not counted as if its wall time or data were in the table
     for machine, count in sorted(machines.items()):
         letter = f"{letters[machine]} " if letters else ""
         lines.append(f"{letter}Measured on: {machine} ({count} run{'s' if count > 1 else ''}).")
-    lines.extend(data_lines(records))
+    lines.extend(data_lines(shown))
     return "\n".join(lines) + "\n"
 
 
