@@ -170,9 +170,15 @@ def _run_episode(episode_index: int) -> tuple[dict[str, np.ndarray], dict[str, i
     _WORKER["warnings"].clear()
     markov = settings.dataset_type == "noisy"
     for attempt in range(MAX_HEALTH_RETRIES):
-        seeds = np.random.SeedSequence([settings.seed, episode_index, attempt]).generate_state(2)
+        # three streams per attempt; the first two are those of the two-stream version (a prefix), so play data
+        # are what they were
+        seeds = np.random.SeedSequence([settings.seed, episode_index, attempt]).generate_state(3)
         np.random.seed(int(seeds[0]))  # OGBench's oracles draw their noise from numpy's global generator
         ob, info = env.reset(seed=int(seeds[1]))
+        # the noisy datasets' random actions: OGBench builds a new, unseeded action space at every access, so hold
+        # one and seed it (reset does not)
+        random_actions = env.action_space
+        random_actions.seed(int(seeds[2]))
         p_stack = _stack_probability(settings.env_id)
         xi = np.random.uniform(0, settings.noise) if markov else 0.0
         agent = oracles[info["privileged/target_task"]]
@@ -184,7 +190,7 @@ def _run_episode(episode_index: int) -> tuple[dict[str, np.ndarray], dict[str, i
         done = False
         while not done:
             if np.random.rand() < settings.p_random_action:
-                action = env.action_space.sample()
+                action = random_actions.sample()
             else:
                 action = np.array(agent.select_action(ob, info))
                 if markov:

@@ -44,6 +44,18 @@ def test_generation_is_identical_with_one_or_two_workers(tmp_path):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_noisy_data_with_random_actions_are_identical_run_to_run(tmp_path):
+    # p_random_action 0.5: about half the steps take a uniform random action from the action space's generator
+    settings = GenerationSettings(
+        dataset="puzzle-3x3-noisy-v0", episodes=2, max_episode_steps=31, p_random_action=0.5, seed=7
+    )
+    first, _ = generate_dataset(settings, tmp_path / "a" / "d.npz", workers=1)
+    again, _ = generate_dataset(settings, tmp_path / "b" / "d.npz", workers=2)
+    with np.load(first) as a, np.load(again) as b:
+        np.testing.assert_array_equal(a["actions"], b["actions"])
+        np.testing.assert_array_equal(a["observations"], b["observations"])
+
+
 def test_existing_files_are_never_overwritten_without_asking(tiny_puzzle_dataset):
     before = tiny_puzzle_dataset.read_bytes()
     settings = GenerationSettings(dataset="puzzle-3x3-play-v0", episodes=1, max_episode_steps=11)
