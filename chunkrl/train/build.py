@@ -51,7 +51,7 @@ def build_trainer(
     device = resolve_device(config.device)
     seed_everything(config.seed + 1000 * rank)
     offline_only = config.env == NO_ENV  # a dataset with no simulator here: no evaluation, no online phase
-    env = None if offline_only else run_env(config)
+    env = base_env = None if offline_only else run_env(config)
     counters = ckpt.read_counters(checkpoint) if checkpoint is not None else ckpt.Counters()
     resume_step = counters.global_step if checkpoint is not None else (0 if restart else None)
     logger = RunLogger(run_dir, config.tensorboard, config.wandb, run_dict(config)) if rank == 0 else SilentLogger()
@@ -79,7 +79,11 @@ def build_trainer(
         if store is not None:
             store.rewards[: store.size] += method.reward_offset
         env = None if env is None else offset_rewards(env, method.reward_offset)
-    eval_env = None if offline_only else in_agent_units(run_env(config), normalizer)
+    # the evaluations need an environment of their own when the run steps its training one (an off-policy online
+    # phase); otherwise that one is only read (spaces, a dataset's relabelling) and serves them, which spares building
+    # a second simulator (a second or so for an OGBench task): a seeded reset starts them from the same state
+    steps_its_env = not on_policy and config.online_steps > 0
+    eval_env = None if offline_only else in_agent_units(run_env(config) if steps_its_env else base_env, normalizer)
     if method.prepare_tokenizer is not None:  # declared by the method's registry entry
         space = env.action_space if env is not None else None
         tokenizer = method.prepare_tokenizer(config, action_dim, store, checkpoint or initial, logger.console, space)

@@ -124,3 +124,22 @@ def test_online_rewards_and_terminals_line_up_with_the_relabelled_dataset(tmp_pa
     np.testing.assert_array_equal(stored.rewards, np.asarray(online_rewards[:-1], np.float32))
     np.testing.assert_array_equal(stored.terminals, np.asarray(online_terminals[:-1]))
     assert len(set(online_rewards)) > 1, "the scripted presses must change the reward, or this test shows nothing"
+
+
+def test_an_environment_that_relabelled_a_dataset_steps_after_a_seeded_reset_as_a_fresh_one(tiny_puzzle_dataset):
+    """An offline run evaluates in the environment that relabelled its data (train/build.py): the relabelling moves
+    the simulator through the data's states, and nothing of that may outlast the evaluation's seeded reset."""
+    used, fresh = make_task_env(TASK), make_task_env(TASK)
+    load_single_task(tiny_puzzle_dataset, TASK, used, sparse=False)
+    fresh.reset(seed=7)
+    moved = used.unwrapped.compute_observation()
+    assert not np.array_equal(moved, fresh.unwrapped.compute_observation())  # left at a state of the data
+    actions = np.random.default_rng(0).uniform(-1, 1, (2, 30, *fresh.action_space.shape))
+
+    def rollout(env):  # two episodes: the seeded reset, then one that continues the environment's generator
+        observations = [env.reset(seed=7)[0]]
+        for episode in actions:
+            observations += [env.step(action)[0] for action in episode] + [env.reset()[0]]
+        return np.array(observations)
+
+    np.testing.assert_array_equal(rollout(used), rollout(fresh))
