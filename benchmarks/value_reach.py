@@ -91,21 +91,22 @@ def critic_values(agent, sampler: ChunkSampler, starts: np.ndarray) -> tuple[flo
 
 def read_checkpoint(path: Path, console: Console, device: torch.device, loaded: dict | None = None):
     """(label, config, agent on ``device``, sampler over the run's normalised data) for a run or checkpoint
-    directory. ``loaded`` keeps each data setting's store as read (before normalisation): a later checkpoint of
-    the same data normalises a copy of it instead of reading the file again (10 s for the 1,000-episode scene
-    data)."""
+    directory. ``loaded`` keeps each data setting's store as read (before normalisation) and its simulator's
+    observation and action sizes: a later checkpoint of the same data normalises a copy of it instead of reading
+    the file again (10 s for the 1,000-episode scene data) and building another simulator."""
     checkpoint = resolve_checkpoint(path)
     config: TrainConfig = load_config(checkpoint / "config.yaml")
     method = METHODS[config.agent]
     if method.schedule == "on_policy":
         raise SystemExit(f"{path}: {config.agent} learns from its own rollouts: it has no chunk critic of the data")
-    env = run_env(config)
-    observation_dim, action_dim = space_dims(env)
     loaded = {} if loaded is None else loaded
     where = (DataSettings.of(config), config.cache_dir)  # everything the read depends on
-    if where not in loaded:
-        loaded[where] = load_dataset(config, env, 0, console)
-    store = copy.deepcopy(loaded[where])
+    if where not in loaded:  # the simulator relabels the data with its task and gives the spaces (1 s to build)
+        env = run_env(config)
+        loaded[where] = load_dataset(config, env, 0, console), space_dims(env)
+        env.close()
+    read, (observation_dim, action_dim) = loaded[where]
+    store = copy.deepcopy(read)
     checkpoint_normalizer(checkpoint, observation_dim, action_dim).apply_to(store)
     if method.reward_offset:  # the training rewards, as build_trainer shifts them
         store.rewards[: store.size] += method.reward_offset
@@ -208,24 +209,35 @@ def told_apart(labels: list[str], runs: list[Path]) -> list[str]:
     return named
 
 
+def check_comparable(paths: list[Path]) -> None:
+    """Refuse, from the runs' configs alone (before any data is read), runs whose values are values of other
+    settings than the first run's: another task, discount, reward or data, or rewards offset otherwise."""
+    first = None
+    for path in paths:
+        config = load_config(resolve_checkpoint(path) / "config.yaml")
+        data, offset = DataSettings.of(config), METHODS[config.agent].reward_offset  # offset: the rewards it trains on
+        if first is None:
+            first = data, offset
+        elif data != first[0]:
+            raise SystemExit(
+                f"{path}: {data}, but the first run is {first[0]}: compare runs of one task, reward and data"
+            )
+        elif offset != first[1]:
+            raise SystemExit(
+                f"{path}: {config.agent} trains on rewards offset by {offset}, the first run by {first[1]}: "
+                "their data paths' returns differ; compare runs of one reward"
+            )
+
+
 def measure(paths: list[Path], steps: list[int], console: Console, device: torch.device) -> Reach:
     """Each checkpoint's mean Q of the chunks k steps before the data's success entries (and of random chunks)."""
+    check_comparable(paths)
     reach, loaded = None, {}
     for path in paths:
         label, config, agent, sampler = read_checkpoint(path, console, device, loaded)
-        offset = METHODS[config.agent].reward_offset  # the rewards it trained on: the data path's return
-        data = DataSettings.of(config)
         if reach is None:  # the first checkpoint's data give the chunks and data-path returns of every one
-            reach = first_reach(sampler.trajectories, data, offset, steps, path)
-        elif data != reach.data:
-            raise SystemExit(
-                f"{path}: {data}, but the first run is {reach.data}: compare runs of one task, reward and data"
-            )
-        elif offset != reach.reward_offset:
-            raise SystemExit(
-                f"{path}: {config.agent} trains on rewards offset by {offset}, the first run by {reach.reward_offset}: "
-                "their data paths' returns differ; compare runs of one reward"
-            )
+            offset = METHODS[config.agent].reward_offset  # the rewards it trained on: the data path's return
+            reach = first_reach(sampler.trajectories, DataSettings.of(config), offset, steps, path)
         reach.columns.append(label)
         for k in steps:
             if reach.paths[k] is not None:

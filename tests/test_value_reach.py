@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from chunkrl.data.chunks import ChunkSampler, ChunkSpec
 from chunkrl.data.trajectories import Trajectories
+from chunkrl.train.checkpoint import resolve_checkpoint
 from chunkrl.train.run import train
 from tests.conftest import load_benchmark, make_store, tiny_config
 
@@ -143,21 +145,36 @@ def test_data_without_a_success_are_refused(reach, tiny_puzzle_dataset, tmp_path
         reach.main([str(run)])
 
 
-def test_runs_at_another_discount_reward_or_task_are_refused(reach, tiny_puzzle_dataset, tmp_path, marked_successes):
-    first, other = tmp_path / "first", tmp_path / "other"
+def trained_at(run: Path, copy: Path, **changes) -> Path:
+    """``run`` copied to ``copy`` with ``changes`` written into its checkpoint's config: the same weights, read
+    as a run of other settings (what the refusals compare; training each for real only costs the suite time)."""
+    shutil.copytree(run, copy)
+    config_file = resolve_checkpoint(copy) / "config.yaml"
+    config_file.write_text(yaml.safe_dump({**yaml.safe_load(config_file.read_text()), **changes}))
+    return copy
+
+
+def test_runs_at_another_discount_reward_or_task_are_refused_before_any_data_is_read(
+    reach, tiny_puzzle_dataset, tmp_path, monkeypatch
+):
+    first = tmp_path / "first"
     train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True), run_dir=first)
-    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, discount=0.9), run_dir=other)
-    with pytest.raises(SystemExit, match="at discount 0.9 with the sparse reward on data .*, but the first run is"):
-        reach.main([str(first), str(other)])
-    dense = tmp_path / "dense"  # the task's own reward: its values and data path's returns are in other units
-    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql"), run_dir=dense)
-    with pytest.raises(SystemExit, match="0.99 with the task's own reward on data .*, but .* with the sparse reward"):
-        reach.main([str(first), str(dense)])
-    fewer = tmp_path / "fewer"
-    train(tiny_config(tiny_puzzle_dataset, agent="qc-fql", sparse=True, dataset_episodes=1), run_dir=fewer)
-    with pytest.raises(SystemExit, match="on data .* 1\\), but the first run is .* None\\): compare runs of one"):
-        reach.main([str(first), str(fewer)])
     offset = tmp_path / "offset"  # DQC trains on the sparse reward + 1: its data path's returns are others
     train(tiny_config(tiny_puzzle_dataset, agent="dqc", sparse=True, horizon=2, critic_horizon=4), run_dir=offset)
+
+    def no_read(*_):
+        raise AssertionError("data read (or a simulator built) before the runs' settings were compared")
+
+    monkeypatch.setattr(reach, "load_dataset", no_read)  # the refusal comes from the configs alone
+    monkeypatch.setattr(reach, "run_env", no_read)
+    other = trained_at(first, tmp_path / "other", discount=0.9)
+    with pytest.raises(SystemExit, match="at discount 0.9 with the sparse reward on data .*, but the first run is"):
+        reach.main([str(first), str(other)])
+    dense = trained_at(first, tmp_path / "dense", sparse=False)  # the task's own reward: returns in other units
+    with pytest.raises(SystemExit, match="0.99 with the task's own reward on data .*, but .* with the sparse reward"):
+        reach.main([str(first), str(dense)])
+    fewer = trained_at(first, tmp_path / "fewer", dataset_episodes=1)
+    with pytest.raises(SystemExit, match="on data .* 1\\), but the first run is .* None\\): compare runs of one"):
+        reach.main([str(first), str(fewer)])
     with pytest.raises(SystemExit, match="dqc trains on rewards offset by 1.0, the first run by 0.0"):
         reach.main([str(first), str(offset)])
