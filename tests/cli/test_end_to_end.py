@@ -250,13 +250,17 @@ def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle
     assert "another configuration" in result.stderr
 
 
-def test_data_generate_command_writes_cached_files(tmp_path):
+def test_data_generate_command_writes_cached_files(tmp_path, monkeypatch, capsys):
     env = {**os.environ, "CHUNKRL_CACHE": str(tmp_path)}
     out = tmp_path / "scene.npz"
     chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--workers", 1, "--out", out, env=env)
     assert out.exists() and Path(str(out).replace(".npz", "-val.npz")).exists()
-    again = chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--out", out, check=False, env=env)
-    assert again.returncode == 2 and "--overwrite" in again.stderr
+    written = out.read_bytes()
+    from chunkrl.cli import main  # the refusal, in this process
+
+    monkeypatch.setenv("CHUNKRL_CACHE", str(tmp_path))
+    assert main(["data", "generate", "scene-play-v0", "--episodes", "1", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == written
 
 
 def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path):
