@@ -138,20 +138,23 @@ def test_a_declared_reward_offset_reaches_the_training_data_but_not_evaluation(t
     assert trainer.eval_executor.env.step(still)[1] in (-1.0, 0.0)  # evaluation keeps the task's sparse reward
 
 
-@pytest.mark.parametrize(("online_steps", "simulators"), [(0, 1), (6, 2)])
+@pytest.mark.parametrize(
+    ("agent", "online_steps", "simulators"), [("qc-fql", 0, 1), ("qc-fql", 6, 2), ("chunk-ppo", 8, 1)]
+)
 def test_only_a_run_that_steps_its_training_environment_builds_another_to_evaluate_in(
-    tiny_puzzle_dataset, tmp_path, monkeypatch, online_steps, simulators
+    tiny_puzzle_dataset, tmp_path, monkeypatch, agent, online_steps, simulators
 ):
     """An offline run's evaluations share the simulator that gave the spaces and relabelled the data (the seeded
     reset of each evaluation starts it afresh: tests/data/sources/test_ogbench.py); an online phase steps that one
-    between evaluations, which then get their own."""
+    between evaluations, which then get their own. An on-policy run rolls out in vector environments of its own
+    (built when it starts), so its evaluations share the one built here too."""
     import chunkrl.train.build as build
     from chunkrl.config import resolve_method
 
     built, real = [], build.run_env
     monkeypatch.setattr(build, "run_env", lambda config: built.append(real(config)) or built[-1])
     (tmp_path / "run").mkdir()
-    config = resolve_method(tiny_config(tiny_puzzle_dataset, online_steps=online_steps, start_training=2))
+    config = resolve_method(tiny_config(tiny_puzzle_dataset, agent=agent, online_steps=online_steps, start_training=2))
     trainer = build.build_trainer(config, tmp_path / "run", None)
     assert len(built) == simulators
     assert trainer.env.unwrapped is built[0].unwrapped
