@@ -502,3 +502,37 @@ def test_the_report_says_whether_each_tasks_runs_trained_on_the_same_data(tmp_pa
     (stopped / "summary.json").write_text(json.dumps(summary))
     beside = report_table([run("d0", "task3", digest), stopped])
     assert "\nTraining data, puzzle-3x3-play-task3: the same data: sha256 abababababab... (1 run).\n" in beside
+
+
+def test_each_seed_is_shown_with_its_evaluations_wall_time_machine_and_data(tmp_path):
+    """The per-seed table: online evaluations counted from the online phase's start (the first, one step in, at 0),
+    an evaluation a run lacks as a dash, an unfinished run's status beside its wall time, the machine's name,
+    family and model, the data digest's first characters."""
+    from chunkrl.report.plot import seed_table, short_machine
+
+    def run(name, seed, evaluations, status="finished", machine=None, digest=None, **settings):
+        path = tmp_path / name
+        path.mkdir()
+        config = {"agent": "fql", "env": "scene-play-singletask-task4-v0", "offline_steps": 100, "seed": seed}
+        (path / "config.yaml").write_text(yaml.safe_dump({**config, "eval_interval": 50, **settings}))
+        summary = {"status": status, "evaluations": {}, "counters": {}, "wall_seconds": 150.0}
+        summary |= ({"machine": machine} if machine else {}) | ({"data": {"sha256": digest}} if digest else {})
+        (path / "summary.json").write_text(json.dumps(summary))
+        rows = "".join(f"{step},{phase},{success},-1.0,10,50\n" for step, phase, success in evaluations)
+        (path / "eval.csv").write_text("step,phase,success,return,length,episodes\n" + rows)
+        return path
+
+    xeon = "Intel(R) Xeon(R) Processor (family 6 model 207, 2 cores; SIMD: avx2); torch 2.13.0+cpu, 1 threads"
+    one = run("a-seed-1", 1, [(50, "offline", 0.0), (100, "offline", 0.25), (101, "online", 0.5), (150, "online", 0.75)],
+              machine=xeon, digest="1856e3888d76abcdef")  # fmt: skip
+    zero = run("b-seed-0", 0, [(50, "offline", 0.125)], status="interrupted")
+    other = run("b0", 0, [(100, "offline", 1.0)], agent="bfn", env="puzzle-3x3-play-singletask-task4-v0")
+    table = seed_table([one, zero, other])
+    scene = table[table.index("**scene-play-task4**") :]
+    assert "| method | seed | 50 | 100 | online 0 | online 50 | wall time (min) | machine | data |" in scene
+    assert "| fql | 0 | 0.12 | - | - | - | 2 (interrupted) | not recorded (a run older than the record) | - |" in scene
+    assert "| fql | 1 | 0.00 | 0.25 | 0.50 | 0.75 | 2 | Intel Xeon 6/207 | 1856e388... |" in scene
+    assert scene.index("| fql | 0 |") < scene.index("| fql | 1 |")  # by seed
+    assert "| bfn | 0 | 1.00 | 2 | not recorded" in table[table.index("**puzzle-3x3-play-task4**") :]
+    assert short_machine("AMD EPYC (family 25 model 1), 2 CPUs; jax 0.6.0 on cpu") == "AMD EPYC 25/1"
+    assert short_machine("NVIDIA H200; torch 2.13.0") == "NVIDIA H200"

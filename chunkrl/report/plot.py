@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -454,6 +455,69 @@ def report_table(runs: list[Path], warn: Callable[[str], None] = print, names: d
         lines.append(f"{letter}Measured on: {machine} ({count} run{'s' if count > 1 else ''}).")
     lines.extend(data_lines(shown))
     return "\n".join(lines) + "\n"
+
+
+def short_machine(machine: str) -> str:
+    """``AMD EPYC 25/1`` for ``AMD EPYC (family 25 model 1, 2 cores; ...); torch ...``: the CPU's name, family and
+    model (the table's legend gives the whole line); a machine named otherwise, up to its first ``;``."""
+    found = re.match(r"(.*?) \(family (\d+) model (\d+)", machine)
+    if not found:
+        return machine.split(";")[0].strip()
+    name = re.sub(r"\(R\)|\bProcessor\b", "", found[1])
+    return f"{' '.join(name.split())} {found[2]}/{found[3]}"
+
+
+def _step_label(phase: str, step: float, offline_steps: int) -> str:
+    shown = f"{step / 1e3:g}k" if step >= 1e3 and step % 100 == 0 else f"{step:,.0f}"
+    return f"online {shown}" if phase == "online" and offline_steps else shown
+
+
+def seed_table(runs: list[Path], warn: Callable[[str], None] = print, names: dict[Path, str] | None = None) -> str:
+    """A Markdown table per task with a row per run: its method (as in ``report_table``), seed, success at each
+    evaluation (online ones counted from the online phase's start; an on-policy run's evaluation just past a multiple
+    of ``eval_interval`` is shown at it, as the curves draw it), wall time, status when not finished, the machine
+    (``short_machine``) and the first characters of its training data's digest: what each seed did, where and on
+    which data. Runs without an evaluation yet show a dash in each column."""
+    records = load_runs(runs, warn, names, summary=True)
+    by_task: dict[str, list[tuple[Group, RunRecord]]] = defaultdict(list)
+    for group, members in sorted(group_runs(records).items()):
+        for record in sorted(members, key=lambda r: (str(r.settings.get("seed", "")), str(r.path))):
+            try:
+                record.evaluations = _read_eval(record.path / "eval.csv")
+            except ValueError:
+                record.evaluations = []
+            by_task[paper_task_name(group.env)].append((group, record))
+    tables = []
+    for task, rows in sorted(by_task.items()):
+        points = [
+            {(0 if phase == "offline" else 1, step): value for phase in ("offline", "online")
+             for step, value in (_phase_points(record, phase) if record.evaluations else {}).items()}
+            for _, record in rows
+        ]  # fmt: skip
+        columns = sorted(set().union(*points))
+        offline = max(record.offline_steps for _, record in rows)
+        labels = [_step_label("online" if phase else "offline", step, offline) for phase, step in columns]
+        lines = [
+            f"**{task}**: success at each evaluation",
+            "",
+            f"| method | seed | {' | '.join(labels)} | wall time (min) | machine | data |",
+            f"|---|---|{'---|' * len(labels)}---|---|---|",
+        ]
+        for (group, record), values in zip(rows, points, strict=True):
+            summary = record.summary
+            cells = [f"{values[c]:.2f}" if c in values else "-" for c in columns]
+            status = summary.get("status", "")
+            wall = f"{summary.get('wall_seconds', 0.0) / 60.0:.0f}" + (f" ({status})" if status != "finished" else "")
+            data = summary.get("data")
+            digest = data.get("sha256") if isinstance(data, dict) else None
+            digest = f"{digest[:8]}..." if isinstance(digest, str) else "-"
+            seed = record.settings.get("seed", "?")
+            lines.append(
+                f"| {group.label()} | {seed} | {' | '.join(cells)} | {wall} | "
+                f"{short_machine(_machine(summary))} | {digest} |"
+            )
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"
 
 
 def data_lines(records: list[RunRecord]) -> list[str]:
