@@ -73,7 +73,7 @@ from pathlib import Path
 import yaml
 
 from chunkrl.cli import quiet_if_stdout_closed
-from chunkrl.report.plot import PAPER_CURVES, paper_task_name, plot_runs, report_table
+from chunkrl.report.plot import PAPER_CURVES, paper_task_name, plot_runs, report_table, seed_table
 from chunkrl.sweep import (
     Sweep,
     Trial,
@@ -564,6 +564,16 @@ def section(grid: Grid, out: Path, docs: Path, paper: bool, records: Path = RECO
         ),
         "",
         report_table(started, warn=warn, names=names).rstrip(),
+        "",
+        '<details markdown="1"><summary>Each run: its evaluations, wall time, machine and data</summary>',
+        "",
+        "Success at each evaluation step (online ones counted from the online phase's start); wall time in minutes, "
+        "with the run's status where it has not finished; the machine's CPU family and model (the legend above "
+        "gives each in full); the first characters of the training data's sha256 (- where the run recorded none).",
+        "",
+        seed_table(started, warn=lambda _: None, names=names).rstrip(),
+        "",
+        "</details>",
         f"<!-- /learning-suite: {tag} -->",
     ]
     return "\n".join(lines) + "\n"

@@ -97,6 +97,11 @@ def test_a_grid_runs_resumes_and_writes_its_section_of_the_results_page(
     assert "| two: qc-fql (flow.flow_steps=2) | puzzle-3x3-play-task1 | 1 |" in page
     assert "| three: qc-fql (flow.flow_steps=3) | puzzle-3x3-play-task1 | 1 |" in page
     assert "Measured on: " in page and "Two flow-step counts." in page
+    each_run = page[page.index('<details markdown="1"><summary>Each run') : page.index("</details>")]
+    assert (
+        "| two: qc-fql (flow.flow_steps=2) | 0 | " in each_run
+        and "| three: qc-fql (flow.flow_steps=3) | 0 | " in each_run
+    )
     assert (docs / "perf" / "suite_tiny.png").stat().st_size > 0
     # the finished trials' records are kept: with the run directories gone (another machine), the page is the same
     kept = sorted(p.relative_to(records) for p in records.rglob("*") if p.is_file())

@@ -523,8 +523,8 @@ def test_each_seed_is_shown_with_its_evaluations_wall_time_machine_and_data(tmp_
         return path
 
     xeon = "Intel(R) Xeon(R) Processor (family 6 model 207, 2 cores; SIMD: avx2); torch 2.13.0+cpu, 1 threads"
-    one = run("a-seed-1", 1, [(50, "offline", 0.0), (100, "offline", 0.25), (101, "online", 0.5), (150, "online", 0.75)],
-              machine=xeon, digest="1856e3888d76abcdef")  # fmt: skip
+    steps = [(50, "offline", 0.0), (100, "offline", 0.25), (101, "online", 0.5), (150, "online", 0.75)]
+    one = run("a-seed-1", 1, steps, machine=xeon, digest="1856e3888d76abcdef")  # paths in the other order than seeds
     zero = run("b-seed-0", 0, [(50, "offline", 0.125)], status="interrupted")
     other = run("b0", 0, [(100, "offline", 1.0)], agent="bfn", env="puzzle-3x3-play-singletask-task4-v0")
     table = seed_table([one, zero, other])
