@@ -534,5 +534,20 @@ def test_each_seed_is_shown_with_its_evaluations_wall_time_machine_and_data(tmp_
     assert "| fql | 1 | 0.00 | 0.25 | 0.50 | 0.75 | 2 | Intel Xeon 6/207 | 1856e388... |" in scene
     assert scene.index("| fql | 0 |") < scene.index("| fql | 1 |")  # by seed
     assert "| bfn | 0 | 1.00 | 2 | not recorded" in table[table.index("**puzzle-3x3-play-task4**") :]
+    # a long phase shows one evaluation in k (at most 10 columns), counted back from its last: 26 -> every 3rd
+    ppo = run(
+        "p0",
+        0,
+        [(step, "online", 0.5) for step in range(40, 1041, 40)],
+        agent="chunk-ppo",
+        offline_steps=0,
+        eval_interval=40,
+    )
+    header = seed_table([ppo]).splitlines()[2]
+    assert "(one in 3 of the online phase's, up to its last)" in seed_table([ppo]).splitlines()[0]
+    assert (
+        header
+        == "| method | seed | 80 | 200 | 320 | 440 | 560 | 680 | 800 | 920 | 1,040 | wall time (min) | machine | data |"
+    )
     assert short_machine("AMD EPYC (family 25 model 1), 2 CPUs; jax 0.6.0 on cpu") == "AMD EPYC 25/1"
     assert short_machine("NVIDIA H200; torch 2.13.0") == "NVIDIA H200"

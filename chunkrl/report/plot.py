@@ -472,6 +472,24 @@ def _step_label(phase: str, step: float, offline_steps: int) -> str:
     return f"online {shown}" if phase == "online" and offline_steps else shown
 
 
+PHASES = ("offline", "online")
+
+SEED_TABLE_COLUMNS = 10
+"""The most evaluations a phase shows in ``seed_table``: a longer phase shows every k-th, counted back from its last."""
+
+
+def _thinned(columns: list[tuple[int, float]]) -> tuple[list[tuple[int, float]], dict[int, int]]:
+    """The (phase, step) columns with at most ``SEED_TABLE_COLUMNS`` per phase, and each thinned phase's k."""
+    kept, thinned = [], {}
+    for phase in range(len(PHASES)):
+        steps = [column for column in columns if column[0] == phase]
+        k = -(-len(steps) // SEED_TABLE_COLUMNS)  # ceil
+        if k > 1:
+            thinned[phase] = k
+        kept += [column for i, column in enumerate(steps) if (len(steps) - 1 - i) % max(k, 1) == 0]
+    return kept, thinned
+
+
 def seed_table(runs: list[Path], warn: Callable[[str], None] = print, names: dict[Path, str] | None = None) -> str:
     """A Markdown table per task with a row per run: its method (as in ``report_table``), seed, success at each
     evaluation (online ones counted from the online phase's start; an on-policy run's evaluation just past a multiple
@@ -494,11 +512,12 @@ def seed_table(runs: list[Path], warn: Callable[[str], None] = print, names: dic
              for step, value in (_phase_points(record, phase) if record.evaluations else {}).items()}
             for _, record in rows
         ]  # fmt: skip
-        columns = sorted(set().union(*points))
+        columns, thinned = _thinned(sorted(set().union(*points)))
         offline = max(record.offline_steps for _, record in rows)
         labels = [_step_label("online" if phase else "offline", step, offline) for phase, step in columns]
+        every = "; ".join(f"one in {k} of the {PHASES[phase]} phase's, up to its last" for phase, k in thinned.items())
         lines = [
-            f"**{task}**: success at each evaluation",
+            f"**{task}**: success at each evaluation{f' ({every})' if every else ''}",
             "",
             f"| method | seed | {' | '.join(labels)} | wall time (min) | machine | data |",
             f"|---|---|{'---|' * len(labels)}---|---|---|",
