@@ -8,7 +8,7 @@ chunkrl data generate DATASET [--episodes N] [--workers W] generate an OGBench d
 chunkrl data list                                          known datasets and where they are cached
 chunkrl data export --env ENV --out DIR                    write a dataset as a LeRobot v3 folder
 chunkrl plot RUN_DIR [RUN_DIR ...] [--out FILE] [--paper]  success or return (mean, 95% CI over seeds), PNG + SVG
-chunkrl report RUN_DIR [RUN_DIR ...] [--out FILE.md]       Markdown table of final success, steps, wall time
+chunkrl report RUN_DIR... [--out FILE.md] [--each-run]     Markdown: final success, steps, wall time (and each run)
 chunkrl sweep --agents A.. --envs E.. --seeds 0-4          a grid of runs (process pool, or Ray: --ray-address)
 """
 
@@ -224,15 +224,22 @@ def _plot(argv: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    from chunkrl.report.plot import report_table
+    from chunkrl.report.plot import report_table, seed_table
 
     parser = argparse.ArgumentParser(
         prog="chunkrl report", description="A Markdown table: final success (mean, 95%% CI), steps, wall time."
     )
     parser.add_argument("runs", type=Path, nargs="+", help="run directories (seeds of one configuration are grouped)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument(
+        "--each-run",
+        action="store_true",
+        help="below it, a table per task with a row per run: success at each evaluation, wall time, machine, data",
+    )
     args = parser.parse_args(argv)
     table = report_table(args.runs, warn=lambda text: console.print(f"[yellow]{escape(text)}[/]"))
+    if args.each_run:  # the runs that could not be read were named above
+        table += "\n" + seed_table(args.runs, warn=lambda _: None)
     print(table, end="")
     if args.out is not None:
         from chunkrl.files import write_atomically

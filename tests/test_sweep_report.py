@@ -550,4 +550,11 @@ def test_each_seed_is_shown_with_its_evaluations_wall_time_machine_and_data(tmp_
         == "| method | seed | 80 | 200 | 320 | 440 | 560 | 680 | 800 | 920 | 1,040 | wall time (min) | machine | data |"
     )
     assert short_machine("AMD EPYC (family 25 model 1), 2 CPUs; jax 0.6.0 on cpu") == "AMD EPYC 25/1"
+    from chunkrl.cli import main  # `chunkrl report --each-run`: the summary table, then this one
+
+    assert main(["report", str(one), str(zero), "--each-run", "--out", str(tmp_path / "table.md")]) == 0
+    written = (tmp_path / "table.md").read_text()
+    assert written.index("| fql | scene-play-task4 | 1 (+1 not finished) |") < written.index(
+        "| fql | 1 | 0.00 | 0.25 |"
+    )
     assert short_machine("NVIDIA H200; torch 2.13.0") == "NVIDIA H200"
