@@ -48,6 +48,16 @@ def chunkrl(*args, check=True, **kwargs):
     return result
 
 
+def refusal(capsys, *args) -> str:
+    """The standard error of ``chunkrl ARGS`` run in this process, which must refuse it with exit code 2 (``main``'s
+    return value is the console script's exit code): a mistake caught before training needs no process of its own."""
+    from chunkrl.cli import main
+
+    capsys.readouterr()
+    assert main([str(arg) for arg in args]) == 2
+    return capsys.readouterr().err
+
+
 def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     chunkrl(
@@ -175,21 +185,12 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_the_same_run(tiny_puzz
     assert all(step % 5 == 0 for step in steps[:-1])  # the others every log_interval (5) steps
 
 
-def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_path):
+def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("mine")
-    result = chunkrl(
-        *train_args(tiny_puzzle_dataset, run),
-        "--offline-steps",
-        1,
-        "--online-steps",
-        0,
-        *TINY,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "already exists" in result.stderr and "--resume" in result.stderr
+    error = refusal(capsys, *train_args(tiny_puzzle_dataset, run), "--offline-steps", 1, "--online-steps", 0, *TINY)
+    assert "already exists" in error and "--resume" in error
     assert (run / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
 
@@ -203,33 +204,20 @@ def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_pa
         (["--dataset-dir", "/nonexistent"], "chunkrl data generate"),
     ],
 )
-def test_bad_names_and_missing_files_give_one_clear_error(tmp_path, args, message):
-    result = chunkrl(
-        "train", "--run-dir", tmp_path / "run", "--offline-steps", 1, "--online-steps", 0, *args, *TINY, check=False
+def test_bad_names_and_missing_files_give_one_clear_error(tmp_path, capsys, args, message):
+    error = refusal(
+        capsys, "train", "--run-dir", tmp_path / "run", "--offline-steps", 1, "--online-steps", 0, *args, *TINY
     )
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert message in error and "Traceback" not in error
 
 
-def test_missing_cached_dataset_without_generation_says_how_to_generate(tmp_path):
-    result = chunkrl(
-        "train",
-        "--run-dir",
-        tmp_path / "run",
-        "--no-generate-missing",
-        "--dataset-episodes",
-        3,
-        "--cache-dir",
-        tmp_path / "cache",
-        *TINY,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "chunkrl data generate puzzle-3x3-play-v0 --episodes 3" in result.stderr
+def test_missing_cached_dataset_without_generation_says_how_to_generate(tmp_path, capsys):
+    cache = ["--dataset-episodes", 3, "--cache-dir", tmp_path / "cache"]
+    error = refusal(capsys, "train", "--run-dir", tmp_path / "run", "--no-generate-missing", *cache, *TINY)
+    assert "chunkrl data generate puzzle-3x3-play-v0 --episodes 3" in error
 
 
-def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle_dataset, tmp_path):
+def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     chunkrl(
         *train_args(tiny_puzzle_dataset, run),
@@ -245,9 +233,7 @@ def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle
     config["offline_steps"] = 4
     config["flow"]["critic_hidden_dims"] = [16, 16]
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    result = chunkrl("train", "--resume", run, check=False)
-    assert result.returncode == 2
-    assert "another configuration" in result.stderr
+    assert "another configuration" in refusal(capsys, "train", "--resume", run)
 
 
 def test_data_generate_command_writes_cached_files(tmp_path, monkeypatch, capsys):
@@ -263,10 +249,9 @@ def test_data_generate_command_writes_cached_files(tmp_path, monkeypatch, capsys
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == written
 
 
-def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path):
+def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path, capsys):
     run = tmp_path / "run"
-    result = chunkrl("train", "--run-dir", run, "--dataset-path", tmp_path / "missing.npz", *TINY, check=False)
-    assert result.returncode == 2
+    refusal(capsys, "train", "--run-dir", run, "--dataset-path", tmp_path / "missing.npz", *TINY)
     assert not run.exists()
 
 
