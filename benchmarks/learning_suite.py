@@ -39,7 +39,8 @@ grid at the paper's scale (the grid's ``paper_set``; meant for a GPU) in its own
 where one exists; a method that others start from, as their starting level) to ``DOCS/perf/suite_GRID.png``
 (and SVG) and writes the grid's section of ``DOCS/results.md`` between the markers
 ``<!-- learning-suite: GRID -->`` and ``<!-- /learning-suite: GRID -->``: the command, the date, the figure and
-the table of final success with intervals, wall time per run and the machines the runs recorded. It also writes,
+the table of final success with intervals, wall time per run and the machines the runs recorded, then (folded)
+a row per run with its success at each evaluation, wall time, machine and data digest. It also writes,
 first under the page's "Learning suite" heading (``<!-- learning-suite: status -->``), every grid's count of
 finished trials and what is left to run. Everything else in the page is left as it is. Trials still running or
 stopped are counted, never averaged in.
