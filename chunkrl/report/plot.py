@@ -490,6 +490,12 @@ def _thinned(columns: list[tuple[int, float]]) -> tuple[list[tuple[int, float]],
     return kept, thinned
 
 
+def _by_seed(record: RunRecord) -> tuple:
+    """Runs in the order of their seeds (as numbers: 2 before 10), then of their paths; a run without a seed last."""
+    seed = record.settings.get("seed")
+    return (0, seed, str(record.path)) if isinstance(seed, int) else (1, 0, str(record.path))
+
+
 def seed_table(runs: list[Path], warn: Callable[[str], None] = print, names: dict[Path, str] | None = None) -> str:
     """A Markdown table per task with a row per run: its method (as in ``report_table``), seed, success at each
     evaluation (online ones counted from the online phase's start; an on-policy run's evaluation just past a multiple
@@ -499,7 +505,7 @@ def seed_table(runs: list[Path], warn: Callable[[str], None] = print, names: dic
     records = load_runs(runs, warn, names, summary=True)
     by_task: dict[str, list[tuple[Group, RunRecord]]] = defaultdict(list)
     for group, members in sorted(group_runs(records).items()):
-        for record in sorted(members, key=lambda r: (str(r.settings.get("seed", "")), str(r.path))):
+        for record in sorted(members, key=_by_seed):
             try:
                 record.evaluations = _read_eval(record.path / "eval.csv")
             except ValueError:
@@ -508,13 +514,13 @@ def seed_table(runs: list[Path], warn: Callable[[str], None] = print, names: dic
     tables = []
     for task, rows in sorted(by_task.items()):
         points = [
-            {(0 if phase == "offline" else 1, step): value for phase in ("offline", "online")
+            {(index, step): value for index, phase in enumerate(PHASES)
              for step, value in (_phase_points(record, phase) if record.evaluations else {}).items()}
             for _, record in rows
         ]  # fmt: skip
         columns, thinned = _thinned(sorted(set().union(*points)))
         offline = max(record.offline_steps for _, record in rows)
-        labels = [_step_label("online" if phase else "offline", step, offline) for phase, step in columns]
+        labels = [_step_label(PHASES[phase], step, offline) for phase, step in columns]
         every = "; ".join(f"one in {k} of the {PHASES[phase]} phase's, up to its last" for phase, k in thinned.items())
         lines = [
             f"**{task}**: success at each evaluation{f' ({every})' if every else ''}",
