@@ -534,7 +534,8 @@ def test_each_seed_is_shown_with_its_evaluations_wall_time_machine_and_data(tmp_
     assert "| fql | 1 | 0.00 | 0.25 | 0.50 | 0.75 | 2 | Intel Xeon 6/207 | 1856e388... |" in scene
     assert scene.index("| fql | 0 |") < scene.index("| fql | 1 |")  # by seed
     ten, nine = run("c-seed-10", 10, [(50, "offline", 0.0)]), run("d-seed-9", 9, [(50, "offline", 0.0)])
-    assert seed_table([ten, nine]).index("| fql | 9 |") < seed_table([ten, nine]).index("| fql | 10 |")  # numbers
+    by_number = seed_table([ten, nine])
+    assert by_number.index("| fql | 9 |") < by_number.index("| fql | 10 |")  # seeds as numbers
     assert "| bfn | 0 | 1.00 | 2 | not recorded" in table[table.index("**puzzle-3x3-play-task4**") :]
     # a long phase shows one evaluation in k (at most 10 columns), counted back from its last: 26 -> every 3rd
     ppo = run(
@@ -545,8 +546,8 @@ def test_each_seed_is_shown_with_its_evaluations_wall_time_machine_and_data(tmp_
         offline_steps=0,
         eval_interval=40,
     )
-    header = seed_table([ppo]).splitlines()[2]
-    assert "(one in 3 of the online phase's, up to its last)" in seed_table([ppo]).splitlines()[0]
+    title, _, header = seed_table([ppo]).splitlines()[:3]
+    assert "(one in 3 of the online phase's, up to its last)" in title
     assert (
         header
         == "| method | seed | 80 | 200 | 320 | 440 | 560 | 680 | 800 | 920 | 1,040 | wall time (min) | machine | data |"
