@@ -1,8 +1,9 @@
 """The real console script on a real OGBench environment: train offline -> online, evaluate, plot,
 interrupt with SIGTERM, resume; and the errors a user can run into."""
 
+import contextlib
+import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -40,12 +41,27 @@ def train_args(dataset, run_dir):
     return ("train", "--env", ENV, "--dataset-path", dataset, "--run-dir", run_dir)
 
 
-def chunkrl(*args, check=True, **kwargs):
+def console_script(*args):
+    """``chunkrl ARGS`` as its own process, the way a user starts it; it must exit 0."""
     command = [sys.executable, "-m", "chunkrl.cli", *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
-    if check and result.returncode != 0:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def chunkrl(*args) -> subprocess.CompletedProcess:
+    """``chunkrl ARGS`` run in this process by the console script's own ``main``, which must return 0 (its exit
+    code); its standard output and error. The command's code without a process of its own: each start costs 3-5 s
+    of imports on 2 cores, and the tests that are about the process (signals, torchrun, pipes) start one."""
+    from chunkrl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(arg) for arg in args])
+    if code != 0:
+        raise AssertionError(f"exit {code}\n{out.getvalue()}\n{err.getvalue()}")
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def refusal(capsys, *args) -> str:
@@ -58,9 +74,9 @@ def refusal(capsys, *args) -> str:
     return capsys.readouterr().err
 
 
-def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tmp_path, capsys):
+def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
-    chunkrl(
+    console_script(
         *train_args(tiny_puzzle_dataset, run),
         "--sparse",
         "--offline-steps",
@@ -98,10 +114,8 @@ def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tm
 
     evaluated = json.loads(chunkrl("eval", run, "--episodes", 1).stdout)
     assert evaluated["episodes"] == 1.0 and evaluated["agent"] == "qc-fql" and evaluated["acting"] == "sampled"
-    from chunkrl.cli import main  # the flag's effect, in this process: one console-script start fewer
-
-    assert main(["eval", str(run), "--episodes", "1", "--deterministic"]) == 0
-    assert json.loads(capsys.readouterr().out)["acting"] == "deterministic"
+    deterministic = chunkrl("eval", run, "--episodes", 1, "--deterministic").stdout
+    assert json.loads(deterministic)["acting"] == "deterministic"
     saved = (run / "config.yaml").read_text()
     assert "action_norm: none" in saved and "obs_norm: none" in saved  # OGBench: the official code's units
 
@@ -237,12 +251,11 @@ def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle
 
 
 def test_data_generate_command_writes_cached_files(tmp_path, monkeypatch, capsys):
-    env = {**os.environ, "CHUNKRL_CACHE": str(tmp_path)}
+    monkeypatch.setenv("CHUNKRL_CACHE", str(tmp_path))
     out = tmp_path / "scene.npz"
-    chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--workers", 1, "--out", out, env=env)
+    chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--workers", 1, "--out", out)
     assert out.exists() and Path(str(out).replace(".npz", "-val.npz")).exists()
     written = out.read_bytes()
-    monkeypatch.setenv("CHUNKRL_CACHE", str(tmp_path))
     assert "--overwrite" in refusal(capsys, "data", "generate", "scene-play-v0", "--episodes", 1, "--out", out)
     assert out.read_bytes() == written
 
