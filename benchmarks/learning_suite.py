@@ -7,7 +7,7 @@
     python benchmarks/learning_suite.py report GRID [GRID ...] [--paper] [--out runs/suite] [--docs docs]
                                         [--records benchmarks/results]
     python benchmarks/learning_suite.py official GRID [GRID ...] [--out runs/suite] [--workers 2] [--methods NAME ...]
-                                        [--seeds N ...] [--envs TASK ...]
+                                        [--seeds N ...] [--envs TASK ...] [--records benchmarks/results]
                                         [--peer-python /tmp/peer-venv/bin/python] [--peer-dir ../shared/bench/peer_qc]
 
 ``list`` counts each grid's finished trials; ``list GRID ...`` says where each trial of those grids stands
@@ -33,7 +33,9 @@ grid at the paper's scale (the grid's ``paper_set``; meant for a GPU) in its own
 ``official`` trains the grid's ``official`` methods again with the official Q-chunking code
 (``peer_learning.py``: the same data, settings and budget as each started chunkrl trial) in
 ``OUT/GRID/METHOD-official``; it resumes as ``run`` does, and ``report`` draws those runs beside chunkrl's
-(the agent named ``<agent> (official code)``).
+(the agent named ``<agent> (official code)``). A chunkrl trial that ran on another machine lends its kept
+record's settings; the data are then this machine's copy, and the official run's summary records their digest as
+chunkrl's runs do (the per-seed table shows whether both trained on the same steps).
 
 ``report`` draws each grid's success curves (mean over seeds, 95% bootstrap band; the paper's curve
 where one exists; a method that others start from, as their starting level) to ``DOCS/perf/suite_GRID.png``
@@ -598,15 +600,23 @@ def write_section(page: Path, tag: str, text: str) -> None:
     page.write_text(current.rstrip("\n") + "\n" + heading + text)
 
 
-def official_jobs(grid: Grid, out: Path, paper: bool, peer_python: Path, warn=print) -> list[tuple[Path, list[str]]]:
+def official_jobs(
+    grid: Grid, out: Path, paper: bool, peer_python: Path, warn=print, records: Path = RECORDS
+) -> list[tuple[Path, list[str]]]:
     """The official runs to start or resume: (run directory, command). Each method's data and settings are
     exported once per task from a started chunkrl trial's config.yaml (the same data and settings, so the same
-    budget); runs whose chunkrl trial has not started yet wait for it, finished ones are skipped."""
+    budget), or from its kept record's when the trial ran on another machine (the settings are the trial's; the
+    data are this machine's copy, which the official run's summary records the digest of); runs whose chunkrl trial
+    has not started yet wait for it, finished ones are skipped."""
     jobs = []
     for trial, official in grid.official_runs(out, paper):
         source, run_dir = trial.run_dir / "config.yaml", official.run_dir
         if (official.summary() or {}).get("status") == "finished":
             continue
+        kept = record_of(trial.run_dir, out, records) / "config.yaml"
+        if not source.is_file() and kept.is_file():
+            warn(f"  {run_dir.relative_to(out)}: from the kept record {kept} (its chunkrl trial ran elsewhere)")
+            source = kept
         if not source.is_file():
             warn(f"  {run_dir.relative_to(out)}: waits for its chunkrl trial (run the grid first)")
             continue
@@ -709,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--methods", nargs="+", default=None, help="only these methods of the grids")
         sub.add_argument("--seeds", nargs="+", default=None, help="only these of the grids' seeds (0 2, or 1-2)")
         sub.add_argument("--envs", nargs="+", default=None, help="only these of the grids' tasks")
-    for sub in (listing, report):
+    for sub in (listing, report, official):
         sub.add_argument(
             "--records", type=Path, default=RECORDS, help="the finished trials' kept records (report copies to it)"
         )
@@ -825,7 +835,11 @@ def run_official_grids(args: argparse.Namespace, grids: list[Grid]) -> int:
         print(f"error: {', '.join(without)} list no official methods (official: [...])", file=sys.stderr)
         return 2
     try:
-        jobs = [job for grid in grids for job in official_jobs(grid, args.out, args.paper, args.peer_python)]
+        jobs = [
+            job
+            for grid in grids
+            for job in official_jobs(grid, args.out, args.paper, args.peer_python, records=args.records)
+        ]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

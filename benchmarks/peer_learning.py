@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
@@ -200,6 +201,26 @@ def export(config_path: Path, out: Path) -> None:
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
 
 
+def data_record(arrays: dict) -> dict:
+    """What a chunkrl run records of its training data (``summary.json``'s ``data``): the number of transitions
+    and the digest ``Trajectories.content_digest`` computes, here from ``export``'s arrays under the official names
+    (``masks`` 0 where chunkrl's ``terminals`` are set, official ``terminals`` where chunkrl's ``ends`` are). The
+    official run's summary carries it, so the report checks that both codes trained on the same steps. numpy
+    only: it runs in the official code's environment."""
+    steps = (
+        arrays["observations"],
+        arrays["actions"],
+        arrays["rewards"],
+        arrays["masks"] == 0.0,
+        arrays["terminals"] != 0.0,
+        arrays["next_observations"],
+    )
+    digest = hashlib.sha256()
+    for values in steps:
+        digest.update(np.ascontiguousarray(values).data)
+    return {"transitions": len(arrays["rewards"]), "sha256": digest.hexdigest()}
+
+
 def evaluate(agent, settings: dict, key, seed: int) -> dict:
     """Success rate, mean return and length over the settings' evaluation episodes, chunks executed open loop;
     with ``sparse``, returns count -1 per step without full success (chunkrl's ``--sparse``)."""
@@ -351,8 +372,11 @@ def write_config(folder: Path, out: Path, seed: int) -> None:
     write_atomically(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
 
 
-def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list, counters: dict, wall_s: float) -> None:
-    """config.yaml and summary.json in chunkrl's format, so ``chunkrl plot`` and ``report`` read the run."""
+def write_run_files(
+    folder: Path, out: Path, seed: int, status: str, rows: list, counters: dict, wall_s: float, data: dict
+) -> None:
+    """config.yaml and summary.json in chunkrl's format, so ``chunkrl plot`` and ``report`` read the run; ``data``:
+    ``data_record`` of the data it trains on."""
     import platform
 
     import jax
@@ -371,6 +395,7 @@ def write_run_files(folder: Path, out: Path, seed: int, status: str, rows: list,
         f"jax {jax.__version__} on "
         f"{jax.devices()[0].platform}",
         "official_code": "github.com/ColinQiyangLi/qc at 48283b4 (shared/bench/peer_qc)",
+        "data": data,
     }
     write_atomically(out / "summary.json", json.dumps(summary, indent=2).encode())
 
@@ -419,7 +444,10 @@ def train(folder: Path, seed: int, out: Path) -> None:
     if (out / "summary.json").exists() and json.loads((out / "summary.json").read_text())["status"] == "finished":
         raise SystemExit(f"{out} holds a finished run: choose another --out (nothing was changed)")
     out.mkdir(parents=True, exist_ok=True)
-    dataset = Dataset.create(**dict(np.load(folder / "data.npz")))
+    with np.load(folder / "data.npz") as stored:
+        arrays = dict(stored)
+    data = data_record(arrays)
+    dataset = Dataset.create(**arrays)
     agent, config, example = official_agent(settings, dataset, seed)
     offline_steps, online_steps = settings.get("offline_steps") or 0, settings.get("online_steps") or 0
     key, progress, rows, wall_s, resumed = jax.random.PRNGKey(seed + 1), {"phase": "offline", "step": 0}, [], 0.0, None
@@ -476,7 +504,7 @@ def train(folder: Path, seed: int, out: Path) -> None:
         save_state(out, agent, {"phase": phase, "step": step}, key, rows, time.perf_counter() - started, replay)
         counters = {"offline_step": step if phase == "offline" else offline_steps}
         counters |= {"online_step": step} if phase == "online" else {}
-        write_run_files(folder, out, seed, status, rows, counters, time.perf_counter() - started)
+        write_run_files(folder, out, seed, status, rows, counters, time.perf_counter() - started, data)
 
     def stop_if_asked(phase: str, step: int) -> None:
         if stop["signal"] is not None:

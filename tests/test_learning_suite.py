@@ -380,6 +380,33 @@ def official_child(lock: Path, seen: Path, then: str = "") -> str:
     )
 
 
+def test_an_official_run_of_a_trial_that_ran_elsewhere_exports_from_its_kept_record(
+    suite, tiny_puzzle_dataset, tmp_path, monkeypatch
+):
+    grid = suite.load_grid(str(grid_file(tmp_path, tiny_puzzle_dataset, official=["two"])))
+    out, records, peer = tmp_path / "runs", tmp_path / "records", Path("/venv/python")
+    ((trial, official),) = grid.official_runs(out)
+    where, data = official.run_dir.relative_to(out), official.run_dir.parent / "data"
+    notes, exported = [], []
+    assert suite.official_jobs(grid, out, False, peer, warn=notes.append, records=records) == []
+    assert notes == [f"  {where}: waits for its chunkrl trial (run the grid first)"]
+    kept = suite.record_of(trial.run_dir, out, records) / "config.yaml"  # the trial finished on another machine
+    kept.parent.mkdir(parents=True)
+    kept.write_text("agent: qc-fql\n")
+    done = lambda command, **kwargs: exported.append(command) or subprocess.CompletedProcess(command, 0, "", "")  # noqa: E731
+    monkeypatch.setattr(suite.subprocess, "run", done)
+    notes.clear()
+    ((run_dir, command),) = suite.official_jobs(grid, out, False, peer, warn=notes.append, records=records)
+    assert run_dir == official.run_dir and command[:4] == [str(peer), str(suite.PEER_SCRIPT), "train", str(data)]
+    assert exported == [[sys.executable, str(suite.PEER_SCRIPT), "export", str(kept), str(data)]]
+    assert notes == [f"  {where}: from the kept record {kept} (its chunkrl trial ran elsewhere)"]
+    trial.run_dir.mkdir(parents=True)  # a run of the trial here is exported rather than its record
+    (trial.run_dir / "config.yaml").write_text("agent: qc-fql\n")
+    exported.clear()
+    suite.official_jobs(grid, out, False, peer, warn=notes.append, records=records)
+    assert [command[3] for command in exported] == [str(trial.run_dir / "config.yaml")]
+
+
 def test_an_official_run_holds_its_run_directory_while_it_runs(suite, tmp_path, capsys):
     run_dir, seen = tmp_path / "qc-fql-official" / "seed_0", tmp_path / "seen.txt"
     lock = run_dir / ".lock"  # the official code cannot import chunkrl: its launcher holds the lock for it

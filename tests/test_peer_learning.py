@@ -51,6 +51,17 @@ def test_export_writes_the_runs_transitions_under_the_official_names(peer, tiny_
     assert data["terminals"].shape == data["masks"].shape == (n,)
     # the official 'masks': 0 only where the task is solved (no bootstrap), i.e. where the sparse reward is 0
     np.testing.assert_array_equal(data["masks"] == 0.0, data["rewards"] == 0.0)
+    # the official run's summary records these steps as chunkrl's summary records what it trains on
+    from rich.console import Console
+
+    from chunkrl.config import TrainConfig
+    from chunkrl.data.catalog import load_dataset
+    from chunkrl.envs.registry import make_env
+
+    env = "puzzle-3x3-play-singletask-task1-v0"
+    config = TrainConfig(env=env, dataset_path=tiny_puzzle_dataset, sparse=True)
+    store = load_dataset(config, make_env(env, True), 0, Console(quiet=True))
+    assert peer.data_record(dict(data)) == {"transitions": n, "sha256": store.content_digest()}
 
     assert yaml.safe_load((out / "chunkrl_config.yaml").read_text())["flow"]["alpha"] == 300  # resolved, as run
     settings = json.loads((out / "settings.json").read_text())
