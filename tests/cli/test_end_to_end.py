@@ -1,5 +1,6 @@
-"""The real console script on a real OGBench environment: train offline -> online, evaluate, plot,
-interrupt with SIGTERM, resume; and the errors a user can run into."""
+"""The command line on a real OGBench environment: train offline -> online, evaluate, plot, interrupt with SIGTERM,
+resume; and the errors a user can run into. Commands run through the console script's ``main()`` in this process
+(``chunkrl``), or as a process of their own where the process is under test (``console_script``, SIGTERM)."""
 
 import contextlib
 import io
