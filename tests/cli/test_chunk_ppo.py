@@ -45,7 +45,7 @@ def test_debug_preset_trains_on_aloha_and_ogbench(env, tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["ppo"]["epochs"] == 2  # from the preset
 
 
-def test_scripted_demonstrations_then_imitation_then_ppo(tmp_path, capsys):
+def test_scripted_demonstrations_then_imitation_then_ppo(tmp_path):
     data = tmp_path / "demos.npz"
     result = chunkrl("data", "generate", "aloha-transfer-cube-scripted", "--episodes", 1, "--out", data)
     assert "succeeded in 1 of" in result.stderr
@@ -61,10 +61,10 @@ def test_scripted_demonstrations_then_imitation_then_ppo(tmp_path, capsys):
     ppo = tmp_path / "ppo"
     result = chunkrl("train", "--config", PRESET, "--init-from", bc, "--online-steps", 20, *TINY, "--run-dir", ppo)
     assert "imitation (actor only)" in result.stderr and "fresh (not in the checkpoint): value_head." in result.stderr
-    mismatch = refusal(capsys, "train", "--config", PRESET, "--init-from", bc, *TINY, "--ppo.width", "32",
+    mismatch = refusal("train", "--config", PRESET, "--init-from", bc, *TINY, "--ppo.width", "32",
                        "--run-dir", tmp_path / "bad")  # fmt: skip
     assert "--allow-partial-init" in mismatch and not (tmp_path / "bad").exists()
-    residual = refusal(capsys, "train", "--config", PRESET, "--ppo.actor", "gaussian", "--ppo.residual-basis", 1,
+    residual = refusal("train", "--config", PRESET, "--ppo.actor", "gaussian", "--ppo.residual-basis", 1,
                        *TINY, "--run-dir", tmp_path / "residual")  # fmt: skip
     assert "pass --init-from" in residual and not (tmp_path / "residual").exists()
 

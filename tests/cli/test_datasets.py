@@ -16,7 +16,7 @@ from tests.cli.test_end_to_end import ENV, TINY, chunkrl, refusal
 pytestmark = pytest.mark.slow
 
 
-def test_export_to_lerobot_then_train_qc_fql_on_it(tiny_puzzle_dataset, tmp_path, capsys):
+def test_export_to_lerobot_then_train_qc_fql_on_it(tiny_puzzle_dataset, tmp_path):
     out = tmp_path / "lerobot"
     chunkrl("data", "export", "--env", ENV, "--dataset-path", tiny_puzzle_dataset, "--sparse", "--out", out)
     original = load_dataset(
@@ -29,12 +29,12 @@ def test_export_to_lerobot_then_train_qc_fql_on_it(tiny_puzzle_dataset, tmp_path
     chunkrl("train", "--env", ENV, "--dataset-path", out, "--offline-steps", 4, "--online-steps", 0, *TINY,
             "--run-dir", run)  # fmt: skip
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
-    wrong = refusal(capsys, "train", "--env", "cube-single-play-singletask-task1-v0", "--dataset-path", out,
+    wrong = refusal("train", "--env", "cube-single-play-singletask-task1-v0", "--dataset-path", out,
                     "--offline-steps", 4, *TINY, "--run-dir", tmp_path / "wrong")  # fmt: skip
     assert "Pick the matching --env" in wrong
 
 
-def test_robomimic_offline_without_an_environment(tmp_path, capsys):
+def test_robomimic_offline_without_an_environment(tmp_path):
     path = tmp_path / "lift.hdf5"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as file:
@@ -50,7 +50,7 @@ def test_robomimic_offline_without_an_environment(tmp_path, capsys):
             "--run-dir", run)  # fmt: skip
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["counters"]["offline_step"] == 4
-    refused = refusal(capsys, "train", "--env", "none", "--dataset-path", path, "--online-steps", 10, *TINY,
+    refused = refusal("train", "--env", "none", "--dataset-path", path, "--online-steps", 10, *TINY,
                       "--run-dir", tmp_path / "online")  # fmt: skip
     assert "--env none trains offline" in refused
 

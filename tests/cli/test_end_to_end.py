@@ -51,28 +51,33 @@ def console_script(*args):
     return result
 
 
-def chunkrl(*args) -> subprocess.CompletedProcess:
-    """``chunkrl ARGS`` run in this process by the console script's own ``main``, which must return 0 (its exit
-    code); its standard output and error. The command's code without a process of its own: each start costs 3-5 s
-    of imports on 2 cores, and the tests that are about the process (signals, torchrun, pipes) start one."""
+def in_process(*args) -> subprocess.CompletedProcess:
+    """``chunkrl ARGS`` run in this process by the console script's own ``main`` (its return value is the console
+    script's exit code), with its standard output and error. The command's code without a process of its own: each
+    start costs 3-5 s of imports on 2 cores, and the tests that are about the process (signals, torchrun, pipes)
+    start one."""
     from chunkrl.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(arg) for arg in args])
-    if code != 0:
-        raise AssertionError(f"exit {code}\n{out.getvalue()}\n{err.getvalue()}")
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-def refusal(capsys, *args) -> str:
-    """The standard error of ``chunkrl ARGS`` run in this process, which must refuse it with exit code 2 (``main``'s
-    return value is the console script's exit code): a mistake caught before training needs no process of its own."""
-    from chunkrl.cli import main
+def chunkrl(*args) -> subprocess.CompletedProcess:
+    """``in_process(ARGS)``, which must exit 0."""
+    result = in_process(*args)
+    if result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
 
-    capsys.readouterr()
-    assert main([str(arg) for arg in args]) == 2
-    return capsys.readouterr().err
+
+def refusal(*args) -> str:
+    """The standard error of ``in_process(ARGS)``, which must refuse it with exit code 2: a mistake caught before
+    training needs no process of its own."""
+    result = in_process(*args)
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stderr
 
 
 def test_train_offline_then_online_writes_a_complete_run(tiny_puzzle_dataset, tmp_path):
@@ -200,11 +205,11 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_the_same_run(tiny_puzz
     assert all(step % 5 == 0 for step in steps[:-1])  # the others every log_interval (5) steps
 
 
-def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_path, capsys):
+def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("mine")
-    error = refusal(capsys, *train_args(tiny_puzzle_dataset, run), "--offline-steps", 1, "--online-steps", 0, *TINY)
+    error = refusal(*train_args(tiny_puzzle_dataset, run), "--offline-steps", 1, "--online-steps", 0, *TINY)
     assert "already exists" in error and "--resume" in error
     assert (run / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
@@ -219,20 +224,18 @@ def test_existing_run_directory_is_never_overwritten(tiny_puzzle_dataset, tmp_pa
         (["--dataset-dir", "/nonexistent"], "chunkrl data generate"),
     ],
 )
-def test_bad_names_and_missing_files_give_one_clear_error(tmp_path, capsys, args, message):
-    error = refusal(
-        capsys, "train", "--run-dir", tmp_path / "run", "--offline-steps", 1, "--online-steps", 0, *args, *TINY
-    )
+def test_bad_names_and_missing_files_give_one_clear_error(tmp_path, args, message):
+    error = refusal("train", "--run-dir", tmp_path / "run", "--offline-steps", 1, "--online-steps", 0, *args, *TINY)
     assert message in error and "Traceback" not in error
 
 
-def test_missing_cached_dataset_without_generation_says_how_to_generate(tmp_path, capsys):
+def test_missing_cached_dataset_without_generation_says_how_to_generate(tmp_path):
     cache = ["--dataset-episodes", 3, "--cache-dir", tmp_path / "cache"]
-    error = refusal(capsys, "train", "--run-dir", tmp_path / "run", "--no-generate-missing", *cache, *TINY)
+    error = refusal("train", "--run-dir", tmp_path / "run", "--no-generate-missing", *cache, *TINY)
     assert "chunkrl data generate puzzle-3x3-play-v0 --episodes 3" in error
 
 
-def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle_dataset, tmp_path, capsys):
+def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle_dataset, tmp_path):
     run = tmp_path / "run"
     chunkrl(
         *train_args(tiny_puzzle_dataset, run),
@@ -248,22 +251,22 @@ def test_resuming_a_run_with_a_changed_network_explains_the_mismatch(tiny_puzzle
     config["offline_steps"] = 4
     config["flow"]["critic_hidden_dims"] = [16, 16]
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    assert "another configuration" in refusal(capsys, "train", "--resume", run)
+    assert "another configuration" in refusal("train", "--resume", run)
 
 
-def test_data_generate_command_writes_cached_files(tmp_path, monkeypatch, capsys):
+def test_data_generate_command_writes_cached_files(tmp_path, monkeypatch):
     monkeypatch.setenv("CHUNKRL_CACHE", str(tmp_path))
     out = tmp_path / "scene.npz"
     chunkrl("data", "generate", "scene-play-v0", "--episodes", 1, "--workers", 1, "--out", out)
     assert out.exists() and Path(str(out).replace(".npz", "-val.npz")).exists()
     written = out.read_bytes()
-    assert "--overwrite" in refusal(capsys, "data", "generate", "scene-play-v0", "--episodes", 1, "--out", out)
+    assert "--overwrite" in refusal("data", "generate", "scene-play-v0", "--episodes", 1, "--out", out)
     assert out.read_bytes() == written
 
 
-def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path, capsys):
+def test_a_run_that_fails_before_training_leaves_no_directory(tmp_path):
     run = tmp_path / "run"
-    refusal(capsys, "train", "--run-dir", run, "--dataset-path", tmp_path / "missing.npz", *TINY)
+    refusal("train", "--run-dir", run, "--dataset-path", tmp_path / "missing.npz", *TINY)
     assert not run.exists()
 
 
