@@ -18,7 +18,8 @@ of its last 5 rows) and the minutes of steps left at that rate (evaluations not 
 is named with the checkpoint it resumes from. A trial whose run started with other settings than the grid
 asks now (its budget raised since, say) is named with the first difference: ``run`` refuses to resume it and
 ``report`` leaves it (and a kept record of it) out, so move its run directory aside to run it afresh. A last line
-per grid estimates what is left in hours of one core: each unfinished trial at the median wall time of the finished
+per grid estimates what is left in hours of one core: a started trial's steps left at its own recent rate (the
+rate of its progress; evaluations not counted), any other unfinished trial at the median wall time of the finished
 trials of its method (on its task where one has finished there), less the share of its budget it has done.
 
 A grid (``benchmarks/suites/GRID.yaml``, or the path of such a file) names the tasks, the seeds and the
@@ -459,11 +460,25 @@ def tail_rows(run_dir: Path) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in csv.reader(lines) if len(row) == len(header)]
 
 
-def progress(run_dir: Path, rows: int = 5) -> str:
-    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` from the end of a run's train.csv and
-    its saved budget: the last row's step, and the median rate of the last ``rows`` rows (a row whose interval held
-    an evaluation logs a low rate; the time left counts no evaluation) that updated the agent (online, the steps
-    before ``start_training`` only act). Empty before the first row."""
+@dataclass(frozen=True)
+class Progress:
+    """Where a started run is, from the end of its train.csv and its saved budget."""
+
+    step: int  # the last row's
+    total: int  # the budget: offline plus online steps
+    updates_from: int  # online, the agent is first updated after this step (the rows before only act)
+    updating: bool  # whether any of the rows read updated the agent
+    rate: float | None  # steps/s: the median of the last rows that updated the agent; None without such rows
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The steps left at ``rate`` (no evaluation counted); None without a rate."""
+        return max(self.total - self.step, 0) / self.rate if self.rate else None
+
+
+def read_progress(run_dir: Path, rows: int = 5) -> Progress | None:
+    """The run's ``Progress``: the last row's step, and the median rate of the last ``rows`` rows (a row whose
+    interval held an evaluation logs a low rate) that updated the agent. None before the first row."""
     try:
         table = tail_rows(run_dir)
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -472,16 +487,27 @@ def progress(run_dir: Path, rows: int = 5) -> str:
         updates_from = int(config["offline_steps"]) + int(config.get("start_training") or 0)
         updating = [row for row in table if row.get("phase") != "online" or int(row["step"]) > updates_from]
     except (OSError, IndexError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        return ""
-    text = f": step {step:,} of {total:,}"
-    if not updating:
-        return f"{text}, no updates before step {updates_from:,} (no rate yet)"
+        return None
     try:
-        rate = statistics.median(float(row["steps_per_second"]) for row in updating[-rows:])
+        rate = statistics.median(float(row["steps_per_second"]) for row in updating[-rows:]) if updating else None
     except (KeyError, ValueError):
+        rate = None
+    return Progress(step, total, updates_from, bool(updating), rate if rate and rate > 0 else None)
+
+
+def progress(run_dir: Path, rows: int = 5) -> str:
+    """``: step 16,000 of 100,000, 27.5 steps/s, about 51 min of steps left`` (``read_progress``; the time left
+    counts no evaluation). Empty before the first row."""
+    now = read_progress(run_dir, rows)
+    if now is None:
+        return ""
+    text = f": step {now.step:,} of {now.total:,}"
+    if not now.updating:
+        return f"{text}, no updates before step {now.updates_from:,} (no rate yet)"
+    if now.rate is None:
         return text
-    left = f", about {(total - step) / rate / 60:.0f} min of steps left" if rate > 0 and total > step else ""
-    return f"{text}, {rate:.1f} steps/s{left}"
+    left = f", about {now.seconds_left / 60:.0f} min of steps left" if now.total > now.step else ""
+    return f"{text}, {now.rate:.1f} steps/s{left}"
 
 
 def recorded(run_dir: Path, out: Path, records: Path, warn=print) -> Path:
@@ -768,9 +794,11 @@ def done_fraction(run_dir: Path) -> float:
 
 
 def time_left(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> str:
-    """``26 trials left: about 29 h of one core ...; none finished to go by: qc (6 trials)``. Each unfinished trial
-    counts the median wall time of the finished trials (here or recorded) of its method on its task, or on any task
-    when its own has none, less the share of its budget it has done; empty when nothing is left."""
+    """``26 trials left: about 29 h of one core ...; none finished to go by: qc (6 trials)``. A started trial with
+    a rate in its train.csv counts its steps left at that rate (``read_progress``: how it runs where it runs, no
+    evaluation counted); any other unfinished trial the median wall time of the finished trials (here or recorded)
+    of its method on its task, or on any task when its own has none, less the share of its budget it has done.
+    Empty when nothing is left."""
     now = standing(grid, out, paper, records)
     if not now.left:
         return ""
@@ -779,8 +807,11 @@ def time_left(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> st
         walls.setdefault((method, trial.env), []).append(float(summary.get("wall_seconds", 0.0)))
     seconds, unknown = 0.0, collections.Counter()
     for method, trial in now.left:
+        own = read_progress(trial.run_dir)
         known = walls.get((method, trial.env)) or [w for (m, _), ws in walls.items() if m == method for w in ws]
-        if known:
+        if own is not None and own.seconds_left is not None:
+            seconds += own.seconds_left
+        elif known:
             seconds += statistics.median(known) * (1.0 - done_fraction(trial.run_dir))
         else:
             unknown[method] += 1
@@ -788,8 +819,9 @@ def time_left(grid: Grid, out: Path, paper: bool, records: Path = RECORDS) -> st
     text = f"{len(now.left)} trials left"
     if counted:
         text += (
-            f": about {seconds / 3600:.1f} h of one core for {counted} of them (the median wall time of the finished "
-            "trials of the same method, on the same task where one has finished, less what each has done)"
+            f": about {seconds / 3600:.1f} h of one core for {counted} of them (a started trial's steps left at its "
+            "own recent rate, evaluations not counted; any other at the median wall time of the finished trials of "
+            "the same method, on the same task where one has finished, less what each has done)"
         )
     if unknown:
         text += "; none finished to go by: " + ", ".join(f"{m} ({n} trials)" for m, n in unknown.items())

@@ -313,34 +313,48 @@ def test_the_listing_says_how_many_core_hours_a_grid_has_left(suite, tmp_path, c
     grid = grid_file(tmp_path, tmp_path / "unused.npz", envs=tasks, seeds="0-2", set=["offline_steps=100"])
     out, records = tmp_path / "runs", tmp_path / "records"
 
-    def trial(root, method, task, seed, summary=None, csv_step=None):
+    def trial(root, method, task, seed, summary=None, csv_step=None, rate=None):
         run = root / "tiny" / method / tasks[task] / "qc-fql" / f"seed_{seed}"
         run.mkdir(parents=True)
         (run / "config.yaml").write_text(yaml.safe_dump({"agent": "qc-fql", "offline_steps": 100, "online_steps": 0}))
         if summary:
             (run / "summary.json").write_text(json.dumps(summary))
-        if csv_step is not None:
-            (run / "train.csv").write_text(f"step,phase,steps_per_second\n{csv_step},offline,9.0\n")
+        if csv_step is not None:  # a train.csv without a rate column (an older run's) or with one
+            header, row = (
+                ("step,phase", f"{csv_step},offline")
+                if rate is None
+                else ("step,phase,steps_per_second", f"{csv_step},offline,{rate}")
+            )
+            (run / "train.csv").write_text(f"{header}\n{row}\n")
 
     # method "two" on task 1: seeds 0 and 1 finished (1 h here, 2 h in a record), seed 2 stopped at step 25 and
-    # then ran on to step 40 before it was killed (its train.csv); on task 2 one finished run of 10 h
+    # then ran on to step 40 before it was killed (its train.csv, with no rate); on task 2 one finished run of 10 h;
+    # method "three" has finished nowhere, but its seed 0 on task 1 has run 20 steps at 0.01 steps/s
     trial(out, "two", 0, 0, {"status": "finished", "wall_seconds": 3600})
     trial(records, "two", 0, 1, {"status": "finished", "wall_seconds": 7200})
     trial(out, "two", 0, 2, {"status": "interrupted", "counters": {"offline_step": 25}}, csv_step=40)
     trial(out, "two", 1, 0, {"status": "finished", "wall_seconds": 36000})
+    trial(out, "three", 0, 0, {"status": "interrupted", "counters": {"offline_step": 20}}, csv_step=20, rate=0.01)
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     # task 1's seed 2: the median of 1 h and 2 h, 60% left: 0.9 h; task 2's seeds 1 and 2: 10 h each (its own
-    # task's run, not task 1's); "three" has no finished trial to go by
+    # task's run, not task 1's); three's seed 0: 80 steps at 0.01 steps/s, 2.2 h; its 5 others have nothing to go by
     assert last == (
-        "tiny: 9 trials left: about 20.9 h of one core for 3 of them (the median wall time of the finished trials "
-        "of the same method, on the same task where one has finished, less what each has done); none finished to go "
-        "by: three (6 trials)"
+        "tiny: 9 trials left: about 23.1 h of one core for 4 of them (a started trial's steps left at its own recent "
+        "rate, evaluations not counted; any other at the median wall time of the finished trials of the same method, "
+        "on the same task where one has finished, less what each has done); none finished to go by: three (5 trials)"
     )
+    # the same trial with a rate of its own: 60 steps left at 0.01 steps/s, 1.7 h instead of 0.9 h
+    (out / "tiny" / "two" / tasks[0] / "qc-fql" / "seed_2" / "train.csv").write_text(
+        "step,phase,steps_per_second\n40,offline,0.01\n"
+    )
+    assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("tiny: 9 trials left: about 23.9 h of one core for 4")
+    (out / "tiny" / "two" / tasks[0] / "qc-fql" / "seed_2" / "train.csv").write_text("step,phase\n40,offline\n")
     for seed in (1, 2):  # with task 2 all finished, only task 1's trial is left of "two"
         trial(out, "two", 1, seed, {"status": "finished", "wall_seconds": 1})
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("tiny: 7 trials left: about 0.9 h of one core for 1 of")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("tiny: 7 trials left: about 3.1 h of one core for 2 of")
 
 
 def test_a_trial_killed_outright_is_listed_with_the_checkpoint_it_resumes_from(suite, tmp_path, capsys):
