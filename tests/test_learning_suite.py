@@ -326,13 +326,14 @@ def test_the_listing_says_how_many_core_hours_a_grid_has_left(suite, tmp_path, c
                 else ("step,phase,steps_per_second", f"{csv_step},offline,{rate}")
             )
             (run / "train.csv").write_text(f"{header}\n{row}\n")
+        return run
 
     # method "two" on task 1: seeds 0 and 1 finished (1 h here, 2 h in a record), seed 2 stopped at step 25 and
     # then ran on to step 40 before it was killed (its train.csv, with no rate); on task 2 one finished run of 10 h;
     # method "three" has finished nowhere, but its seed 0 on task 1 has run 20 steps at 0.01 steps/s
     trial(out, "two", 0, 0, {"status": "finished", "wall_seconds": 3600})
     trial(records, "two", 0, 1, {"status": "finished", "wall_seconds": 7200})
-    trial(out, "two", 0, 2, {"status": "interrupted", "counters": {"offline_step": 25}}, csv_step=40)
+    stopped = trial(out, "two", 0, 2, {"status": "interrupted", "counters": {"offline_step": 25}}, csv_step=40)
     trial(out, "two", 1, 0, {"status": "finished", "wall_seconds": 36000})
     trial(out, "three", 0, 0, {"status": "interrupted", "counters": {"offline_step": 20}}, csv_step=20, rate=0.01)
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
@@ -345,12 +346,10 @@ def test_the_listing_says_how_many_core_hours_a_grid_has_left(suite, tmp_path, c
         "on the same task where one has finished, less what each has done); none finished to go by: three (5 trials)"
     )
     # the same trial with a rate of its own: 60 steps left at 0.01 steps/s, 1.7 h instead of 0.9 h
-    (out / "tiny" / "two" / tasks[0] / "qc-fql" / "seed_2" / "train.csv").write_text(
-        "step,phase,steps_per_second\n40,offline,0.01\n"
-    )
+    (stopped / "train.csv").write_text("step,phase,steps_per_second\n40,offline,0.01\n")
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("tiny: 9 trials left: about 23.9 h of one core for 4")
-    (out / "tiny" / "two" / tasks[0] / "qc-fql" / "seed_2" / "train.csv").write_text("step,phase\n40,offline\n")
+    (stopped / "train.csv").write_text("step,phase\n40,offline\n")
     for seed in (1, 2):  # with task 2 all finished, only task 1's trial is left of "two"
         trial(out, "two", 1, seed, {"status": "finished", "wall_seconds": 1})
     assert suite.main(["list", str(grid), "--out", str(out), "--records", str(records)]) == 0
